@@ -1,0 +1,292 @@
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+
+use crate::{AuthError, Claims};
+
+/// Tokens longer than this are rejected before any parsing or crypto: a
+/// warden access token is well under 1 KiB, and an attacker should not be
+/// able to make us base64-decode and hash megabytes per request.
+const MAX_TOKEN_LEN: usize = 8 * 1024;
+
+/// A revocation hook, run on every token that passed signature and claim
+/// checks. warden's server uses it to reject tokens of ended sessions and of
+/// users whose password or roles changed after the token was issued.
+///
+/// It runs on the request path: it must answer from memory, quickly.
+pub trait TokenCheck: Send + Sync + 'static {
+    /// `false` rejects the token with 401 `"Invalid token"`.
+    fn is_live(&self, claims: &Claims) -> bool;
+}
+
+/// The current time in seconds since the Unix epoch. Injectable so tests can
+/// move time instead of sleeping.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// Verification keys by `kid`.
+///
+/// The `kid` of a token only *selects* among keys this set already holds; a
+/// token can never bring its own key (`jwk`, `jku`, `x5u` headers are
+/// ignored) or choose the algorithm.
+#[derive(Clone, Default)]
+pub struct KeySet {
+    keys: HashMap<String, DecodingKey>,
+}
+
+impl KeySet {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds (or replaces) the key with id `kid`.
+    pub fn insert(&mut self, kid: impl Into<String>, key: DecodingKey) {
+        self.keys.insert(kid.into(), key);
+    }
+
+    /// Every key of a JWKS document that has a `kid` and can verify
+    /// `algorithm`; other keys are skipped.
+    pub fn from_jwks(jwks: &JwkSet, algorithm: Algorithm) -> Self {
+        let mut set = Self::new();
+        for jwk in &jwks.keys {
+            let Some(kid) = jwk.common.key_id.as_deref() else {
+                continue;
+            };
+            let Ok(key) = DecodingKey::from_jwk(jwk) else {
+                continue;
+            };
+            if key.family() == algorithm.family() {
+                set.insert(kid, key);
+            }
+        }
+        set
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether the set has no keys.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    fn get(&self, kid: &str) -> Option<&DecodingKey> {
+        self.keys.get(kid)
+    }
+}
+
+impl fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Key material (an HMAC secret, for HS256) is never printed.
+        f.debug_struct("KeySet")
+            .field("kids", &self.keys.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// Why a [`Verifier`] could not be built.
+#[derive(Debug)]
+pub enum VerifierError {
+    /// The JWKS document is not valid JSON of the JWKS shape.
+    Jwks(serde_json::Error),
+    /// The JWKS document holds no usable key for the algorithm.
+    NoKeys,
+}
+
+impl fmt::Display for VerifierError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Jwks(e) => write!(f, "invalid JWKS document: {e}"),
+            Self::NoKeys => f.write_str("the JWKS document has no key for the configured algorithm"),
+        }
+    }
+}
+
+impl std::error::Error for VerifierError {}
+
+struct Inner {
+    algorithm: Algorithm,
+    keys: ArcSwap<KeySet>,
+    validation: Validation,
+    check: Option<Arc<dyn TokenCheck>>,
+    clock: Option<Clock>,
+}
+
+/// Verifies warden access tokens: one pinned algorithm, a key set chosen by
+/// the verifier's owner, issuer (and audience, when set) checks, `typ`
+/// `at+jwt`, and an optional revocation hook. Cheap to clone.
+#[derive(Clone)]
+pub struct Verifier {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verifier")
+            .field("algorithm", &self.inner.algorithm)
+            .field("keys", &**self.inner.keys.load())
+            .finish()
+    }
+}
+
+/// Builds a [`Verifier`].
+pub struct VerifierBuilder {
+    algorithm: Algorithm,
+    keys: KeySet,
+    issuer: String,
+    audience: Option<String>,
+    check: Option<Arc<dyn TokenCheck>>,
+    clock: Option<Clock>,
+}
+
+impl VerifierBuilder {
+    /// Require this `aud` claim.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audience = Some(audience.into());
+        self
+    }
+
+    /// Run `check` on every otherwise valid token.
+    pub fn check(mut self, check: Arc<dyn TokenCheck>) -> Self {
+        self.check = Some(check);
+        self
+    }
+
+    /// Use `clock` instead of the system clock for `exp` and `nbf`.
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// The verifier.
+    pub fn build(self) -> Verifier {
+        let mut validation = Validation::new(self.algorithm);
+        // Time is checked by us, with the injectable clock and no leeway, so
+        // "expired" and "not yet valid" are told apart exactly.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.leeway = 0;
+        validation.set_issuer(&[self.issuer.as_str()]);
+        match &self.audience {
+            Some(aud) => {
+                validation.set_audience(&[aud.as_str()]);
+                validation.set_required_spec_claims(&["exp", "nbf", "iss", "sub", "aud"]);
+            }
+            None => {
+                validation.validate_aud = false;
+                validation.set_required_spec_claims(&["exp", "nbf", "iss", "sub"]);
+            }
+        }
+        Verifier {
+            inner: Arc::new(Inner {
+                algorithm: self.algorithm,
+                keys: ArcSwap::from_pointee(self.keys),
+                validation,
+                check: self.check,
+                clock: self.clock,
+            }),
+        }
+    }
+}
+
+impl Verifier {
+    /// Starts a verifier that accepts only `algorithm`, only keys of
+    /// `keys`, and only tokens issued by `issuer`.
+    pub fn builder(algorithm: Algorithm, keys: KeySet, issuer: impl Into<String>) -> VerifierBuilder {
+        VerifierBuilder {
+            algorithm,
+            keys,
+            issuer: issuer.into(),
+            audience: None,
+            check: None,
+            clock: None,
+        }
+    }
+
+    /// A verifier for the keys of warden's JWKS document
+    /// (`GET /.well-known/jwks.json`).
+    pub fn from_jwks_json(
+        jwks: &str,
+        algorithm: Algorithm,
+        issuer: impl Into<String>,
+    ) -> Result<Self, VerifierError> {
+        let set: JwkSet = serde_json::from_str(jwks).map_err(VerifierError::Jwks)?;
+        let keys = KeySet::from_jwks(&set, algorithm);
+        if keys.is_empty() {
+            return Err(VerifierError::NoKeys);
+        }
+        Ok(Self::builder(algorithm, keys, issuer).build())
+    }
+
+    /// The pinned algorithm.
+    pub fn algorithm(&self) -> Algorithm {
+        self.inner.algorithm
+    }
+
+    /// Swaps in a new key set (after a key rotation). Requests in flight
+    /// finish with the set they started with.
+    pub fn replace_keys(&self, keys: KeySet) {
+        self.inner.keys.store(Arc::new(keys));
+    }
+
+    fn now(&self) -> i64 {
+        match &self.inner.clock {
+            Some(clock) => clock(),
+            None => SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0),
+        }
+    }
+
+    /// Verifies `token` (the part after `Bearer `) and returns its claims.
+    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(AuthError::Invalid);
+        }
+        let inner = &*self.inner;
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Invalid)?;
+        // RFC 9068 §4: the `typ` must be `at+jwt` (or its full media type);
+        // this stops an ID token or any other JWT signed by the same key from
+        // being replayed as an access token.
+        match header.typ.as_deref() {
+            Some(t) if t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt") => {}
+            _ => return Err(AuthError::Invalid),
+        }
+        if header.alg != inner.algorithm {
+            return Err(AuthError::Invalid);
+        }
+        let kid = header.kid.as_deref().ok_or(AuthError::Invalid)?;
+        let keys = inner.keys.load();
+        let key = keys.get(kid).ok_or(AuthError::Invalid)?;
+        let data = jsonwebtoken::decode::<Claims>(token, key, &inner.validation).map_err(|e| {
+            match e.kind() {
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                _ => AuthError::Invalid,
+            }
+        })?;
+        let claims = data.claims;
+        let now = self.now();
+        // RFC 7519 §4.1.4: the current time must be *before* `exp`.
+        if now >= claims.exp {
+            return Err(AuthError::Expired);
+        }
+        if claims.nbf > now {
+            return Err(AuthError::Invalid);
+        }
+        if let Some(check) = &inner.check {
+            if !check.is_live(&claims) {
+                return Err(AuthError::Invalid);
+            }
+        }
+        Ok(claims)
+    }
+}

@@ -1,0 +1,198 @@
+//! Assembly: state from configuration, the router, and `serve`.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+use tower_http::timeout::TimeoutLayer;
+use utoipa::openapi::security::{Flow, HttpAuthScheme, HttpBuilder, OAuth2, Password, Scopes, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
+use warden_guard::Verifier;
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::passwords::PasswordHasher;
+use crate::routes;
+use crate::state::AppState;
+use crate::storage::{self, Store};
+use crate::tokens::{self, TokenIssuer, UserGate};
+
+/// Request bodies over this get 413 (API.md).
+pub const MAX_BODY: usize = 64 * 1024;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "warden",
+        description = "JWT authentication and authorization server. Sign in with the Authorize button (OAuth2 password flow), or paste a token under bearerAuth.",
+    ),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "users", description = "Registration and your own account"),
+        (name = "tokens", description = "OAuth 2.0 token endpoint"),
+        (name = "keys", description = "Public keys"),
+        (name = "operations", description = "Health, readiness and metrics"),
+    )
+)]
+struct ApiDoc;
+
+/// The OAuth2 password flow Swagger UI's Authorize button runs, and a plain
+/// bearer scheme for pasting a token.
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let scopes = Scopes::from_iter([
+            ("me", "Read and change your own account"),
+            ("users:read", "Read any user"),
+            ("users:write", "Change any user"),
+            ("tokens:introspect", "Introspect tokens"),
+        ]);
+        components.add_security_scheme(
+            "OAuth2PasswordBearer",
+            SecurityScheme::OAuth2(OAuth2::new([Flow::Password(Password::new("/token", scopes))])),
+        );
+        components.add_security_scheme(
+            "bearerAuth",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Every route with its OpenAPI entry.
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(routes::users::router())
+        .merge(routes::token::router())
+        .merge(routes::meta::router())
+}
+
+/// The OpenAPI document (also served at `/openapi.json`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().split_for_parts().1
+}
+
+async fn not_found() -> Error {
+    Error::NotFound
+}
+
+async fn method_not_allowed() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        axum::Json(serde_json::json!({ "detail": "Method Not Allowed" })),
+    )
+        .into_response()
+}
+
+/// Counts requests and their duration by matched route (never by raw path:
+/// ids would explode the label set).
+async fn record_metrics(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let start = Instant::now();
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("warden_http_requests_total", "route" => route.clone(), "status" => status).increment(1);
+    metrics::histogram!("warden_http_request_duration_seconds", "route" => route)
+        .record(start.elapsed().as_secs_f64());
+    response
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let (api, openapi) = api().split_for_parts();
+    let swagger = SwaggerUi::new("/docs").url("/openapi.json", openapi).config(
+        utoipa_swagger_ui::Config::new(["/openapi.json"])
+            // Swagger UI's default validator calls out to another origin.
+            .validator_url("none")
+            .persist_authorization(false)
+            .try_it_out_enabled(true),
+    );
+    api.merge(swagger)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
+        .route_layer(middleware::from_fn(record_metrics))
+        .with_state(state)
+}
+
+/// The process-wide Prometheus recorder (a recorder can be installed once
+/// per process; tests start many servers in one).
+fn metrics_handle() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok().map(|_| handle)
+        })
+        .clone()
+}
+
+/// Opens the database, migrates it, loads or creates the signing key and
+/// starts the hashing pool.
+pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
+    if jsonwebtoken::crypto::CryptoProvider::try_get_default().is_none() {
+        anyhow::bail!("jsonwebtoken has no crypto backend; this build is misconfigured");
+    }
+    let store = storage::connect(&config.database_url).await?;
+    store.migrate().await?;
+    let keys = crate::keys::load_or_create(&config, store.as_ref(), tokens::now()).await?;
+    let gate = Arc::new(UserGate::new(store.user_security().await?));
+    let mut verifier = Verifier::builder(config.jwt_algorithm, keys.key_set(), config.issuer.clone())
+        .check(gate.clone());
+    if let Some(aud) = &config.audience {
+        verifier = verifier.audience(aud.clone());
+    }
+    let verifier = verifier.build();
+    let hasher = PasswordHasher::start(config.argon2, config.hash_workers, config.hash_queue)?;
+    crate::model::warm_up();
+    let tokens = Arc::new(TokenIssuer::new(
+        keys,
+        config.issuer.clone(),
+        config.audience.clone(),
+        config.access_token_ttl,
+    ));
+    Ok(AppState {
+        config: Arc::new(config),
+        store: store as Arc<dyn Store>,
+        hasher,
+        tokens,
+        gate,
+        verifier,
+        metrics: metrics_handle(),
+    })
+}
+
+/// Serves `state` on an already-bound listener until `shutdown` completes,
+/// then lets in-flight requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state);
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+}

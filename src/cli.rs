@@ -1,0 +1,305 @@
+//! The `warden` command line.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use uuid::Uuid;
+
+use crate::config::{Config, LogFormat};
+use crate::model::{self, Email, Username};
+use crate::passwords::{Password, PasswordHasher};
+use crate::storage::{self, StoreError, UniqueField, UserRecord};
+use crate::tokens;
+
+#[derive(Parser)]
+#[command(name = "warden", version, about = "JWT authentication and authorization server")]
+struct Cli {
+    /// TOML configuration file; WARDEN_* environment variables override it.
+    #[arg(long, global = true, env = "WARDEN_CONFIG", value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage users.
+    #[command(subcommand)]
+    Users(UsersCommand),
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Create a user (prompts for the password without echo unless
+    /// --password-stdin is given).
+    Create(CreateUser),
+    /// List every user.
+    List,
+    /// Replace a user's roles; their earlier tokens stop working.
+    SetRoles {
+        /// Username or email.
+        user: String,
+        /// The new roles (at least one).
+        #[arg(required = true)]
+        roles: Vec<String>,
+    },
+}
+
+#[derive(Args)]
+struct CreateUser {
+    #[arg(long)]
+    username: String,
+    #[arg(long)]
+    email: String,
+    /// A role to grant (repeatable); `user` when none is given.
+    #[arg(long = "role", value_name = "ROLE")]
+    roles: Vec<String>,
+    #[arg(long)]
+    full_name: Option<String>,
+    /// Read the password from the first line of standard input.
+    #[arg(long)]
+    password_stdin: bool,
+}
+
+/// An error for the user, with the process exit code.
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl Failure {
+    fn new(message: impl Into<String>) -> Self {
+        Self { code: 1, message: message.into() }
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Self::new(format!("{e:#}"))
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Self::new(e.to_string())
+    }
+}
+
+impl From<crate::error::Error> for Failure {
+    fn from(e: crate::error::Error) -> Self {
+        Self::new(e.to_string())
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::new(&config.log);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match config.log_format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Entry point of the `warden` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("error: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+async fn run(command: Command, config: Config) -> Result<(), Failure> {
+    match command {
+        Command::Serve => serve(config).await,
+        Command::Migrate => {
+            let store = storage::connect(&config.database_url).await?;
+            store.migrate().await?;
+            println!("migrations applied to {}", config.database_url);
+            Ok(())
+        }
+        Command::Users(UsersCommand::Create(args)) => create_user(config, args).await,
+        Command::Users(UsersCommand::List) => list_users(config).await,
+        Command::Users(UsersCommand::SetRoles { user, roles }) => set_roles(config, user, roles).await,
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
+
+async fn serve(config: Config) -> Result<(), Failure> {
+    let bind = config.bind;
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .map_err(|e| Failure::new(format!("cannot listen on {bind}: {e}")))?;
+    let issuer = config.issuer.clone();
+    let database = config.database_url.clone();
+    let algorithm = crate::keys::algorithm_name(config.jwt_algorithm);
+    let state = crate::app::build_state(config).await?;
+    let local = listener.local_addr().map_err(|e| Failure::new(e.to_string()))?;
+    tracing::info!(%database, algorithm, issuer = %issuer, "warden listening on http://{local}");
+    tracing::info!("API docs (Swagger UI) at http://{local}/docs");
+    crate::app::serve(listener, state, shutdown_signal())
+        .await
+        .map_err(|e| Failure::new(format!("server error: {e}")))
+}
+
+fn read_password(from_stdin: bool) -> Result<String, Failure> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| Failure::new(format!("cannot read the password from stdin: {e}")))?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_owned());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure::new(
+            "no terminal to prompt for the password; pass --password-stdin and pipe it in",
+        ));
+    }
+    let first = rpassword::prompt_password("Password: ")
+        .map_err(|e| Failure::new(format!("cannot read the password: {e}")))?;
+    let again = rpassword::prompt_password("Repeat password: ")
+        .map_err(|e| Failure::new(format!("cannot read the password: {e}")))?;
+    if first != again {
+        return Err(Failure::new("the passwords do not match"));
+    }
+    Ok(first)
+}
+
+async fn create_user(config: Config, args: CreateUser) -> Result<(), Failure> {
+    let username = Username::parse(&args.username).map_err(|m| Failure::new(format!("--username: {m}")))?;
+    let email = Email::parse(&args.email).map_err(|m| Failure::new(format!("--email: {m}")))?;
+    let full_name = args
+        .full_name
+        .as_deref()
+        .map(model::parse_full_name)
+        .transpose()
+        .map_err(|m| Failure::new(format!("--full-name: {m}")))?;
+    let roles = if args.roles.is_empty() { vec!["user".to_owned()] } else { dedup(args.roles) };
+    config.roles.check_known(&roles).map_err(|m| Failure::new(format!("--role: {m}")))?;
+    let password = read_password(args.password_stdin)?;
+    model::check_new_password(&password, username.as_str(), email.as_str())
+        .map_err(|m| Failure::new(format!("password: {m}")))?;
+
+    let store = storage::connect(&config.database_url).await?;
+    store.migrate().await?;
+    let hasher = PasswordHasher::start(config.argon2, 1, 1)?;
+    let password_hash = hasher.hash(Password::new(password)).await?;
+    let now = tokens::now();
+    let user = UserRecord {
+        id: Uuid::now_v7(),
+        username: username.into_inner(),
+        email: email.into_inner(),
+        full_name,
+        password_hash,
+        roles,
+        disabled: false,
+        tokens_valid_after: 0,
+        created_at: now,
+        updated_at: now,
+    };
+    match store.insert_user(&user).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict(UniqueField::Username)) => {
+            return Err(Failure::new(format!("username {:?} is already taken", user.username)));
+        }
+        Err(StoreError::Conflict(UniqueField::Email)) => {
+            return Err(Failure::new(format!("email {:?} is already registered", user.email)));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    println!("created user {} ({}) with roles {}", user.username, user.id, user.roles.join(", "));
+    Ok(())
+}
+
+fn dedup(roles: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for r in roles {
+        if !out.contains(&r) {
+            out.push(r);
+        }
+    }
+    out
+}
+
+async fn list_users(config: Config) -> Result<(), Failure> {
+    let store = storage::connect(&config.database_url).await?;
+    store.migrate().await?;
+    let users = store.list_users().await?;
+    if users.is_empty() {
+        println!("no users");
+        return Ok(());
+    }
+    println!("{:<36}  {:<20}  {:<30}  {:<16}  {:<8}  CREATED", "ID", "USERNAME", "EMAIL", "ROLES", "DISABLED");
+    for u in &users {
+        println!(
+            "{:<36}  {:<20}  {:<30}  {:<16}  {:<8}  {}",
+            u.id,
+            u.username,
+            u.email,
+            u.roles.join(","),
+            if u.disabled { "yes" } else { "no" },
+            model::rfc3339(u.created_at)
+        );
+    }
+    Ok(())
+}
+
+async fn set_roles(config: Config, user: String, roles: Vec<String>) -> Result<(), Failure> {
+    let roles = dedup(roles);
+    config.roles.check_known(&roles).map_err(|m| Failure::new(m))?;
+    let store = storage::connect(&config.database_url).await?;
+    store.migrate().await?;
+    let Some(record) = store.user_by_login(&user).await? else {
+        return Err(Failure::new(format!("no user {user:?}")));
+    };
+    let now = tokens::now();
+    store.set_roles(record.id, &roles, tokens::next_valid_after(now), now).await?;
+    println!("{}: roles set to {}", record.username, roles.join(", "));
+    Ok(())
+}

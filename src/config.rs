@@ -1,0 +1,442 @@
+//! Configuration: a TOML file, overridden by `WARDEN_*` environment
+//! variables, every value checked once at start-up.
+//!
+//! Each setting has one name: `bind` in the file is `WARDEN_BIND` in the
+//! environment. A bad value stops start-up with a message naming the setting
+//! (see [`ConfigError`]); nothing is re-checked at request time.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use jsonwebtoken::Algorithm;
+use serde::Deserialize;
+
+use crate::roles::{RoleError, Roles};
+
+/// A configuration value that was rejected, named as the user wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// `WARDEN_JWT_ALGORITHM`, `jwt_algorithm in warden.toml`, ...
+    pub setting: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration: {}: {}", self.setting, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Whether anyone may `POST /users`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registration {
+    Open,
+    Closed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// An HS256 secret. Its `Debug` never shows the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub Vec<u8>);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// argon2id cost parameters (OWASP's second recommended set by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Argon2Params {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl Default for Argon2Params {
+    fn default() -> Self {
+        Self { memory_kib: 19_456, iterations: 2, parallelism: 1 }
+    }
+}
+
+/// The whole, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub bind: SocketAddr,
+    pub database_url: String,
+    pub issuer: String,
+    pub audience: Option<String>,
+    pub jwt_algorithm: Algorithm,
+    pub jwt_secret: Option<Secret>,
+    pub access_token_ttl: u64,
+    pub refresh_token_ttl: u64,
+    pub refresh_reuse_grace: u64,
+    pub registration: Registration,
+    pub throttle_window: u64,
+    pub throttle_per_pair: u32,
+    pub throttle_per_address: u32,
+    pub throttle_per_account: u32,
+    pub log: String,
+    pub log_format: LogFormat,
+    pub argon2: Argon2Params,
+    /// Threads that hash passwords; never the async executor's.
+    pub hash_workers: usize,
+    /// Password jobs that may wait for a worker before new ones get 503.
+    pub hash_queue: usize,
+    pub roles: Roles,
+}
+
+/// Every scalar setting: its file key. The environment name is
+/// `WARDEN_` + the key in upper case.
+const SETTINGS: &[&str] = &[
+    "bind",
+    "database_url",
+    "issuer",
+    "audience",
+    "jwt_algorithm",
+    "jwt_secret",
+    "access_token_ttl",
+    "refresh_token_ttl",
+    "refresh_reuse_grace",
+    "registration",
+    "throttle_window",
+    "throttle_per_pair",
+    "throttle_per_address",
+    "throttle_per_account",
+    "log",
+    "log_format",
+    "argon2_memory_kib",
+    "argon2_iterations",
+    "argon2_parallelism",
+    "hash_workers",
+    "hash_queue",
+];
+
+#[derive(Deserialize)]
+struct RoleTable {
+    scopes: Vec<String>,
+}
+
+/// A raw value and where it came from, for error messages.
+struct Raw {
+    value: String,
+    origin: String,
+}
+
+/// Gathers raw values from the file and the environment, then parses them.
+struct Sources {
+    raw: HashMap<&'static str, Raw>,
+}
+
+impl Sources {
+    fn get(&self, key: &str) -> Option<&Raw> {
+        self.raw.get(key)
+    }
+
+    fn parse<T>(
+        &self,
+        key: &str,
+        default: T,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(raw) => parse(raw.value.trim()).map_err(|message| ConfigError {
+                setting: raw.origin.clone(),
+                message,
+            }),
+        }
+    }
+}
+
+fn positive<T: std::str::FromStr + PartialOrd + Default>(s: &str) -> Result<T, String> {
+    match s.parse::<T>() {
+        Ok(v) if v > T::default() => Ok(v),
+        _ => Err(format!("expected a positive whole number, got {s:?}")),
+    }
+}
+
+fn non_negative(s: &str) -> Result<u64, String> {
+    s.parse::<u64>()
+        .map_err(|_| format!("expected a whole number of seconds, got {s:?}"))
+}
+
+fn http_url(s: &str) -> Result<String, String> {
+    let url = url::Url::parse(s).map_err(|e| format!("malformed URL {s:?}: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!("expected an http:// or https:// URL, got {s:?}"));
+    }
+    Ok(s.trim_end_matches('/').to_owned())
+}
+
+impl Config {
+    /// Loads `file` (if given) and the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_from(file, std::env::vars())
+    }
+
+    /// Loads `file` (if given) and `env`, so tests need not touch the
+    /// process environment.
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut raw = HashMap::new();
+        let mut role_tables = BTreeMap::new();
+
+        if let Some(path) = file {
+            let shown = path.display().to_string();
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+                setting: format!("--config {shown}"),
+                message: format!("cannot read the file: {e}"),
+            })?;
+            let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError {
+                setting: shown.clone(),
+                message: format!("not valid TOML: {}", e.message()),
+            })?;
+            for (key, value) in table {
+                if key == "roles" {
+                    let roles: BTreeMap<String, RoleTable> =
+                        value.try_into().map_err(|e: toml::de::Error| ConfigError {
+                            setting: format!("[roles] in {shown}"),
+                            message: format!(
+                                "expected tables like [roles.NAME] with scopes = [...]: {}",
+                                e.message()
+                            ),
+                        })?;
+                    role_tables = roles
+                        .into_iter()
+                        .map(|(name, t)| (name, t.scopes))
+                        .collect();
+                    continue;
+                }
+                let Some(&known) = SETTINGS.iter().find(|k| **k == key) else {
+                    return Err(ConfigError {
+                        setting: format!("{key} in {shown}"),
+                        message: "unknown setting".to_owned(),
+                    });
+                };
+                let value = match value {
+                    toml::Value::String(s) => s,
+                    toml::Value::Integer(i) => i.to_string(),
+                    toml::Value::Boolean(b) => b.to_string(),
+                    other => {
+                        return Err(ConfigError {
+                            setting: format!("{key} in {shown}"),
+                            message: format!("expected a string or a number, got {}", other.type_str()),
+                        });
+                    }
+                };
+                raw.insert(known, Raw { value, origin: format!("{key} in {shown}") });
+            }
+        }
+
+        for (name, value) in env {
+            let Some(key) = name.strip_prefix("WARDEN_") else { continue };
+            let key = key.to_ascii_lowercase();
+            if let Some(&known) = SETTINGS.iter().find(|k| **k == key) {
+                raw.insert(known, Raw { value, origin: name });
+            }
+        }
+
+        Self::from_sources(&Sources { raw }, role_tables)
+    }
+
+    fn from_sources(
+        s: &Sources,
+        role_tables: BTreeMap<String, Vec<String>>,
+    ) -> Result<Self, ConfigError> {
+        let bind: SocketAddr = s.parse("bind", SocketAddr::from(([127, 0, 0, 1], 8000)), |v| {
+            v.parse()
+                .map_err(|_| format!("expected an address like 127.0.0.1:8000, got {v:?}"))
+        })?;
+        let database_url = s.parse("database_url", "sqlite://warden.db".to_owned(), |v| {
+            if v.starts_with("sqlite:") {
+                Ok(v.to_owned())
+            } else if v.starts_with("postgres://") || v.starts_with("postgresql://") {
+                Err("PostgreSQL is not supported by this build yet; use sqlite://PATH".to_owned())
+            } else {
+                Err(format!("expected sqlite://PATH, got {v:?}"))
+            }
+        })?;
+        let issuer = s.parse("issuer", format!("http://{bind}"), http_url)?;
+        let audience = s.parse("audience", None, |v| {
+            if v.is_empty() {
+                Err("must not be empty".to_owned())
+            } else {
+                Ok(Some(v.to_owned()))
+            }
+        })?;
+        let jwt_algorithm = s.parse("jwt_algorithm", Algorithm::EdDSA, |v| match v {
+            "EdDSA" => Ok(Algorithm::EdDSA),
+            "ES256" => Ok(Algorithm::ES256),
+            "RS256" => Ok(Algorithm::RS256),
+            "HS256" => Ok(Algorithm::HS256),
+            _ => Err(format!(
+                "unknown algorithm {v:?}; expected one of EdDSA, ES256, RS256, HS256"
+            )),
+        })?;
+        // The secret is not trimmed: its exact UTF-8 bytes are the key.
+        let jwt_secret = match s.get("jwt_secret") {
+            None => None,
+            Some(raw) => {
+                if raw.value.len() < 32 {
+                    return Err(ConfigError {
+                        setting: raw.origin.clone(),
+                        message: format!(
+                            "an HS256 secret must be at least 32 bytes, got {}",
+                            raw.value.len()
+                        ),
+                    });
+                }
+                Some(Secret(raw.value.clone().into_bytes()))
+            }
+        };
+        let access_token_ttl = s.parse("access_token_ttl", 900, positive::<u64>)?;
+        let refresh_token_ttl = s.parse("refresh_token_ttl", 2_592_000, positive::<u64>)?;
+        let refresh_reuse_grace = s.parse("refresh_reuse_grace", 10, non_negative)?;
+        let registration = s.parse("registration", Registration::Open, |v| match v {
+            "open" => Ok(Registration::Open),
+            "closed" => Ok(Registration::Closed),
+            _ => Err(format!("expected open or closed, got {v:?}")),
+        })?;
+        let throttle_window = s.parse("throttle_window", 900, positive::<u64>)?;
+        let throttle_per_pair = s.parse("throttle_per_pair", 5, positive::<u32>)?;
+        let throttle_per_address = s.parse("throttle_per_address", 50, positive::<u32>)?;
+        let throttle_per_account = s.parse("throttle_per_account", 100, positive::<u32>)?;
+        let log = s.parse("log", "info".to_owned(), |v| {
+            tracing_subscriber::EnvFilter::try_new(v)
+                .map(|_| v.to_owned())
+                .map_err(|e| format!("not a valid tracing filter: {e}"))
+        })?;
+        let log_format = s.parse("log_format", LogFormat::Text, |v| match v {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!("expected text or json, got {v:?}")),
+        })?;
+        let defaults = Argon2Params::default();
+        let argon2 = Argon2Params {
+            memory_kib: s.parse("argon2_memory_kib", defaults.memory_kib, |v| {
+                match positive::<u32>(v)? {
+                    m if m >= 8 => Ok(m),
+                    _ => Err("must be at least 8 KiB".to_owned()),
+                }
+            })?,
+            iterations: s.parse("argon2_iterations", defaults.iterations, positive::<u32>)?,
+            parallelism: s.parse("argon2_parallelism", defaults.parallelism, |v| {
+                match positive::<u32>(v)? {
+                    p if p <= 255 => Ok(p),
+                    _ => Err("must be at most 255".to_owned()),
+                }
+            })?,
+        };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let hash_workers = s.parse("hash_workers", cores, positive::<usize>)?;
+        let hash_queue = s.parse("hash_queue", 64, positive::<usize>)?;
+        let roles = Roles::new(role_tables).map_err(|e: RoleError| ConfigError {
+            setting: format!("[roles.{}]", e.role),
+            message: e.message,
+        })?;
+
+        Ok(Self {
+            bind,
+            database_url,
+            issuer,
+            audience,
+            jwt_algorithm,
+            jwt_secret,
+            access_token_ttl,
+            refresh_token_ttl,
+            refresh_reuse_grace,
+            registration,
+            throttle_window,
+            throttle_per_pair,
+            throttle_per_address,
+            throttle_per_account,
+            log,
+            log_format,
+            argon2,
+            hash_workers,
+            hash_queue,
+            roles,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_need_nothing() {
+        let c = Config::load_from(None, env(&[])).unwrap();
+        assert_eq!(c.bind.to_string(), "127.0.0.1:8000");
+        assert_eq!(c.issuer, "http://127.0.0.1:8000");
+        assert_eq!(c.jwt_algorithm, Algorithm::EdDSA);
+        assert_eq!(c.access_token_ttl, 900);
+        assert_eq!(c.argon2, Argon2Params::default());
+    }
+
+    #[test]
+    fn unknown_algorithm_names_the_variable() {
+        let e = Config::load_from(None, env(&[("WARDEN_JWT_ALGORITHM", "none")])).unwrap_err();
+        assert_eq!(e.setting, "WARDEN_JWT_ALGORITHM");
+        assert!(e.message.contains("unknown algorithm"));
+    }
+
+    #[test]
+    fn zero_ttl_is_refused() {
+        let e = Config::load_from(None, env(&[("WARDEN_ACCESS_TOKEN_TTL", "0")])).unwrap_err();
+        assert_eq!(e.setting, "WARDEN_ACCESS_TOKEN_TTL");
+    }
+
+    #[test]
+    fn short_secret_is_refused() {
+        let e = Config::load_from(None, env(&[("WARDEN_JWT_SECRET", "short")])).unwrap_err();
+        assert_eq!(e.setting, "WARDEN_JWT_SECRET");
+        assert!(e.message.contains("32 bytes"));
+    }
+
+    #[test]
+    fn malformed_issuer_is_refused() {
+        let e = Config::load_from(None, env(&[("WARDEN_ISSUER", "not a url")])).unwrap_err();
+        assert_eq!(e.setting, "WARDEN_ISSUER");
+    }
+
+    #[test]
+    fn file_values_are_overridden_by_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("warden.toml");
+        std::fs::write(
+            &path,
+            "access_token_ttl = 60\nregistration = \"closed\"\n[roles.student]\nscopes = [\"me\", \"courses:read\"]\n",
+        )
+        .unwrap();
+        let c = Config::load_from(Some(&path), env(&[("WARDEN_ACCESS_TOKEN_TTL", "120")])).unwrap();
+        assert_eq!(c.access_token_ttl, 120);
+        assert_eq!(c.registration, Registration::Closed);
+        assert!(c.roles.get("student").is_some());
+    }
+
+    #[test]
+    fn unknown_file_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("warden.toml");
+        std::fs::write(&path, "acces_token_ttl = 60\n").unwrap();
+        let e = Config::load_from(Some(&path), env(&[])).unwrap_err();
+        assert!(e.setting.starts_with("acces_token_ttl in"));
+    }
+}

@@ -1,0 +1,178 @@
+//! One error type for every route, mapped to the contract's responses.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::json;
+use utoipa::ToSchema;
+use warden_guard::AuthError;
+
+use crate::storage::{StoreError, UniqueField};
+
+/// One entry of a 422 body, in FastAPI's shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct FieldError {
+    /// Where: `["body", "email"]`, `["query", "limit"]`, ...
+    pub loc: Vec<String>,
+    pub msg: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+impl FieldError {
+    pub fn new(loc: &[&str], msg: impl Into<String>, kind: &str) -> Self {
+        Self {
+            loc: loc.iter().map(|s| s.to_string()).collect(),
+            msg: msg.into(),
+            kind: kind.to_owned(),
+        }
+    }
+}
+
+/// An OAuth 2.0 error code of the token endpoint (RFC 6749 §5.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantError {
+    InvalidRequest,
+    InvalidGrant,
+    InvalidScope,
+    UnsupportedGrantType,
+}
+
+impl GrantError {
+    fn code(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidGrant => "invalid_grant",
+            Self::InvalidScope => "invalid_scope",
+            Self::UnsupportedGrantType => "unsupported_grant_type",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// 422 with FastAPI's list of field errors.
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    /// 400 `{"detail"}`.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 400 with RFC 6749 `error`, `error_description` and `detail`.
+    #[error("{1}")]
+    Grant(GrantError, String),
+    /// 401 or 403 from token verification or a scope check.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// 403 `{"detail"}`: authenticated (or anonymous) but not allowed.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404.
+    #[error("not found")]
+    NotFound,
+    /// 409: username or email taken.
+    #[error("conflict")]
+    Conflict(UniqueField),
+    /// 413.
+    #[error("payload too large")]
+    PayloadTooLarge,
+    /// 415.
+    #[error("unsupported media type: {0}")]
+    UnsupportedMediaType(&'static str),
+    /// 503 with `Retry-After`: the password-hashing queue is full.
+    #[error("password hashing queue is full")]
+    Busy,
+    /// 503 with `Retry-After`: the database is unreachable.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// 500; logged, never shown to the client.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn field(loc: &[&str], msg: impl Into<String>, kind: &str) -> Self {
+        Self::Validation(vec![FieldError::new(loc, msg, kind)])
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::BadRequest(_) | Self::Grant(..) => StatusCode::BAD_REQUEST,
+            Self::Auth(e) => e.status(),
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Busy | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(field) => Self::Conflict(field),
+            StoreError::Database(
+                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed,
+            ) => Self::Unavailable(e.to_string()),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let mut response = match self {
+            Self::Auth(e) => return e.into_response(),
+            Self::Validation(errors) => Json(json!({ "detail": errors })).into_response(),
+            Self::Grant(code, description) => Json(json!({
+                "error": code.code(),
+                "error_description": description,
+                "detail": description,
+            }))
+            .into_response(),
+            Self::BadRequest(detail) | Self::Forbidden(detail) => {
+                Json(json!({ "detail": detail })).into_response()
+            }
+            Self::NotFound => Json(json!({ "detail": "Not Found" })).into_response(),
+            Self::Conflict(UniqueField::Username) => {
+                Json(json!({ "detail": "Username already registered" })).into_response()
+            }
+            Self::Conflict(UniqueField::Email) => {
+                Json(json!({ "detail": "Email already registered" })).into_response()
+            }
+            Self::PayloadTooLarge => {
+                Json(json!({ "detail": "Request body is larger than 64 KiB" })).into_response()
+            }
+            Self::UnsupportedMediaType(expected) => Json(json!({
+                "detail": format!("Unsupported media type: expected {expected}")
+            }))
+            .into_response(),
+            Self::Busy => {
+                let mut r = Json(json!({ "detail": "Server busy, retry shortly" })).into_response();
+                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                r
+            }
+            Self::Unavailable(reason) => {
+                tracing::warn!(%reason, "database unavailable");
+                let mut r = Json(json!({ "detail": "Service temporarily unavailable, retry shortly" }))
+                    .into_response();
+                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+                r
+            }
+            Self::Internal(reason) => {
+                // Logged once, here; the client learns nothing of the cause.
+                tracing::error!(%reason, "internal error");
+                Json(json!({ "detail": "Internal Server Error" })).into_response()
+            }
+        };
+        *response.status_mut() = status;
+        response
+    }
+}

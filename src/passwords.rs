@@ -1,0 +1,274 @@
+//! Password hashing on a bounded pool of worker threads.
+//!
+//! argon2id at OWASP's parameters costs ~20 ms of CPU and ~19 MiB of memory
+//! per hash. Run on the async executor, a burst of logins would stall every
+//! token check behind it; run in unbounded `spawn_blocking`, it would use
+//! gigabytes. So hashing has its own threads (one per core by default), each
+//! reusing one memory buffer, fed by a bounded queue: when the queue is
+//! full, the caller gets [`Error::Busy`] (503 + `Retry-After`) at once.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD_NO_PAD as B64;
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use rand::RngExt;
+use subtle::ConstantTimeEq;
+use tokio::sync::oneshot;
+
+use crate::config::Argon2Params;
+use crate::error::Error;
+
+const SALT_LEN: usize = 16;
+const HASH_LEN: usize = 32;
+
+/// A password that never shows up in `Debug` output or logs.
+pub struct Password(String);
+
+impl Password {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+enum Job {
+    Hash {
+        password: Password,
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+    Verify {
+        password: Password,
+        /// `None`: verify against the dummy hash, so an unknown user costs
+        /// as much as a known one.
+        phc: Option<String>,
+        reply: oneshot::Sender<bool>,
+    },
+}
+
+/// The decoded parts of an argon2id PHC string.
+struct Phc {
+    params: Params,
+    salt: Vec<u8>,
+    hash: Vec<u8>,
+}
+
+fn parse_phc(s: &str) -> Option<Phc> {
+    // $argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>
+    let mut parts = s.split('$');
+    if !parts.next()?.is_empty() || parts.next()? != "argon2id" || parts.next()? != "v=19" {
+        return None;
+    }
+    let (mut m, mut t, mut p) = (None, None, None);
+    for kv in parts.next()?.split(',') {
+        let (k, v) = kv.split_once('=')?;
+        let v: u32 = v.parse().ok()?;
+        match k {
+            "m" => m = Some(v),
+            "t" => t = Some(v),
+            "p" => p = Some(v),
+            _ => return None,
+        }
+    }
+    let salt = B64.decode(parts.next()?).ok()?;
+    let hash = B64.decode(parts.next()?).ok()?;
+    if parts.next().is_some() || hash.is_empty() {
+        return None;
+    }
+    let params = Params::new(m?, t?, p?, Some(hash.len())).ok()?;
+    Some(Phc { params, salt, hash })
+}
+
+fn format_phc(params: &Params, salt: &[u8], hash: &[u8]) -> String {
+    format!(
+        "$argon2id$v=19$m={},t={},p={}${}${}",
+        params.m_cost(),
+        params.t_cost(),
+        params.p_cost(),
+        B64.encode(salt),
+        B64.encode(hash)
+    )
+}
+
+/// One worker thread's state: its own argon2 memory, reused for every job.
+struct Worker {
+    params: Params,
+    memory: Vec<Block>,
+    dummy: String,
+}
+
+impl Worker {
+    fn compute(&mut self, params: &Params, password: &[u8], salt: &[u8], out: &mut [u8]) -> bool {
+        let blocks = params.block_count();
+        if self.memory.len() < blocks {
+            self.memory.resize(blocks, Block::default());
+        }
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+            .hash_password_into_with_memory(password, salt, out, &mut self.memory[..blocks])
+            .is_ok()
+    }
+
+    fn hash(&mut self, password: &str) -> Result<String, String> {
+        let mut salt = [0u8; SALT_LEN];
+        rand::rng().fill(&mut salt[..]);
+        let mut out = [0u8; HASH_LEN];
+        let params = self.params.clone();
+        if !self.compute(&params, password.as_bytes(), &salt, &mut out) {
+            return Err("argon2 rejected its input".to_owned());
+        }
+        Ok(format_phc(&params, &salt, &out))
+    }
+
+    fn verify(&mut self, password: &str, phc: Option<&str>) -> bool {
+        let dummy = phc.is_none();
+        let phc = phc.unwrap_or(&self.dummy).to_owned();
+        let Some(parsed) = parse_phc(&phc) else {
+            tracing::warn!("a stored password hash is not an argon2id PHC string");
+            return false;
+        };
+        let mut out = vec![0u8; parsed.hash.len()];
+        if !self.compute(&parsed.params, password.as_bytes(), &parsed.salt, &mut out) {
+            return false;
+        }
+        let equal: bool = out.ct_eq(&parsed.hash).into();
+        equal && !dummy
+    }
+
+    fn run(mut self, jobs: Receiver<Job>, depth: Arc<AtomicUsize>) {
+        for job in jobs {
+            depth.fetch_sub(1, Ordering::Relaxed);
+            metrics::gauge!("warden_password_hash_queue_depth").set(depth.load(Ordering::Relaxed) as f64);
+            match job {
+                Job::Hash { password, reply } => {
+                    let _ = reply.send(self.hash(password.expose()));
+                }
+                Job::Verify { password, phc, reply } => {
+                    let _ = reply.send(self.verify(password.expose(), phc.as_deref()));
+                }
+            }
+        }
+    }
+}
+
+/// Handle to the hashing pool. Cheap to clone.
+#[derive(Clone)]
+pub struct PasswordHasher {
+    jobs: Sender<Job>,
+    depth: Arc<AtomicUsize>,
+}
+
+impl PasswordHasher {
+    /// Starts `workers` threads with a queue of `queue` waiting jobs.
+    pub fn start(params: Argon2Params, workers: usize, queue: usize) -> anyhow::Result<Self> {
+        let params = Params::new(params.memory_kib, params.iterations, params.parallelism, Some(HASH_LEN))
+            .map_err(|e| anyhow::anyhow!("invalid argon2 parameters: {e}"))?;
+        // The dummy hash for unknown users is made with the live parameters,
+        // so its verification costs exactly what a real one does.
+        let mut first = Worker { params: params.clone(), memory: Vec::new(), dummy: String::new() };
+        let dummy = first
+            .hash("warden dummy password, never a real one")
+            .map_err(|e| anyhow::anyhow!(e))?;
+        first.dummy = dummy.clone();
+
+        let (tx, rx) = crossbeam_channel::bounded::<Job>(queue);
+        let depth = Arc::new(AtomicUsize::new(0));
+        let mut pending = Some(first);
+        for i in 0..workers.max(1) {
+            let worker = pending.take().unwrap_or_else(|| Worker {
+                params: params.clone(),
+                memory: Vec::new(),
+                dummy: dummy.clone(),
+            });
+            let rx = rx.clone();
+            let depth = depth.clone();
+            std::thread::Builder::new()
+                .name(format!("warden-hash-{i}"))
+                .spawn(move || worker.run(rx, depth))?;
+        }
+        Ok(Self { jobs: tx, depth })
+    }
+
+    fn submit(&self, job: Job) -> Result<(), Error> {
+        self.depth.fetch_add(1, Ordering::Relaxed);
+        match self.jobs.try_send(job) {
+            Ok(()) => {
+                metrics::gauge!("warden_password_hash_queue_depth")
+                    .set(self.depth.load(Ordering::Relaxed) as f64);
+                Ok(())
+            }
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.depth.fetch_sub(1, Ordering::Relaxed);
+                Err(Error::Busy)
+            }
+        }
+    }
+
+    /// Hashes `password` into an argon2id PHC string.
+    pub async fn hash(&self, password: Password) -> Result<String, Error> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Job::Hash { password, reply })?;
+        rx.await
+            .map_err(|_| Error::Internal("hash worker stopped".to_owned()))?
+            .map_err(Error::Internal)
+    }
+
+    /// Checks `password` against `phc`; with `None` (unknown user) runs the
+    /// same work against a dummy hash and answers `false`.
+    pub async fn verify(&self, password: Password, phc: Option<String>) -> Result<bool, Error> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Job::Verify { password, phc, reply })?;
+        rx.await
+            .map_err(|_| Error::Internal("hash worker stopped".to_owned()))
+    }
+
+    /// Jobs queued or running.
+    pub fn queue_depth(&self) -> usize {
+        self.depth.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small() -> Argon2Params {
+        Argon2Params { memory_kib: 64, iterations: 1, parallelism: 1 }
+    }
+
+    #[tokio::test]
+    async fn hash_then_verify() {
+        let h = PasswordHasher::start(small(), 1, 4).unwrap();
+        let phc = h.hash(Password::new("correct horse")).await.unwrap();
+        assert!(phc.starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
+        assert!(h.verify(Password::new("correct horse"), Some(phc.clone())).await.unwrap());
+        assert!(!h.verify(Password::new("wrong horse"), Some(phc)).await.unwrap());
+        assert!(!h.verify(Password::new("warden dummy password, never a real one"), None).await.unwrap());
+    }
+
+    #[test]
+    fn phc_strings_made_by_the_argon2_crate_verify() {
+        use argon2::PasswordHasher as _;
+        let a = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(64, 1, 1, None).unwrap());
+        let phc = a.hash_password(b"hunter22").unwrap().to_string();
+        let mut w = Worker { params: Params::new(64, 1, 1, Some(32)).unwrap(), memory: Vec::new(), dummy: phc.clone() };
+        assert!(w.verify("hunter22", Some(&phc)));
+        assert!(!w.verify("hunter23", Some(&phc)));
+    }
+
+    #[test]
+    fn garbage_hash_never_verifies() {
+        assert!(parse_phc("$argon2i$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaA").is_none());
+        assert!(parse_phc("plain").is_none());
+    }
+}

@@ -1,0 +1,57 @@
+//! HTTP routes, one module per resource, each owning its router.
+
+pub mod meta;
+pub mod token;
+pub mod users;
+
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// The body of a successful token response (FastAPI's `{"access_token",
+/// "token_type"}` plus RFC 6749's `expires_in` and `scope`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenResponse {
+    pub access_token: String,
+    /// Always `bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    /// The granted scopes, space-separated.
+    pub scope: String,
+}
+
+impl IntoResponse for TokenResponse {
+    fn into_response(self) -> Response {
+        // RFC 6749 §5.1: token responses must not be cached.
+        (
+            [
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+                (header::PRAGMA, HeaderValue::from_static("no-cache")),
+            ],
+            axum::Json(self),
+        )
+            .into_response()
+    }
+}
+
+/// `{"detail": "..."}`, as documented in the OpenAPI document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Detail {
+    pub detail: String,
+}
+
+/// RFC 6749 §5.2 error with FastAPI's `detail`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OAuthErrorBody {
+    pub error: String,
+    pub error_description: String,
+    pub detail: String,
+}
+
+/// A 422 body: `{"detail": [{"loc", "msg", "type"}]}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ValidationErrorBody {
+    pub detail: Vec<crate::error::FieldError>,
+}

@@ -1,0 +1,79 @@
+//! Keys and operations: JWKS, health, readiness, metrics.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(jwks))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+}
+
+/// The public keys that verify warden's access tokens (RFC 7517).
+/// Empty under HS256: a shared secret is never published.
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    tag = "keys",
+    responses((status = 200, description = "JWK Set", body = Object))
+)]
+pub async fn jwks(State(state): State<AppState>) -> Response {
+    let set = state.tokens.keys().jwks();
+    (
+        // Verifiers may cache it briefly; a rotation publishes the new key
+        // before it signs anything.
+        [(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"))],
+        Json(set),
+    )
+        .into_response()
+}
+
+/// 200 while the process is up.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Up", body = Object)))]
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// 200 when the database answers, else 503.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = Object),
+        (status = 503, description = "Database unreachable", body = crate::routes::Detail),
+    )
+)]
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => Json(serde_json::json!({ "status": "ready" })).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, HeaderValue::from_static("2"))],
+                Json(serde_json::json!({ "detail": "Database unavailable" })),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", body = String)))]
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let body = state.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))],
+        body,
+    )
+        .into_response()
+}

@@ -1,0 +1,25 @@
+//! The state every handler shares: cheap handles only.
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+use metrics_exporter_prometheus::PrometheusHandle;
+use warden_guard::Verifier;
+
+use crate::config::Config;
+use crate::passwords::PasswordHasher;
+use crate::storage::Store;
+use crate::tokens::{TokenIssuer, UserGate};
+
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub hasher: PasswordHasher,
+    pub tokens: Arc<TokenIssuer>,
+    pub gate: Arc<UserGate>,
+    /// Verifies bearer tokens on protected routes — the same
+    /// `warden_guard` extractor other services use.
+    pub verifier: Verifier,
+    pub metrics: Option<PrometheusHandle>,
+}
