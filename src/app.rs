@@ -13,7 +13,9 @@ use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tower_http::timeout::TimeoutLayer;
-use utoipa::openapi::security::{Flow, HttpAuthScheme, HttpBuilder, OAuth2, Password, Scopes, SecurityScheme};
+use utoipa::openapi::security::{
+    Flow, HttpAuthScheme, HttpBuilder, OAuth2, Password, Scopes, SecurityScheme,
+};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
@@ -61,7 +63,9 @@ impl Modify for SecuritySchemes {
         ]);
         components.add_security_scheme(
             "OAuth2PasswordBearer",
-            SecurityScheme::OAuth2(OAuth2::new([Flow::Password(Password::new("/token", scopes))])),
+            SecurityScheme::OAuth2(OAuth2::new([Flow::Password(Password::new(
+                "/token", scopes,
+            ))])),
         );
         components.add_security_scheme(
             "bearerAuth",
@@ -111,7 +115,8 @@ async fn record_metrics(req: Request, next: Next) -> Response {
     let start = Instant::now();
     let response = next.run(req).await;
     let status = response.status().as_u16().to_string();
-    metrics::counter!("warden_http_requests_total", "route" => route.clone(), "status" => status).increment(1);
+    metrics::counter!("warden_http_requests_total", "route" => route.clone(), "status" => status)
+        .increment(1);
     metrics::histogram!("warden_http_request_duration_seconds", "route" => route)
         .record(start.elapsed().as_secs_f64());
     response
@@ -120,18 +125,23 @@ async fn record_metrics(req: Request, next: Next) -> Response {
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
     let (api, openapi) = api().split_for_parts();
-    let swagger = SwaggerUi::new("/docs").url("/openapi.json", openapi).config(
-        utoipa_swagger_ui::Config::new(["/openapi.json"])
-            // Swagger UI's default validator calls out to another origin.
-            .validator_url("none")
-            .persist_authorization(false)
-            .try_it_out_enabled(true),
-    );
+    let swagger = SwaggerUi::new("/docs")
+        .url("/openapi.json", openapi)
+        .config(
+            utoipa_swagger_ui::Config::new(["/openapi.json"])
+                // Swagger UI's default validator calls out to another origin.
+                .validator_url("none")
+                .persist_authorization(false)
+                .try_it_out_enabled(true),
+        );
     api.merge(swagger)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(30),
+        ))
         .route_layer(middleware::from_fn(record_metrics))
         .with_state(state)
 }
@@ -159,8 +169,9 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     store.migrate().await?;
     let keys = crate::keys::load_or_create(&config, store.as_ref(), tokens::now()).await?;
     let gate = Arc::new(UserGate::new(store.user_security().await?));
-    let mut verifier = Verifier::builder(config.jwt_algorithm, keys.key_set(), config.issuer.clone())
-        .check(gate.clone());
+    let mut verifier =
+        Verifier::builder(config.jwt_algorithm, keys.key_set(), config.issuer.clone())
+            .check(gate.clone());
     if let Some(aud) = &config.audience {
         verifier = verifier.audience(aud.clone());
     }
@@ -192,7 +203,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = router(state);
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

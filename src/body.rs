@@ -19,7 +19,13 @@ fn content_type(req: &Request) -> String {
     req.headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .unwrap_or_default()
 }
 
@@ -42,7 +48,11 @@ async fn read_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Er
 fn parse_json_object(bytes: &[u8]) -> Result<Map<String, Value>, Error> {
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(Error::field(&["body"], "Input should be a JSON object", "model_attributes_type")),
+        Ok(_) => Err(Error::field(
+            &["body"],
+            "Input should be a JSON object",
+            "model_attributes_type",
+        )),
         Err(e) => Err(Error::Validation(vec![FieldError {
             loc: vec!["body".to_owned(), e.column().to_string()],
             msg: "JSON decode error".to_owned(),
@@ -99,13 +109,19 @@ impl<S: Send + Sync> FromRequest<S> for OAuthParams {
                     }
                     Value::Null => {}
                     _ => {
-                        return Err(Error::field(&["body", &k], "Input should be a valid string", "string_type"));
+                        return Err(Error::field(
+                            &["body", &k],
+                            "Input should be a valid string",
+                            "string_type",
+                        ));
                     }
                 }
             }
             Ok(Self(map))
         } else {
-            Err(Error::UnsupportedMediaType("application/x-www-form-urlencoded"))
+            Err(Error::UnsupportedMediaType(
+                "application/x-www-form-urlencoded",
+            ))
         }
     }
 }
@@ -119,19 +135,30 @@ pub struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     pub fn new(map: &'a Map<String, Value>) -> Self {
-        Self { map, errors: Vec::new() }
+        Self {
+            map,
+            errors: Vec::new(),
+        }
     }
 
     /// A required string field.
     pub fn required_str(&mut self, name: &str) -> Option<&'a str> {
         match self.map.get(name) {
             None | Some(Value::Null) => {
-                self.errors.push(FieldError::new(&["body", name], "Field required", "missing"));
+                self.errors.push(FieldError::new(
+                    &["body", name],
+                    "Field required",
+                    "missing",
+                ));
                 None
             }
             Some(Value::String(s)) => Some(s),
             Some(_) => {
-                self.errors.push(FieldError::new(&["body", name], "Input should be a valid string", "string_type"));
+                self.errors.push(FieldError::new(
+                    &["body", name],
+                    "Input should be a valid string",
+                    "string_type",
+                ));
                 None
             }
         }
@@ -143,11 +170,19 @@ impl<'a> Fields<'a> {
             None => None,
             Some(Value::String(s)) => Some(s),
             Some(Value::Null) => {
-                self.errors.push(FieldError::new(&["body", name], "Input should be a valid string", "string_type"));
+                self.errors.push(FieldError::new(
+                    &["body", name],
+                    "Input should be a valid string",
+                    "string_type",
+                ));
                 None
             }
             Some(_) => {
-                self.errors.push(FieldError::new(&["body", name], "Input should be a valid string", "string_type"));
+                self.errors.push(FieldError::new(
+                    &["body", name],
+                    "Input should be a valid string",
+                    "string_type",
+                ));
                 None
             }
         }
@@ -161,7 +196,11 @@ impl<'a> Fields<'a> {
             Some(Value::Null) => Some(None),
             Some(Value::String(s)) => Some(Some(s)),
             Some(_) => {
-                self.errors.push(FieldError::new(&["body", name], "Input should be a valid string", "string_type"));
+                self.errors.push(FieldError::new(
+                    &["body", name],
+                    "Input should be a valid string",
+                    "string_type",
+                ));
                 None
             }
         }
@@ -174,6 +213,10 @@ impl<'a> Fields<'a> {
 
     /// `Err(422)` if anything was wrong.
     pub fn finish(self) -> Result<(), Error> {
-        if self.errors.is_empty() { Ok(()) } else { Err(Error::Validation(self.errors)) }
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Validation(self.errors))
+        }
     }
 }

@@ -14,7 +14,11 @@ use crate::storage::{self, StoreError, UniqueField, UserRecord};
 use crate::tokens;
 
 #[derive(Parser)]
-#[command(name = "warden", version, about = "JWT authentication and authorization server")]
+#[command(
+    name = "warden",
+    version,
+    about = "JWT authentication and authorization server"
+)]
 struct Cli {
     /// TOML configuration file; WARDEN_* environment variables override it.
     #[arg(long, global = true, env = "WARDEN_CONFIG", value_name = "PATH")]
@@ -75,7 +79,10 @@ struct Failure {
 
 impl Failure {
     fn new(message: impl Into<String>) -> Self {
-        Self { code: 1, message: message.into() }
+        Self {
+            code: 1,
+            message: message.into(),
+        }
     }
 }
 
@@ -99,7 +106,9 @@ impl From<crate::error::Error> for Failure {
 
 fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::new(&config.log);
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match config.log_format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
@@ -117,7 +126,10 @@ pub fn main() -> ExitCode {
         }
     };
     init_logging(&config);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -144,7 +156,9 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
         }
         Command::Users(UsersCommand::Create(args)) => create_user(config, args).await,
         Command::Users(UsersCommand::List) => list_users(config).await,
-        Command::Users(UsersCommand::SetRoles { user, roles }) => set_roles(config, user, roles).await,
+        Command::Users(UsersCommand::SetRoles { user, roles }) => {
+            set_roles(config, user, roles).await
+        }
     }
 }
 
@@ -179,7 +193,9 @@ async fn serve(config: Config) -> Result<(), Failure> {
     let database = config.database_url.clone();
     let algorithm = crate::keys::algorithm_name(config.jwt_algorithm);
     let state = crate::app::build_state(config).await?;
-    let local = listener.local_addr().map_err(|e| Failure::new(e.to_string()))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Failure::new(e.to_string()))?;
     tracing::info!(%database, algorithm, issuer = %issuer, "warden listening on http://{local}");
     tracing::info!("API docs (Swagger UI) at http://{local}/docs");
     crate::app::serve(listener, state, shutdown_signal())
@@ -212,7 +228,8 @@ fn read_password(from_stdin: bool) -> Result<String, Failure> {
 }
 
 async fn create_user(config: Config, args: CreateUser) -> Result<(), Failure> {
-    let username = Username::parse(&args.username).map_err(|m| Failure::new(format!("--username: {m}")))?;
+    let username =
+        Username::parse(&args.username).map_err(|m| Failure::new(format!("--username: {m}")))?;
     let email = Email::parse(&args.email).map_err(|m| Failure::new(format!("--email: {m}")))?;
     let full_name = args
         .full_name
@@ -220,8 +237,15 @@ async fn create_user(config: Config, args: CreateUser) -> Result<(), Failure> {
         .map(model::parse_full_name)
         .transpose()
         .map_err(|m| Failure::new(format!("--full-name: {m}")))?;
-    let roles = if args.roles.is_empty() { vec!["user".to_owned()] } else { dedup(args.roles) };
-    config.roles.check_known(&roles).map_err(|m| Failure::new(format!("--role: {m}")))?;
+    let roles = if args.roles.is_empty() {
+        vec!["user".to_owned()]
+    } else {
+        dedup(args.roles)
+    };
+    config
+        .roles
+        .check_known(&roles)
+        .map_err(|m| Failure::new(format!("--role: {m}")))?;
     let password = read_password(args.password_stdin)?;
     model::check_new_password(&password, username.as_str(), email.as_str())
         .map_err(|m| Failure::new(format!("password: {m}")))?;
@@ -246,14 +270,25 @@ async fn create_user(config: Config, args: CreateUser) -> Result<(), Failure> {
     match store.insert_user(&user).await {
         Ok(()) => {}
         Err(StoreError::Conflict(UniqueField::Username)) => {
-            return Err(Failure::new(format!("username {:?} is already taken", user.username)));
+            return Err(Failure::new(format!(
+                "username {:?} is already taken",
+                user.username
+            )));
         }
         Err(StoreError::Conflict(UniqueField::Email)) => {
-            return Err(Failure::new(format!("email {:?} is already registered", user.email)));
+            return Err(Failure::new(format!(
+                "email {:?} is already registered",
+                user.email
+            )));
         }
         Err(e) => return Err(e.into()),
     }
-    println!("created user {} ({}) with roles {}", user.username, user.id, user.roles.join(", "));
+    println!(
+        "created user {} ({}) with roles {}",
+        user.username,
+        user.id,
+        user.roles.join(", ")
+    );
     Ok(())
 }
 
@@ -275,7 +310,10 @@ async fn list_users(config: Config) -> Result<(), Failure> {
         println!("no users");
         return Ok(());
     }
-    println!("{:<36}  {:<20}  {:<30}  {:<16}  {:<8}  CREATED", "ID", "USERNAME", "EMAIL", "ROLES", "DISABLED");
+    println!(
+        "{:<36}  {:<20}  {:<30}  {:<16}  {:<8}  CREATED",
+        "ID", "USERNAME", "EMAIL", "ROLES", "DISABLED"
+    );
     for u in &users {
         println!(
             "{:<36}  {:<20}  {:<30}  {:<16}  {:<8}  {}",
@@ -292,14 +330,16 @@ async fn list_users(config: Config) -> Result<(), Failure> {
 
 async fn set_roles(config: Config, user: String, roles: Vec<String>) -> Result<(), Failure> {
     let roles = dedup(roles);
-    config.roles.check_known(&roles).map_err(|m| Failure::new(m))?;
+    config.roles.check_known(&roles).map_err(Failure::new)?;
     let store = storage::connect(&config.database_url).await?;
     store.migrate().await?;
     let Some(record) = store.user_by_login(&user).await? else {
         return Err(Failure::new(format!("no user {user:?}")));
     };
     let now = tokens::now();
-    store.set_roles(record.id, &roles, tokens::next_valid_after(now), now).await?;
+    store
+        .set_roles(record.id, &roles, tokens::next_valid_after(now), now)
+        .await?;
     println!("{}: roles set to {}", record.username, roles.join(", "));
     Ok(())
 }

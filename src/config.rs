@@ -25,7 +25,11 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid configuration: {}: {}", self.setting, self.message)
+        write!(
+            f,
+            "invalid configuration: {}: {}",
+            self.setting, self.message
+        )
     }
 }
 
@@ -64,7 +68,11 @@ pub struct Argon2Params {
 
 impl Default for Argon2Params {
     fn default() -> Self {
-        Self { memory_kib: 19_456, iterations: 2, parallelism: 1 }
+        Self {
+            memory_kib: 19_456,
+            iterations: 2,
+            parallelism: 1,
+        }
     }
 }
 
@@ -232,19 +240,36 @@ impl Config {
                     other => {
                         return Err(ConfigError {
                             setting: format!("{key} in {shown}"),
-                            message: format!("expected a string or a number, got {}", other.type_str()),
+                            message: format!(
+                                "expected a string or a number, got {}",
+                                other.type_str()
+                            ),
                         });
                     }
                 };
-                raw.insert(known, Raw { value, origin: format!("{key} in {shown}") });
+                raw.insert(
+                    known,
+                    Raw {
+                        value,
+                        origin: format!("{key} in {shown}"),
+                    },
+                );
             }
         }
 
         for (name, value) in env {
-            let Some(key) = name.strip_prefix("WARDEN_") else { continue };
+            let Some(key) = name.strip_prefix("WARDEN_") else {
+                continue;
+            };
             let key = key.to_ascii_lowercase();
             if let Some(&known) = SETTINGS.iter().find(|k| **k == key) {
-                raw.insert(known, Raw { value, origin: name });
+                raw.insert(
+                    known,
+                    Raw {
+                        value,
+                        origin: name,
+                    },
+                );
             }
         }
 
@@ -324,21 +349,24 @@ impl Config {
             _ => Err(format!("expected text or json, got {v:?}")),
         })?;
         let defaults = Argon2Params::default();
-        let argon2 = Argon2Params {
-            memory_kib: s.parse("argon2_memory_kib", defaults.memory_kib, |v| {
-                match positive::<u32>(v)? {
-                    m if m >= 8 => Ok(m),
-                    _ => Err("must be at least 8 KiB".to_owned()),
-                }
-            })?,
-            iterations: s.parse("argon2_iterations", defaults.iterations, positive::<u32>)?,
-            parallelism: s.parse("argon2_parallelism", defaults.parallelism, |v| {
-                match positive::<u32>(v)? {
-                    p if p <= 255 => Ok(p),
-                    _ => Err("must be at most 255".to_owned()),
-                }
-            })?,
-        };
+        let argon2 =
+            Argon2Params {
+                memory_kib: s.parse(
+                    "argon2_memory_kib",
+                    defaults.memory_kib,
+                    |v| match positive::<u32>(v)? {
+                        m if m >= 8 => Ok(m),
+                        _ => Err("must be at least 8 KiB".to_owned()),
+                    },
+                )?,
+                iterations: s.parse("argon2_iterations", defaults.iterations, positive::<u32>)?,
+                parallelism: s.parse("argon2_parallelism", defaults.parallelism, |v| {
+                    match positive::<u32>(v)? {
+                        p if p <= 255 => Ok(p),
+                        _ => Err("must be at most 255".to_owned()),
+                    }
+                })?,
+            };
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let hash_workers = s.parse("hash_workers", cores, positive::<usize>)?;
         let hash_queue = s.parse("hash_queue", 64, positive::<usize>)?;
@@ -377,7 +405,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]

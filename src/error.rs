@@ -131,12 +131,20 @@ impl IntoResponse for Error {
         let mut response = match self {
             Self::Auth(e) => return e.into_response(),
             Self::Validation(errors) => Json(json!({ "detail": errors })).into_response(),
-            Self::Grant(code, description) => Json(json!({
-                "error": code.code(),
-                "error_description": description,
-                "detail": description,
-            }))
-            .into_response(),
+            Self::Grant(code, description) => {
+                let mut r = Json(json!({
+                    "error": code.code(),
+                    "error_description": description,
+                    "detail": description,
+                }))
+                .into_response();
+                // RFC 6749 §5.2 errors carry the same no-cache headers as §5.1.
+                r.headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                r.headers_mut()
+                    .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+                r
+            }
             Self::BadRequest(detail) | Self::Forbidden(detail) => {
                 Json(json!({ "detail": detail })).into_response()
             }
@@ -156,14 +164,17 @@ impl IntoResponse for Error {
             .into_response(),
             Self::Busy => {
                 let mut r = Json(json!({ "detail": "Server busy, retry shortly" })).into_response();
-                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
                 r
             }
             Self::Unavailable(reason) => {
                 tracing::warn!(%reason, "database unavailable");
-                let mut r = Json(json!({ "detail": "Service temporarily unavailable, retry shortly" }))
-                    .into_response();
-                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+                let mut r =
+                    Json(json!({ "detail": "Service temporarily unavailable, retry shortly" }))
+                        .into_response();
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
                 r
             }
             Self::Internal(reason) => {

@@ -47,7 +47,13 @@ impl KeyRing {
 
     /// The public JWKS document (`{"keys": []}` under HS256).
     pub fn jwks(&self) -> JwkSet {
-        JwkSet { keys: self.keys.iter().filter_map(|k| k.public_jwk.clone()).collect() }
+        JwkSet {
+            keys: self
+                .keys
+                .iter()
+                .filter_map(|k| k.public_jwk.clone())
+                .collect(),
+        }
     }
 }
 
@@ -73,7 +79,9 @@ fn parse_algorithm(name: &str) -> Option<Algorithm> {
 
 /// A `kid` for an HMAC secret that reveals nothing usable about it.
 fn hmac_kid(secret: &[u8]) -> String {
-    let digest = Sha256::new_with_prefix(b"warden hs256 kid\0").chain_update(secret).finalize();
+    let digest = Sha256::new_with_prefix(b"warden hs256 kid\0")
+        .chain_update(secret)
+        .finalize();
     format!("hs256-{}", URL_SAFE_NO_PAD.encode(&digest[..12]))
 }
 
@@ -86,10 +94,13 @@ pub fn generate(alg: Algorithm) -> anyhow::Result<Vec<u8>> {
             let sk = ed25519_dalek::SigningKey::generate(&mut rng);
             // jsonwebtoken wants PKCS#8 v1 (no embedded public key) to derive
             // the JWK; `SigningKey::to_pkcs8_der` writes v2.
-            KeypairBytes { secret_key: sk.to_bytes(), public_key: None }
-                .to_pkcs8_der()?
-                .as_bytes()
-                .to_vec()
+            KeypairBytes {
+                secret_key: sk.to_bytes(),
+                public_key: None,
+            }
+            .to_pkcs8_der()?
+            .as_bytes()
+            .to_vec()
         }
         Algorithm::ES256 => {
             use p256::elliptic_curve::Generate;
@@ -135,16 +146,30 @@ pub fn load(alg: Algorithm, material: &[u8], created_at: i64) -> anyhow::Result<
     jwk.common.key_id = Some(kid.clone());
     jwk.common.public_key_use = Some(PublicKeyUse::Signature);
     let decoding = DecodingKey::from_jwk(&jwk)?;
-    Ok(SigningKey { kid, algorithm: alg, encoding, decoding, public_jwk: Some(jwk), created_at })
+    Ok(SigningKey {
+        kid,
+        algorithm: alg,
+        encoding,
+        decoding,
+        public_jwk: Some(jwk),
+        created_at,
+    })
 }
 
 /// Loads the key ring for the configured algorithm, generating and storing
 /// the first key if there is none.
-pub async fn load_or_create(config: &Config, store: &dyn Store, now: i64) -> anyhow::Result<KeyRing> {
+pub async fn load_or_create(
+    config: &Config,
+    store: &dyn Store,
+    now: i64,
+) -> anyhow::Result<KeyRing> {
     let alg = config.jwt_algorithm;
     if let (Algorithm::HS256, Some(secret)) = (alg, &config.jwt_secret) {
         let key = load(alg, &secret.0, now)?;
-        return Ok(KeyRing { current: key.clone(), keys: vec![key] });
+        return Ok(KeyRing {
+            current: key.clone(),
+            keys: vec![key],
+        });
     }
     let mut keys = Vec::new();
     for record in store.signing_keys().await? {
@@ -178,7 +203,10 @@ pub async fn load_or_create(config: &Config, store: &dyn Store, now: i64) -> any
         .max_by_key(|k| k.created_at)
         .cloned()
         .ok_or_else(|| anyhow::anyhow!("no active signing key"))?;
-    Ok(KeyRing { current, keys: keys.into_iter().map(|(_, k)| k).collect() })
+    Ok(KeyRing {
+        current,
+        keys: keys.into_iter().map(|(_, k)| k).collect(),
+    })
 }
 
 #[cfg(test)]
@@ -187,11 +215,21 @@ mod tests {
 
     #[test]
     fn every_algorithm_round_trips() {
-        for alg in [Algorithm::EdDSA, Algorithm::ES256, Algorithm::RS256, Algorithm::HS256] {
+        for alg in [
+            Algorithm::EdDSA,
+            Algorithm::ES256,
+            Algorithm::RS256,
+            Algorithm::HS256,
+        ] {
             let material = generate(alg).unwrap();
             let key = load(alg, &material, 0).unwrap();
             let header = jsonwebtoken::Header::new(alg);
-            let token = jsonwebtoken::encode(&header, &serde_json::json!({"sub": "x", "exp": 4_000_000_000u64}), &key.encoding).unwrap();
+            let token = jsonwebtoken::encode(
+                &header,
+                &serde_json::json!({"sub": "x", "exp": 4_000_000_000u64}),
+                &key.encoding,
+            )
+            .unwrap();
             let mut v = jsonwebtoken::Validation::new(alg);
             v.set_required_spec_claims::<&str>(&[]);
             jsonwebtoken::decode::<serde_json::Value>(&token, &key.decoding, &v).unwrap();

@@ -43,7 +43,10 @@ impl Username {
         if !(3..=32).contains(&len) {
             return Err("Username must be 3 to 32 characters long".to_owned());
         }
-        if !s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) {
+        if !s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+        {
             return Err(
                 "Username may contain only letters, digits, underscore, dot and hyphen".to_owned(),
             );

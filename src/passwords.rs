@@ -148,12 +148,17 @@ impl Worker {
     fn run(mut self, jobs: Receiver<Job>, depth: Arc<AtomicUsize>) {
         for job in jobs {
             depth.fetch_sub(1, Ordering::Relaxed);
-            metrics::gauge!("warden_password_hash_queue_depth").set(depth.load(Ordering::Relaxed) as f64);
+            metrics::gauge!("warden_password_hash_queue_depth")
+                .set(depth.load(Ordering::Relaxed) as f64);
             match job {
                 Job::Hash { password, reply } => {
                     let _ = reply.send(self.hash(password.expose()));
                 }
-                Job::Verify { password, phc, reply } => {
+                Job::Verify {
+                    password,
+                    phc,
+                    reply,
+                } => {
                     let _ = reply.send(self.verify(password.expose(), phc.as_deref()));
                 }
             }
@@ -171,11 +176,20 @@ pub struct PasswordHasher {
 impl PasswordHasher {
     /// Starts `workers` threads with a queue of `queue` waiting jobs.
     pub fn start(params: Argon2Params, workers: usize, queue: usize) -> anyhow::Result<Self> {
-        let params = Params::new(params.memory_kib, params.iterations, params.parallelism, Some(HASH_LEN))
-            .map_err(|e| anyhow::anyhow!("invalid argon2 parameters: {e}"))?;
+        let params = Params::new(
+            params.memory_kib,
+            params.iterations,
+            params.parallelism,
+            Some(HASH_LEN),
+        )
+        .map_err(|e| anyhow::anyhow!("invalid argon2 parameters: {e}"))?;
         // The dummy hash for unknown users is made with the live parameters,
         // so its verification costs exactly what a real one does.
-        let mut first = Worker { params: params.clone(), memory: Vec::new(), dummy: String::new() };
+        let mut first = Worker {
+            params: params.clone(),
+            memory: Vec::new(),
+            dummy: String::new(),
+        };
         let dummy = first
             .hash("warden dummy password, never a real one")
             .map_err(|e| anyhow::anyhow!(e))?;
@@ -227,7 +241,11 @@ impl PasswordHasher {
     /// same work against a dummy hash and answers `false`.
     pub async fn verify(&self, password: Password, phc: Option<String>) -> Result<bool, Error> {
         let (reply, rx) = oneshot::channel();
-        self.submit(Job::Verify { password, phc, reply })?;
+        self.submit(Job::Verify {
+            password,
+            phc,
+            reply,
+        })?;
         rx.await
             .map_err(|_| Error::Internal("hash worker stopped".to_owned()))
     }
@@ -243,7 +261,11 @@ mod tests {
     use super::*;
 
     fn small() -> Argon2Params {
-        Argon2Params { memory_kib: 64, iterations: 1, parallelism: 1 }
+        Argon2Params {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        }
     }
 
     #[tokio::test]
@@ -251,17 +273,40 @@ mod tests {
         let h = PasswordHasher::start(small(), 1, 4).unwrap();
         let phc = h.hash(Password::new("correct horse")).await.unwrap();
         assert!(phc.starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
-        assert!(h.verify(Password::new("correct horse"), Some(phc.clone())).await.unwrap());
-        assert!(!h.verify(Password::new("wrong horse"), Some(phc)).await.unwrap());
-        assert!(!h.verify(Password::new("warden dummy password, never a real one"), None).await.unwrap());
+        assert!(
+            h.verify(Password::new("correct horse"), Some(phc.clone()))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !h.verify(Password::new("wrong horse"), Some(phc))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !h.verify(
+                Password::new("warden dummy password, never a real one"),
+                None
+            )
+            .await
+            .unwrap()
+        );
     }
 
     #[test]
     fn phc_strings_made_by_the_argon2_crate_verify() {
         use argon2::PasswordHasher as _;
-        let a = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(64, 1, 1, None).unwrap());
+        let a = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(64, 1, 1, None).unwrap(),
+        );
         let phc = a.hash_password(b"hunter22").unwrap().to_string();
-        let mut w = Worker { params: Params::new(64, 1, 1, Some(32)).unwrap(), memory: Vec::new(), dummy: phc.clone() };
+        let mut w = Worker {
+            params: Params::new(64, 1, 1, Some(32)).unwrap(),
+            memory: Vec::new(),
+            dummy: phc.clone(),
+        };
         assert!(w.verify("hunter22", Some(&phc)));
         assert!(!w.verify("hunter23", Some(&phc)));
     }

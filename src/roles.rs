@@ -10,8 +10,12 @@ pub const SCOPE_USERS_READ: &str = "users:read";
 pub const SCOPE_USERS_WRITE: &str = "users:write";
 pub const SCOPE_TOKENS_INTROSPECT: &str = "tokens:introspect";
 
-pub const BUILTIN_SCOPES: &[&str] =
-    &[SCOPE_ME, SCOPE_USERS_READ, SCOPE_USERS_WRITE, SCOPE_TOKENS_INTROSPECT];
+pub const BUILTIN_SCOPES: &[&str] = &[
+    SCOPE_ME,
+    SCOPE_USERS_READ,
+    SCOPE_USERS_WRITE,
+    SCOPE_TOKENS_INTROSPECT,
+];
 
 pub const ROLE_USER: &str = "user";
 pub const ROLE_ADMIN: &str = "admin";
@@ -32,13 +36,16 @@ pub struct Roles {
 
 /// Scope tokens per RFC 6749 §3.3: printable ASCII except space, `"` and `\`.
 fn valid_scope(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
 }
 
 fn valid_role_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b))
 }
 
 impl Default for Roles {
@@ -57,7 +64,10 @@ impl Roles {
             BUILTIN_SCOPES.iter().map(|s| s.to_string()).collect(),
         );
         for (name, scopes) in custom {
-            let err = |message: String| RoleError { role: name.clone(), message };
+            let err = |message: String| RoleError {
+                role: name.clone(),
+                message,
+            };
             if name == ROLE_USER || name == ROLE_ADMIN {
                 return Err(err("a built-in role cannot be redefined".to_owned()));
             }

@@ -63,7 +63,12 @@ pub struct TokenIssuer {
 
 impl TokenIssuer {
     pub fn new(keys: KeyRing, issuer: String, audience: Option<String>, ttl: u64) -> Self {
-        Self { keys: ArcSwap::from_pointee(keys), issuer, audience, ttl }
+        Self {
+            keys: ArcSwap::from_pointee(keys),
+            issuer,
+            audience,
+            ttl,
+        }
     }
 
     pub fn keys(&self) -> arc_swap::Guard<Arc<KeyRing>> {
@@ -75,7 +80,13 @@ impl TokenIssuer {
     }
 
     /// Signs an access token for `user` in session `sid` with `scope`.
-    pub fn issue(&self, user: &UserRecord, scope: &str, sid: Uuid, now: i64) -> Result<AccessToken, Error> {
+    pub fn issue(
+        &self,
+        user: &UserRecord,
+        scope: &str,
+        sid: Uuid,
+        now: i64,
+    ) -> Result<AccessToken, Error> {
         let keys = self.keys.load();
         let key = &keys.current;
         let mut header = Header::new(key.algorithm);
@@ -101,7 +112,10 @@ impl TokenIssuer {
         let token = jsonwebtoken::encode(&header, &claims, &key.encoding)
             .map_err(|e| Error::Internal(format!("signing failed: {e}")))?;
         metrics::counter!("warden_tokens_issued_total", "grant" => "password").increment(1);
-        Ok(AccessToken { token, expires_in: self.ttl })
+        Ok(AccessToken {
+            token,
+            expires_in: self.ttl,
+        })
     }
 }
 
@@ -125,24 +139,45 @@ impl UserGate {
     pub fn new(all: Vec<UserSecurity>) -> Self {
         let users = all
             .into_iter()
-            .map(|u| (u.id, Gate { valid_after: u.tokens_valid_after, disabled: u.disabled }))
+            .map(|u| {
+                (
+                    u.id,
+                    Gate {
+                        valid_after: u.tokens_valid_after,
+                        disabled: u.disabled,
+                    },
+                )
+            })
             .collect();
-        Self { users: RwLock::new(users) }
+        Self {
+            users: RwLock::new(users),
+        }
     }
 
     pub fn set(&self, user: &UserRecord) {
-        let gate = Gate { valid_after: user.tokens_valid_after, disabled: user.disabled };
-        self.users.write().unwrap_or_else(|e| e.into_inner()).insert(user.id, gate);
+        let gate = Gate {
+            valid_after: user.tokens_valid_after,
+            disabled: user.disabled,
+        };
+        self.users
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(user.id, gate);
     }
 
     pub fn remove(&self, id: Uuid) {
-        self.users.write().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        self.users
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
     }
 }
 
 impl TokenCheck for UserGate {
     fn is_live(&self, claims: &Claims) -> bool {
-        let Ok(id) = Uuid::parse_str(&claims.sub) else { return false };
+        let Ok(id) = Uuid::parse_str(&claims.sub) else {
+            return false;
+        };
         let users = self.users.read().unwrap_or_else(|e| e.into_inner());
         match users.get(&id) {
             Some(g) => !g.disabled && claims.iat >= g.valid_after,

@@ -57,7 +57,9 @@ impl AuthError {
                 HeaderValue::from_str(&format!(
                     r#"Bearer error="insufficient_scope", scope="{scope}""#
                 ))
-                .unwrap_or_else(|_| HeaderValue::from_static(r#"Bearer error="insufficient_scope""#))
+                .unwrap_or_else(|_| {
+                    HeaderValue::from_static(r#"Bearer error="insufficient_scope""#)
+                })
             }
         }
     }
@@ -83,7 +85,10 @@ impl IntoResponse for AuthError {
             self.status(),
             [
                 (header::WWW_AUTHENTICATE, self.challenge()),
-                (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                ),
             ],
             body,
         )

@@ -105,7 +105,9 @@ impl fmt::Display for VerifierError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Jwks(e) => write!(f, "invalid JWKS document: {e}"),
-            Self::NoKeys => f.write_str("the JWKS document has no key for the configured algorithm"),
+            Self::NoKeys => {
+                f.write_str("the JWKS document has no key for the configured algorithm")
+            }
         }
     }
 }
@@ -200,7 +202,11 @@ impl VerifierBuilder {
 impl Verifier {
     /// Starts a verifier that accepts only `algorithm`, only keys of
     /// `keys`, and only tokens issued by `issuer`.
-    pub fn builder(algorithm: Algorithm, keys: KeySet, issuer: impl Into<String>) -> VerifierBuilder {
+    pub fn builder(
+        algorithm: Algorithm,
+        keys: KeySet,
+        issuer: impl Into<String>,
+    ) -> VerifierBuilder {
         VerifierBuilder {
             algorithm,
             keys,
@@ -258,7 +264,9 @@ impl Verifier {
         // this stops an ID token or any other JWT signed by the same key from
         // being replayed as an access token.
         match header.typ.as_deref() {
-            Some(t) if t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt") => {}
+            Some(t)
+                if t.eq_ignore_ascii_case("at+jwt")
+                    || t.eq_ignore_ascii_case("application/at+jwt") => {}
             _ => return Err(AuthError::Invalid),
         }
         if header.alg != inner.algorithm {
@@ -282,10 +290,10 @@ impl Verifier {
         if claims.nbf > now {
             return Err(AuthError::Invalid);
         }
-        if let Some(check) = &inner.check {
-            if !check.is_live(&claims) {
-                return Err(AuthError::Invalid);
-            }
+        if let Some(check) = &inner.check
+            && !check.is_live(&claims)
+        {
+            return Err(AuthError::Invalid);
         }
         Ok(claims)
     }

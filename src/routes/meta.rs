@@ -30,7 +30,10 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
     (
         // Verifiers may cache it briefly; a rotation publishes the new key
         // before it signs anything.
-        [(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"))],
+        [(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=300"),
+        )],
         Json(set),
     )
         .into_response()
@@ -70,9 +73,16 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 /// Prometheus text exposition.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    let body = state.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
+    let body = state
+        .metrics
+        .as_ref()
+        .map(|h| h.render())
+        .unwrap_or_default();
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
         body,
     )
         .into_response()

@@ -49,21 +49,31 @@ fn required<'a>(params: &'a OAuthParams, name: &str) -> Result<&'a str> {
 
 /// Parses the requested scope: `None` when absent or empty; every scope
 /// must be one some role grants.
-pub fn requested_scopes<'a>(roles: &Roles, scope: Option<&'a str>) -> Result<Option<BTreeSet<&'a str>>> {
+pub fn requested_scopes<'a>(
+    roles: &Roles,
+    scope: Option<&'a str>,
+) -> Result<Option<BTreeSet<&'a str>>> {
     let Some(scope) = scope else { return Ok(None) };
     let wanted: BTreeSet<&str> = scope.split(' ').filter(|s| !s.is_empty()).collect();
     if wanted.is_empty() {
         return Ok(None);
     }
     if let Some(unknown) = wanted.iter().find(|s| !roles.all_scopes().contains(**s)) {
-        return Err(Error::Grant(GrantError::InvalidScope, format!("Unknown scope: {unknown}")));
+        return Err(Error::Grant(
+            GrantError::InvalidScope,
+            format!("Unknown scope: {unknown}"),
+        ));
     }
     Ok(Some(wanted))
 }
 
 /// Granted = requested ∩ the user's scopes (all of them when none was
 /// requested), space-separated in a stable order.
-pub fn grant_scopes(roles: &Roles, user: &UserRecord, requested: Option<&BTreeSet<&str>>) -> Result<String> {
+pub fn grant_scopes(
+    roles: &Roles,
+    user: &UserRecord,
+    requested: Option<&BTreeSet<&str>>,
+) -> Result<String> {
     let own = roles.scopes_of(&user.roles);
     let granted: Vec<&str> = match requested {
         None => own.into_iter().collect(),
@@ -96,7 +106,10 @@ pub fn grant_scopes(roles: &Roles, user: &UserRecord, requested: Option<&BTreeSe
         (status = 503, description = "Password hashing queue full; see Retry-After", body = crate::routes::Detail),
     )
 )]
-pub async fn issue_token(State(state): State<AppState>, params: OAuthParams) -> Result<TokenResponse> {
+pub async fn issue_token(
+    State(state): State<AppState>,
+    params: OAuthParams,
+) -> Result<TokenResponse> {
     match params.0.get("grant_type").map(String::as_str) {
         None | Some("") | Some("password") => {}
         Some("refresh_token") => {
@@ -114,7 +127,10 @@ pub async fn issue_token(State(state): State<AppState>, params: OAuthParams) -> 
     }
     let login = required(&params, "username")?;
     let password = required(&params, "password")?;
-    let requested = requested_scopes(&state.config.roles, params.0.get("scope").map(String::as_str))?;
+    let requested = requested_scopes(
+        &state.config.roles,
+        params.0.get("scope").map(String::as_str),
+    )?;
 
     let user = state.store.user_by_login(login).await?;
     let phc = user.as_ref().map(|u| u.password_hash.clone());
@@ -126,7 +142,10 @@ pub async fn issue_token(State(state): State<AppState>, params: OAuthParams) -> 
         _ => {
             metrics::counter!("warden_logins_total", "result" => "failed").increment(1);
             tracing::info!(event = "login_failed", "login failed");
-            return Err(Error::Grant(GrantError::InvalidGrant, BAD_CREDENTIALS.to_owned()));
+            return Err(Error::Grant(
+                GrantError::InvalidGrant,
+                BAD_CREDENTIALS.to_owned(),
+            ));
         }
     };
     let scope = grant_scopes(&state.config.roles, &user, requested.as_ref())?;

@@ -25,7 +25,11 @@ use crate::tokens;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_user))
-        .routes(routes!(get_current_user, update_current_user, delete_current_user))
+        .routes(routes!(
+            get_current_user,
+            update_current_user,
+            delete_current_user
+        ))
         .routes(routes!(change_password))
 }
 
@@ -84,7 +88,11 @@ async fn check_password(state: &AppState, user: &UserRecord, password: &str) -> 
         .hasher
         .verify(Password::new(password), Some(user.password_hash.clone()))
         .await?;
-    if ok { Ok(()) } else { Err(Error::BadRequest("Incorrect password".to_owned())) }
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::BadRequest("Incorrect password".to_owned()))
+    }
 }
 
 /// Register a new account.
@@ -103,7 +111,10 @@ async fn check_password(state: &AppState, user: &UserRecord, password: &str) -> 
         (status = 503, description = "Password hashing queue full; see Retry-After", body = crate::routes::Detail),
     )
 )]
-pub async fn create_user(State(state): State<AppState>, JsonObject(body): JsonObject) -> Result<Response> {
+pub async fn create_user(
+    State(state): State<AppState>,
+    JsonObject(body): JsonObject,
+) -> Result<Response> {
     if state.config.registration == Registration::Closed {
         return Err(Error::Forbidden("Registration is closed".to_owned()));
     }
@@ -113,9 +124,17 @@ pub async fn create_user(State(state): State<AppState>, JsonObject(body): JsonOb
     let password = f.required_str("password");
     let full_name = f.nullable_str("full_name").flatten();
 
-    let username = username.and_then(|u| Username::parse(u).map_err(|m| f.invalid("username", m)).ok());
+    let username = username.and_then(|u| {
+        Username::parse(u)
+            .map_err(|m| f.invalid("username", m))
+            .ok()
+    });
     let email = email.and_then(|e| Email::parse(e).map_err(|m| f.invalid("email", m)).ok());
-    let full_name = full_name.and_then(|n| model::parse_full_name(n).map_err(|m| f.invalid("full_name", m)).ok());
+    let full_name = full_name.and_then(|n| {
+        model::parse_full_name(n)
+            .map_err(|m| f.invalid("full_name", m))
+            .ok()
+    });
     if let Some(p) = password {
         let (u, e) = (
             username.as_ref().map_or("", |u| u.as_str()),
@@ -149,7 +168,12 @@ pub async fn create_user(State(state): State<AppState>, JsonObject(body): JsonOb
     tracing::info!(event = "user_registered", user_id = %user.id, "user registered");
     let location = HeaderValue::from_str(&format!("/users/{}", user.id))
         .map_err(|e| Error::Internal(e.to_string()))?;
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(UserView::from(&user))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(UserView::from(&user)),
+    )
+        .into_response())
 }
 
 /// The current user.
@@ -164,7 +188,10 @@ pub async fn create_user(State(state): State<AppState>, JsonObject(body): JsonOb
         (status = 403, description = "Token lacks scope `me`", body = crate::routes::Detail),
     )
 )]
-pub async fn get_current_user(State(state): State<AppState>, claims: Claims) -> Result<Json<UserView>> {
+pub async fn get_current_user(
+    State(state): State<AppState>,
+    claims: Claims,
+) -> Result<Json<UserView>> {
     let user = current_user(&state, &claims).await?;
     Ok(Json(UserView::from(&user)))
 }
@@ -192,21 +219,31 @@ pub async fn update_current_user(
 ) -> Result<Json<UserView>> {
     let user = current_user(&state, &claims).await?;
     if body.contains_key("roles") || body.contains_key("disabled") {
-        return Err(Error::Forbidden("You cannot change your own roles or disabled flag".to_owned()));
+        return Err(Error::Forbidden(
+            "You cannot change your own roles or disabled flag".to_owned(),
+        ));
     }
     let mut f = Fields::new(&body);
     if body.contains_key("password") {
-        f.invalid("password", "Change the password with PUT /users/me/password".to_owned());
+        f.invalid(
+            "password",
+            "Change the password with PUT /users/me/password".to_owned(),
+        );
     }
-    let username = f
-        .optional_str("username")
-        .and_then(|u| Username::parse(u).map_err(|m| f.invalid("username", m)).ok());
+    let username = f.optional_str("username").and_then(|u| {
+        Username::parse(u)
+            .map_err(|m| f.invalid("username", m))
+            .ok()
+    });
     let email = f
         .optional_str("email")
         .and_then(|e| Email::parse(e).map_err(|m| f.invalid("email", m)).ok());
     let full_name = f.nullable_str("full_name").and_then(|n| match n {
         None => Some(None),
-        Some(n) => model::parse_full_name(n).map_err(|m| f.invalid("full_name", m)).ok().map(Some),
+        Some(n) => model::parse_full_name(n)
+            .map_err(|m| f.invalid("full_name", m))
+            .ok()
+            .map(Some),
     });
     f.finish()?;
     let changes = ProfileChanges {
@@ -277,10 +314,10 @@ pub async fn change_password(
     let mut f = Fields::new(&body);
     let current = f.required_str("current_password");
     let new = f.required_str("new_password");
-    if let Some(new) = new {
-        if let Err(m) = model::check_new_password(new, &user.username, &user.email) {
-            f.invalid("new_password", m);
-        }
+    if let Some(new) = new
+        && let Err(m) = model::check_new_password(new, &user.username, &user.email)
+    {
+        f.invalid("new_password", m);
     }
     f.finish()?;
     let (Some(current), Some(new)) = (current, new) else {
@@ -290,7 +327,11 @@ pub async fn change_password(
     let hash = state.hasher.hash(Password::new(new)).await?;
     let now = tokens::now();
     let valid_after = tokens::next_valid_after(now);
-    if !state.store.set_password(user.id, &hash, valid_after, now).await? {
+    if !state
+        .store
+        .set_password(user.id, &hash, valid_after, now)
+        .await?
+    {
         return Err(warden_guard::AuthError::Invalid.into());
     }
     user.password_hash = hash;

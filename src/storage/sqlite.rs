@@ -4,8 +4,10 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow};
 use sqlx::Row;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+};
 use uuid::Uuid;
 
 use super::{
@@ -58,15 +60,15 @@ fn user_from_row(row: &SqliteRow) -> StoreResult<UserRecord> {
 
 /// Turns a unique-constraint violation into the field it concerns.
 fn map_unique(err: sqlx::Error) -> StoreError {
-    if let sqlx::Error::Database(db) = &err {
-        if db.is_unique_violation() {
-            let msg = db.message();
-            if msg.contains("username_folded") {
-                return StoreError::Conflict(UniqueField::Username);
-            }
-            if msg.contains("email_folded") {
-                return StoreError::Conflict(UniqueField::Email);
-            }
+    if let sqlx::Error::Database(db) = &err
+        && db.is_unique_violation()
+    {
+        let msg = db.message();
+        if msg.contains("username_folded") {
+            return StoreError::Conflict(UniqueField::Username);
+        }
+        if msg.contains("email_folded") {
+            return StoreError::Conflict(UniqueField::Email);
         }
     }
     StoreError::Database(err)
@@ -79,7 +81,9 @@ fn roles_json(roles: &[String]) -> String {
 #[async_trait]
 impl Store for SqliteStore {
     async fn migrate(&self) -> StoreResult<()> {
-        sqlx::migrate!("./migrations/sqlite").run(&self.pool).await?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&self.pool)
+            .await?;
         Ok(())
     }
 

@@ -1,0 +1,11 @@
+//! Black-box tests: each starts a real warden on a loopback port with its
+//! own SQLite file and talks HTTP to it.
+
+mod helpers;
+
+mod ops;
+mod password_pool;
+mod profile;
+mod registration;
+mod token_endpoint;
+mod token_verification;

@@ -1,0 +1,195 @@
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::{PASSWORD, TestApp};
+
+#[tokio::test]
+async fn healthz_and_readyz_answer_200() {
+    let app = TestApp::spawn().await;
+    assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
+    assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn jwks_publishes_the_signing_key() {
+    let app = TestApp::spawn().await;
+    let jwks: Value = app
+        .get("/.well-known/jwks.json")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let key = &jwks["keys"][0];
+    assert_eq!(key["kty"], "OKP");
+    assert_eq!(key["crv"], "Ed25519");
+    assert_eq!(key["alg"], "EdDSA");
+    assert_eq!(key["use"], "sig");
+    assert!(key["kid"].is_string());
+    assert!(
+        key.get("d").is_none(),
+        "private key material must never be published"
+    );
+}
+
+#[tokio::test]
+async fn hs256_publishes_no_keys() {
+    let app = TestApp::spawn_with(&[("WARDEN_JWT_ALGORITHM", "HS256")]).await;
+    let jwks: Value = app
+        .get("/.well-known/jwks.json")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jwks, serde_json::json!({"keys": []}));
+}
+
+#[tokio::test]
+async fn restart_keeps_the_signing_key() {
+    for alg in ["EdDSA", "ES256", "RS256", "HS256"] {
+        let app = TestApp::spawn_with(&[("WARDEN_JWT_ALGORITHM", alg)]).await;
+        let (_, token) = app.user_with_token("alice").await;
+        let kid_before = token.split('.').next().unwrap().to_owned();
+        let jwks_before: Value = app
+            .get("/.well-known/jwks.json")
+            .await
+            .json()
+            .await
+            .unwrap();
+        let dir = app.stop().await;
+        let app = TestApp::spawn_in(dir, &[("WARDEN_JWT_ALGORITHM", alg)]).await;
+        let jwks_after: Value = app
+            .get("/.well-known/jwks.json")
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(jwks_before, jwks_after, "{alg}");
+        // Same key id in the header of a token issued after the restart.
+        let token = app.token("alice").await;
+        assert_eq!(token.split('.').next().unwrap(), kid_before, "{alg}");
+    }
+}
+
+#[tokio::test]
+async fn token_issued_before_a_restart_verifies_after_it() {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let issuer = "http://auth.example.test";
+    let app = TestApp::spawn_in(dir.clone(), &[("WARDEN_ISSUER", issuer)]).await;
+    let (_, token) = app.user_with_token("alice").await;
+    let dir = app.stop().await;
+    let app = TestApp::spawn_in(dir, &[("WARDEN_ISSUER", issuer)]).await;
+    assert_eq!(app.me(&token).await.status(), StatusCode::OK);
+    assert_eq!(app.login("alice", PASSWORD).await.status(), StatusCode::OK);
+}
+
+/// Every route of API.md that this server implements, with its method.
+const CONTRACT_ROUTES: &[(&str, &str)] = &[
+    ("/users", "post"),
+    ("/users/me", "get"),
+    ("/users/me", "patch"),
+    ("/users/me", "delete"),
+    ("/users/me/password", "put"),
+    ("/token", "post"),
+    ("/.well-known/jwks.json", "get"),
+    ("/healthz", "get"),
+    ("/readyz", "get"),
+    ("/metrics", "get"),
+];
+
+#[tokio::test]
+async fn openapi_documents_every_route_with_the_password_flow() {
+    let app = TestApp::spawn().await;
+    let doc: Value = app.get("/openapi.json").await.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    for (path, method) in CONTRACT_ROUTES {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} is missing from /openapi.json"
+        );
+    }
+    let flow = &doc["components"]["securitySchemes"]["OAuth2PasswordBearer"]["flows"]["password"];
+    assert_eq!(flow["tokenUrl"], "/token");
+    assert!(flow["scopes"]["me"].is_string());
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearerAuth"]["scheme"],
+        "bearer"
+    );
+}
+
+#[tokio::test]
+async fn every_documented_route_is_served() {
+    // The other direction: nothing in the document 404s.
+    let app = TestApp::spawn().await;
+    let doc: Value = app.get("/openapi.json").await.json().await.unwrap();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let r = app.client.request(m, app.at(path)).send().await.unwrap();
+            assert_ne!(r.status(), StatusCode::NOT_FOUND, "{method} {path}");
+            assert_ne!(
+                r.status(),
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn swagger_ui_is_served_from_the_binary_without_other_origins() {
+    let app = TestApp::spawn().await;
+    let r = app.get("/docs/").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("swagger-ui-bundle.js"));
+    let bundle = app.get("/docs/swagger-ui-bundle.js").await;
+    assert_eq!(bundle.status(), StatusCode::OK);
+    assert!(bundle.bytes().await.unwrap().len() > 1_000_000);
+    let init = app
+        .get("/docs/swagger-initializer.js")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(init.contains("/openapi.json"), "{init}");
+    assert!(
+        init.contains("\"validatorUrl\": \"none\"") || init.contains("\"validatorUrl\":\"none\""),
+        "{init}"
+    );
+    for page in [html.as_str(), init.as_str()] {
+        assert!(
+            !page.contains("https://"),
+            "a page of /docs references another origin"
+        );
+    }
+}
+
+#[tokio::test]
+async fn unknown_routes_get_a_json_404_and_wrong_methods_a_json_405() {
+    let app = TestApp::spawn().await;
+    let r = app.get("/no/such/route").await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["detail"], "Not Found");
+    let r = app.client.delete(app.at("/token")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn metrics_count_logins_and_requests() {
+    let app = TestApp::spawn().await;
+    app.register_ok("alice").await;
+    app.token("alice").await;
+    app.login("alice", "wrong password").await;
+    let text = app.get("/metrics").await.text().await.unwrap();
+    for name in [
+        "warden_http_requests_total",
+        "warden_http_request_duration_seconds",
+        "warden_logins_total",
+        "warden_tokens_issued_total",
+        "warden_password_hash_queue_depth",
+    ] {
+        assert!(text.contains(name), "{name} missing from /metrics");
+    }
+    assert!(text.contains(r#"result="ok""#) && text.contains(r#"result="failed""#));
+}

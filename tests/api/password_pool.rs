@@ -1,0 +1,99 @@
+use reqwest::StatusCode;
+
+use crate::helpers::{PASSWORD, TestApp};
+
+#[tokio::test]
+async fn a_full_hashing_queue_answers_503_with_retry_after_and_token_checks_keep_working() {
+    // One worker, one queue slot, costly hashes: a burst of logins must
+    // overflow the queue.
+    let app = TestApp::spawn_with(&[
+        ("WARDEN_HASH_WORKERS", "1"),
+        ("WARDEN_HASH_QUEUE", "1"),
+        ("WARDEN_ARGON2_MEMORY_KIB", "19456"),
+        ("WARDEN_ARGON2_ITERATIONS", "3"),
+    ])
+    .await;
+    let (_, token) = app.user_with_token("alice").await;
+
+    let logins: Vec<_> = (0..16)
+        .map(|_| {
+            let client = app.client.clone();
+            let url = app.at("/token");
+            tokio::spawn(async move {
+                client
+                    .post(url)
+                    .form(&[("username", "alice"), ("password", PASSWORD)])
+                    .send()
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    // While the pool is saturated, protected routes still answer.
+    for _ in 0..5 {
+        assert_eq!(app.me(&token).await.status(), StatusCode::OK);
+    }
+    let mut busy = 0;
+    let mut ok = 0;
+    for l in logins {
+        let r = l.await.unwrap();
+        match r.status() {
+            StatusCode::OK => ok += 1,
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert!(
+                    r.headers()["retry-after"]
+                        .to_str()
+                        .unwrap()
+                        .parse::<u32>()
+                        .unwrap()
+                        >= 1
+                );
+                let body: serde_json::Value = r.json().await.unwrap();
+                assert!(body["detail"].is_string());
+                busy += 1;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(busy > 0, "no login was refused ({ok} ok)");
+    assert!(ok > 0, "every login was refused");
+}
+
+#[tokio::test]
+async fn registration_also_answers_503_when_the_queue_is_full() {
+    let app = TestApp::spawn_with(&[
+        ("WARDEN_HASH_WORKERS", "1"),
+        ("WARDEN_HASH_QUEUE", "1"),
+        ("WARDEN_ARGON2_MEMORY_KIB", "19456"),
+        ("WARDEN_ARGON2_ITERATIONS", "3"),
+    ])
+    .await;
+    let regs: Vec<_> = (0..16)
+        .map(|i| {
+            let client = app.client.clone();
+            let url = app.at("/users");
+            tokio::spawn(async move {
+                client
+                    .post(url)
+                    .json(&serde_json::json!({"username": format!("user{i}"), "email": format!("u{i}@example.com"), "password": PASSWORD}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for r in regs {
+        statuses.push(r.await.unwrap());
+    }
+    assert!(
+        statuses.contains(&StatusCode::SERVICE_UNAVAILABLE),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == StatusCode::CREATED || *s == StatusCode::SERVICE_UNAVAILABLE)
+    );
+}
