@@ -11,7 +11,9 @@ struct Cli {
 
 impl Cli {
     fn new() -> Self {
-        Self { dir: tempfile::tempdir().unwrap() }
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
 
     fn command(&self, args: &[&str]) -> Command {
@@ -33,14 +35,33 @@ impl Cli {
     }
 
     fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
-        let mut child = self.command(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
         child.wait_with_output().unwrap()
     }
 
     fn create(&self, username: &str, roles: &[&str]) -> Output {
         let email = format!("{username}@example.com");
-        let mut args = vec!["users", "create", "--username", username, "--email", &email, "--password-stdin"];
+        let mut args = vec![
+            "users",
+            "create",
+            "--username",
+            username,
+            "--email",
+            &email,
+            "--password-stdin",
+        ];
         for r in roles {
             args.extend(["--role", r]);
         }
@@ -63,33 +84,54 @@ fn assert_config_error(o: &Output, setting: &str) {
     let err = stderr(o);
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     assert!(err.contains(setting), "{err}");
-    assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
 }
 
 #[test]
 fn unknown_algorithm_stops_serve_with_exit_code_2() {
     let cli = Cli::new();
-    assert_config_error(&cli.run(&["serve"], &[("WARDEN_JWT_ALGORITHM", "none")]), "WARDEN_JWT_ALGORITHM");
+    assert_config_error(
+        &cli.run(&["serve"], &[("WARDEN_JWT_ALGORITHM", "none")]),
+        "WARDEN_JWT_ALGORITHM",
+    );
 }
 
 #[test]
 fn malformed_issuer_url_stops_serve() {
     let cli = Cli::new();
-    assert_config_error(&cli.run(&["serve"], &[("WARDEN_ISSUER", "http//nope")]), "WARDEN_ISSUER");
+    assert_config_error(
+        &cli.run(&["serve"], &[("WARDEN_ISSUER", "http//nope")]),
+        "WARDEN_ISSUER",
+    );
 }
 
 #[test]
 fn zero_ttl_stops_serve() {
     let cli = Cli::new();
-    assert_config_error(&cli.run(&["serve"], &[("WARDEN_ACCESS_TOKEN_TTL", "0")]), "WARDEN_ACCESS_TOKEN_TTL");
+    assert_config_error(
+        &cli.run(&["serve"], &[("WARDEN_ACCESS_TOKEN_TTL", "0")]),
+        "WARDEN_ACCESS_TOKEN_TTL",
+    );
 }
 
 #[test]
 fn short_hs256_secret_stops_serve() {
     let cli = Cli::new();
-    let o = cli.run(&["serve"], &[("WARDEN_JWT_ALGORITHM", "HS256"), ("WARDEN_JWT_SECRET", "too short")]);
+    let o = cli.run(
+        &["serve"],
+        &[
+            ("WARDEN_JWT_ALGORITHM", "HS256"),
+            ("WARDEN_JWT_SECRET", "too short"),
+        ],
+    );
     assert_config_error(&o, "WARDEN_JWT_SECRET");
-    assert!(!stderr(&o).contains("too short"), "the secret itself must not be printed");
+    assert!(
+        !stderr(&o).contains("too short"),
+        "the secret itself must not be printed"
+    );
 }
 
 #[test]
@@ -128,7 +170,10 @@ fn users_create_list_and_set_roles() {
     assert!(o.status.success(), "{}", stderr(&o));
 
     let list = stdout(&cli.run(&["users", "list"], &[]));
-    assert!(list.contains("alice") && list.contains("alice@example.com"), "{list}");
+    assert!(
+        list.contains("alice") && list.contains("alice@example.com"),
+        "{list}"
+    );
     assert!(list.contains("admin,user"), "{list}");
 
     let o = cli.run(&["users", "set-roles", "alice", "admin"], &[]);
@@ -143,7 +188,15 @@ fn users_create_refuses_a_duplicate_username() {
     let cli = Cli::new();
     assert!(cli.create("bob", &[]).status.success());
     let o = cli.run_with_stdin(
-        &["users", "create", "--username", "BOB", "--email", "b2@example.com", "--password-stdin"],
+        &[
+            "users",
+            "create",
+            "--username",
+            "BOB",
+            "--email",
+            "b2@example.com",
+            "--password-stdin",
+        ],
         "correct horse battery\n",
     );
     assert_eq!(o.status.code(), Some(1));
@@ -155,14 +208,26 @@ fn users_create_refuses_an_unknown_role() {
     let cli = Cli::new();
     let o = cli.create("carol", &["wizard"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("unknown role \"wizard\""), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("unknown role \"wizard\""),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
 fn users_create_refuses_a_common_password() {
     let cli = Cli::new();
     let o = cli.run_with_stdin(
-        &["users", "create", "--username", "dave", "--email", "dave@example.com", "--password-stdin"],
+        &[
+            "users",
+            "create",
+            "--username",
+            "dave",
+            "--email",
+            "dave@example.com",
+            "--password-stdin",
+        ],
         "password\n",
     );
     assert_eq!(o.status.code(), Some(1));
@@ -172,7 +237,17 @@ fn users_create_refuses_a_common_password() {
 #[test]
 fn users_create_without_a_terminal_or_stdin_flag_explains_itself() {
     let cli = Cli::new();
-    let o = cli.run(&["users", "create", "--username", "erin", "--email", "erin@example.com"], &[]);
+    let o = cli.run(
+        &[
+            "users",
+            "create",
+            "--username",
+            "erin",
+            "--email",
+            "erin@example.com",
+        ],
+        &[],
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("--password-stdin"), "{}", stderr(&o));
 }
@@ -181,14 +256,28 @@ fn users_create_without_a_terminal_or_stdin_flag_explains_itself() {
 fn set_roles_of_an_unknown_user_or_role_fails() {
     let cli = Cli::new();
     assert!(cli.create("fred", &[]).status.success());
-    assert_eq!(cli.run(&["users", "set-roles", "nobody", "user"], &[]).status.code(), Some(1));
-    assert_eq!(cli.run(&["users", "set-roles", "fred", "wizard"], &[]).status.code(), Some(1));
+    assert_eq!(
+        cli.run(&["users", "set-roles", "nobody", "user"], &[])
+            .status
+            .code(),
+        Some(1)
+    );
+    assert_eq!(
+        cli.run(&["users", "set-roles", "fred", "wizard"], &[])
+            .status
+            .code(),
+        Some(1)
+    );
 }
 
 #[test]
 fn serve_listens_logs_the_docs_url_and_stops_on_sigterm() {
     let cli = Cli::new();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let bind = format!("127.0.0.1:{port}");
     let mut child = cli
         .command(&["serve"])
@@ -207,7 +296,9 @@ fn serve_listens_logs_the_docs_url_and_stops_on_sigterm() {
     }
     assert!(up, "server did not start");
     assert!(cli.dir.path().join("warden.db").exists());
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     let status = child.wait().unwrap();
     let mut log = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();

@@ -61,4 +61,4 @@ mod verifier;
 pub use claims::Claims;
 pub use error::AuthError;
 pub use jsonwebtoken::{Algorithm, DecodingKey, jwk::JwkSet};
-pub use verifier::{Clock, KeySet, TokenCheck, Verifier, VerifierError};
+pub use verifier::{Clock, KeySet, TokenCheck, Verifier, VerifierBuilder, VerifierError};

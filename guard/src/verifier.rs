@@ -68,6 +68,16 @@ impl KeySet {
         set
     }
 
+    /// The keys of a JWKS document's JSON text that can verify `algorithm`.
+    pub fn from_jwks_json(jwks: &str, algorithm: Algorithm) -> Result<Self, VerifierError> {
+        let set: JwkSet = serde_json::from_str(jwks).map_err(VerifierError::Jwks)?;
+        let keys = Self::from_jwks(&set, algorithm);
+        if keys.is_empty() {
+            return Err(VerifierError::NoKeys);
+        }
+        Ok(keys)
+    }
+
     /// Number of keys.
     pub fn len(&self) -> usize {
         self.keys.len()
@@ -218,17 +228,15 @@ impl Verifier {
     }
 
     /// A verifier for the keys of warden's JWKS document
-    /// (`GET /.well-known/jwks.json`).
+    /// (`GET /.well-known/jwks.json`). It checks no audience: when warden is
+    /// configured with `WARDEN_AUDIENCE`, use [`Verifier::builder`] with
+    /// [`KeySet::from_jwks_json`] and [`VerifierBuilder::audience`].
     pub fn from_jwks_json(
         jwks: &str,
         algorithm: Algorithm,
         issuer: impl Into<String>,
     ) -> Result<Self, VerifierError> {
-        let set: JwkSet = serde_json::from_str(jwks).map_err(VerifierError::Jwks)?;
-        let keys = KeySet::from_jwks(&set, algorithm);
-        if keys.is_empty() {
-            return Err(VerifierError::NoKeys);
-        }
+        let keys = KeySet::from_jwks_json(jwks, algorithm)?;
         Ok(Self::builder(algorithm, keys, issuer).build())
     }
 
