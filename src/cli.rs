@@ -163,29 +163,34 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is
+/// called, before the server binds, so a signal that arrives during start-up
+/// still shuts down cleanly instead of killing the process.
+#[cfg(unix)]
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {},
+            _ = terminate.recv() => {},
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutting down");
+        tracing::info!("shutting down: finishing requests in flight");
+    })
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down: finishing requests in flight");
+    })
 }
 
 async fn serve(config: Config) -> Result<(), Failure> {
+    let shutdown = shutdown_signal()
+        .map_err(|e| Failure::new(format!("cannot install signal handlers: {e}")))?;
     let bind = config.bind;
     let listener = tokio::net::TcpListener::bind(bind)
         .await
@@ -199,7 +204,7 @@ async fn serve(config: Config) -> Result<(), Failure> {
         .map_err(|e| Failure::new(e.to_string()))?;
     tracing::info!(%database, algorithm, issuer = %issuer, "warden listening on http://{local}");
     tracing::info!("API docs (Swagger UI) at http://{local}/docs");
-    crate::app::serve(listener, state, shutdown_signal())
+    crate::app::serve(listener, state, shutdown)
         .await
         .map_err(|e| Failure::new(format!("server error: {e}")))
 }

@@ -285,12 +285,17 @@ fn serve_listens_logs_the_docs_url_and_stops_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait (bounded) for the port to accept connections.
+    // Wait (bounded) until the server answers HTTP.
     let mut up = false;
     for _ in 0..200 {
-        if std::net::TcpStream::connect(&bind).is_ok() {
-            up = true;
-            break;
+        if let Ok(mut s) = std::net::TcpStream::connect(&bind) {
+            let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+            let mut answer = String::new();
+            let _ = std::io::Read::read_to_string(&mut s, &mut answer);
+            if answer.starts_with("HTTP/1.1 200") {
+                up = true;
+                break;
+            }
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
