@@ -62,3 +62,6 @@ pub use claims::Claims;
 pub use error::AuthError;
 pub use jsonwebtoken::{Algorithm, DecodingKey, jwk::JwkSet};
 pub use verifier::{Clock, KeySet, TokenCheck, Verifier, VerifierBuilder, VerifierError};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,177 @@
+//! In-process tests of the verifier and the extractors (`oneshot`, no
+//! network): the server's integration tests cover the same code over HTTP.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::FromRef;
+use axum::http::{Request, StatusCode, header};
+use axum::routing::get;
+use jsonwebtoken::{EncodingKey, Header};
+use serde_json::json;
+use tower::ServiceExt;
+
+use crate::{Algorithm, AuthError, Claims, DecodingKey, KeySet, TokenCheck, Verifier};
+
+const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+const ISSUER: &str = "http://issuer.test";
+const NOW: i64 = 1_800_000_000;
+
+fn claims(exp: i64) -> serde_json::Value {
+    json!({"iss": ISSUER, "sub": "u1", "exp": exp, "iat": NOW - 10, "nbf": NOW - 10,
+           "jti": "j1", "sid": "s1", "scope": "me notes:read", "roles": ["user"], "username": "alice"})
+}
+
+fn sign(claims: &serde_json::Value) -> String {
+    let mut h = Header::new(Algorithm::HS256);
+    h.typ = Some("at+jwt".into());
+    h.kid = Some("k1".into());
+    jsonwebtoken::encode(&h, claims, &EncodingKey::from_secret(SECRET).unwrap()).unwrap()
+}
+
+fn verifier(clock: Arc<AtomicI64>, check: Option<Arc<dyn TokenCheck>>) -> Verifier {
+    let mut keys = KeySet::new();
+    keys.insert("k1", DecodingKey::from_secret(SECRET).unwrap());
+    let mut b = Verifier::builder(Algorithm::HS256, keys, ISSUER)
+        .clock(Arc::new(move || clock.load(Ordering::Relaxed)));
+    if let Some(c) = check {
+        b = b.check(c);
+    }
+    b.build()
+}
+
+#[test]
+fn exp_is_checked_against_the_injected_clock_without_leeway() {
+    let clock = Arc::new(AtomicI64::new(NOW));
+    let v = verifier(clock.clone(), None);
+    let token = sign(&claims(NOW + 60));
+    assert_eq!(v.verify(&token).unwrap().username, "alice");
+    clock.store(NOW + 59, Ordering::Relaxed);
+    assert!(v.verify(&token).is_ok());
+    clock.store(NOW + 60, Ordering::Relaxed);
+    assert_eq!(v.verify(&token), Err(AuthError::Expired));
+}
+
+#[test]
+fn nbf_in_the_future_is_invalid() {
+    let clock = Arc::new(AtomicI64::new(NOW));
+    let v = verifier(clock, None);
+    let mut c = claims(NOW + 60);
+    c["nbf"] = json!(NOW + 1);
+    assert_eq!(v.verify(&sign(&c)), Err(AuthError::Invalid));
+}
+
+#[test]
+fn the_check_hook_can_revoke() {
+    struct Nobody;
+    impl TokenCheck for Nobody {
+        fn is_live(&self, _: &Claims) -> bool {
+            false
+        }
+    }
+    let v = verifier(Arc::new(AtomicI64::new(NOW)), Some(Arc::new(Nobody)));
+    assert_eq!(v.verify(&sign(&claims(NOW + 60))), Err(AuthError::Invalid));
+}
+
+#[test]
+fn replaced_keys_take_effect_at_once() {
+    let v = verifier(Arc::new(AtomicI64::new(NOW)), None);
+    let token = sign(&claims(NOW + 60));
+    assert!(v.verify(&token).is_ok());
+    v.replace_keys(KeySet::new());
+    assert_eq!(v.verify(&token), Err(AuthError::Invalid));
+}
+
+#[test]
+fn scopes_are_whole_words() {
+    let c: Claims = serde_json::from_value(claims(NOW)).unwrap();
+    assert!(c.has_scope("me") && c.has_scope("notes:read"));
+    assert!(!c.has_scope("notes") && !c.has_scope("m"));
+    let e = c.require_scope("notes:write").unwrap_err();
+    assert_eq!(e.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        e.challenge().to_str().unwrap(),
+        r#"Bearer error="insufficient_scope", scope="notes:write""#
+    );
+}
+
+#[derive(Clone, FromRef)]
+struct TestState {
+    verifier: Verifier,
+}
+
+fn app() -> Router {
+    async fn required(c: Claims) -> String {
+        c.username
+    }
+    async fn optional(c: Option<Claims>) -> String {
+        c.map_or_else(|| "anonymous".to_owned(), |c| c.username)
+    }
+    Router::<TestState>::new()
+        .route("/required", get(required))
+        .route("/optional", get(optional))
+        .with_state(TestState {
+            verifier: verifier(Arc::new(AtomicI64::new(NOW)), None),
+        })
+}
+
+async fn call(path: &str, auth: Option<&str>) -> (StatusCode, String, Option<String>) {
+    let mut req = Request::get(path);
+    if let Some(a) = auth {
+        req = req.header(header::AUTHORIZATION, a);
+    }
+    let res = app()
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = res.status();
+    let challenge = res
+        .headers()
+        .get(header::WWW_AUTHENTICATE)
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = axum::body::to_bytes(res.into_body(), 1 << 16)
+        .await
+        .unwrap();
+    (status, String::from_utf8(body.to_vec()).unwrap(), challenge)
+}
+
+#[tokio::test]
+async fn required_claims_reject_a_missing_token_with_401() {
+    let (status, body, challenge) = call("/required", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body, r#"{"detail":"Not authenticated"}"#);
+    assert_eq!(challenge.as_deref(), Some("Bearer"));
+}
+
+#[tokio::test]
+async fn required_claims_accept_a_valid_token() {
+    let token = sign(&claims(NOW + 60));
+    let (status, body, _) = call("/required", Some(&format!("Bearer {token}"))).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "alice"));
+}
+
+#[tokio::test]
+async fn optional_claims_are_none_without_a_header() {
+    let (status, body, _) = call("/optional", None).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "anonymous"));
+}
+
+#[tokio::test]
+async fn optional_claims_still_reject_a_bad_token() {
+    let (status, body, challenge) = call("/optional", Some("Bearer not.a.token")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body, r#"{"detail":"Invalid token"}"#);
+    assert_eq!(
+        challenge.as_deref(),
+        Some(r#"Bearer error="invalid_token""#)
+    );
+}
+
+#[tokio::test]
+async fn optional_claims_accept_a_valid_token() {
+    let token = sign(&claims(NOW + 60));
+    let (_, body, _) = call("/optional", Some(&format!("Bearer {token}"))).await;
+    assert_eq!(body, "alice");
+}
