@@ -169,6 +169,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     store.migrate().await?;
     let keys = crate::keys::load_or_create(&config, store.as_ref(), tokens::now()).await?;
     let gate = Arc::new(UserGate::new(store.user_security().await?));
+    spawn_gate_sync(store.clone(), gate.clone());
     let mut verifier =
         Verifier::builder(config.jwt_algorithm, keys.key_set(), config.issuer.clone())
             .check(gate.clone());
@@ -193,6 +194,53 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         verifier,
         metrics: metrics_handle(),
     })
+}
+
+/// How often the token gate looks for writes made by other processes
+/// (`warden users set-roles`, another instance on the same database).
+const GATE_SYNC_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Keeps the token gate current with changes made outside this process:
+/// polls the store's change marker, and on a change reloads every user's
+/// security state. The merge never undoes a newer local change (see
+/// [`UserGate::apply_snapshot`]).
+fn spawn_gate_sync(store: Arc<dyn Store>, gate: Arc<UserGate>) {
+    tokio::spawn(async move {
+        let mut seen = store.change_marker().await.ok();
+        let mut tick = tokio::time::interval(GATE_SYNC_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        loop {
+            tick.tick().await;
+            let marker = match store.change_marker().await {
+                Ok(m) => m,
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(error = %e, "token gate sync: cannot read the change marker");
+                    }
+                    failing = true;
+                    continue;
+                }
+            };
+            if Some(marker) == seen {
+                continue;
+            }
+            let started = gate.snapshot_started();
+            match store.user_security().await {
+                Ok(snapshot) => {
+                    gate.apply_snapshot(snapshot, started);
+                    seen = Some(marker);
+                    failing = false;
+                }
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(error = %e, "token gate sync: cannot load users");
+                    }
+                    failing = true;
+                }
+            }
+        }
+    });
 }
 
 /// Serves `state` on an already-bound listener until `shutdown` completes,

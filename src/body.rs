@@ -206,6 +206,48 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// An optional list of strings: absent → `None`.
+    pub fn optional_str_list(&mut self, name: &str) -> Option<Vec<&'a str>> {
+        match self.map.get(name) {
+            None => None,
+            Some(Value::Array(items)) => {
+                let strings: Option<Vec<&str>> = items.iter().map(Value::as_str).collect();
+                if strings.is_none() {
+                    self.errors.push(FieldError::new(
+                        &["body", name],
+                        "Input should be a list of strings",
+                        "list_type",
+                    ));
+                }
+                strings
+            }
+            Some(_) => {
+                self.errors.push(FieldError::new(
+                    &["body", name],
+                    "Input should be a valid list",
+                    "list_type",
+                ));
+                None
+            }
+        }
+    }
+
+    /// An optional boolean: absent → `None`.
+    pub fn optional_bool(&mut self, name: &str) -> Option<bool> {
+        match self.map.get(name) {
+            None => None,
+            Some(Value::Bool(b)) => Some(*b),
+            Some(_) => {
+                self.errors.push(FieldError::new(
+                    &["body", name],
+                    "Input should be a valid boolean",
+                    "bool_type",
+                ));
+                None
+            }
+        }
+    }
+
     /// Records a rule violation on `name`.
     pub fn invalid(&mut self, name: &str, msg: String) {
         self.errors.push(crate::model::field_error(name, msg));

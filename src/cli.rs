@@ -270,6 +270,7 @@ async fn create_user(config: Config, args: CreateUser) -> Result<(), Failure> {
         roles,
         disabled: false,
         tokens_valid_after: 0,
+        security_version: 0,
         created_at: now,
         updated_at: now,
     };
@@ -343,8 +344,12 @@ async fn set_roles(config: Config, user: String, roles: Vec<String>) -> Result<(
         return Err(Failure::new(format!("no user {user:?}")));
     };
     let now = tokens::now();
+    let changes = crate::storage::UserChanges {
+        roles: Some(roles.clone()),
+        ..Default::default()
+    };
     store
-        .set_roles(record.id, &roles, tokens::next_valid_after(now), now)
+        .update_user(record.id, &changes, tokens::next_valid_after(now), now)
         .await?;
     println!("{}: roles set to {}", record.username, roles.join(", "));
     Ok(())

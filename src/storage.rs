@@ -26,16 +26,39 @@ pub struct UserRecord {
     pub disabled: bool,
     /// Access tokens issued (`iat`) before this second are no longer valid.
     pub tokens_valid_after: i64,
+    /// Bumped by every password, role or disabled change.
+    pub security_version: i64,
     pub created_at: i64,
     pub updated_at: i64,
 }
 
-/// Changes to a user's own profile; `None` leaves a field as it is.
+/// Changes to a user; `None` leaves a field as it is. Setting `roles` or
+/// `disabled` is a security change: it bumps `security_version` and moves
+/// `tokens_valid_after` to `valid_after`.
 #[derive(Debug, Clone, Default)]
-pub struct ProfileChanges {
+pub struct UserChanges {
     pub username: Option<String>,
     pub email: Option<String>,
     pub full_name: Option<Option<String>>,
+    pub roles: Option<Vec<String>>,
+    pub disabled: Option<bool>,
+}
+
+impl UserChanges {
+    /// Whether applying these changes must end the user's earlier tokens.
+    pub fn is_security_change(&self) -> bool {
+        self.roles.is_some() || self.disabled.is_some()
+    }
+}
+
+/// One page of users in id order (UUIDv7: creation order), for keyset
+/// pagination: `after` is the last id of the previous page.
+#[derive(Debug, Clone, Default)]
+pub struct UserQuery {
+    pub after: Option<Uuid>,
+    pub limit: u32,
+    /// Case-insensitive prefix of the username or the email.
+    pub prefix: Option<String>,
 }
 
 /// What the in-memory token gate needs to know of every user.
@@ -44,6 +67,7 @@ pub struct UserSecurity {
     pub id: Uuid,
     pub tokens_valid_after: i64,
     pub disabled: bool,
+    pub security_version: i64,
 }
 
 /// A signing key as stored.
@@ -92,35 +116,36 @@ pub trait Store: Send + Sync + 'static {
     async fn user_by_id(&self, id: Uuid) -> StoreResult<Option<UserRecord>>;
     /// By username or email, matched case-insensitively.
     async fn user_by_login(&self, login: &str) -> StoreResult<Option<UserRecord>>;
-    /// Applies `changes`; `None` if the user does not exist.
-    async fn update_profile(
+    /// Applies `changes` (a security change also sets `tokens_valid_after`
+    /// to `valid_after`); `None` if the user does not exist.
+    async fn update_user(
         &self,
         id: Uuid,
-        changes: &ProfileChanges,
+        changes: &UserChanges,
+        valid_after: i64,
         now: i64,
     ) -> StoreResult<Option<UserRecord>>;
-    /// Sets the password hash and `tokens_valid_after`; `false` if no such user.
+    /// Sets the password hash, `tokens_valid_after`, and bumps the security
+    /// version; `None` if no such user.
     async fn set_password(
         &self,
         id: Uuid,
         password_hash: &str,
-        tokens_valid_after: i64,
+        valid_after: i64,
         now: i64,
-    ) -> StoreResult<bool>;
-    /// Sets roles and `tokens_valid_after`; `false` if no such user.
-    async fn set_roles(
-        &self,
-        id: Uuid,
-        roles: &[String],
-        tokens_valid_after: i64,
-        now: i64,
-    ) -> StoreResult<bool>;
+    ) -> StoreResult<Option<UserRecord>>;
     /// `false` if no such user.
     async fn delete_user(&self, id: Uuid) -> StoreResult<bool>;
     /// Every user, oldest first (for the CLI).
     async fn list_users(&self) -> StoreResult<Vec<UserRecord>>;
+    /// One page of users, by id.
+    async fn query_users(&self, query: &UserQuery) -> StoreResult<Vec<UserRecord>>;
     /// The token-gate view of every user, loaded at start-up.
     async fn user_security(&self) -> StoreResult<Vec<UserSecurity>>;
+    /// A value that changes whenever another connection or process has
+    /// committed a write; the server polls it to resync its token gate
+    /// after changes made elsewhere (the CLI, another instance).
+    async fn change_marker(&self) -> StoreResult<i64>;
 
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>>;
     async fn insert_signing_key(&self, key: &SigningKeyRecord) -> StoreResult<()>;

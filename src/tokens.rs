@@ -1,10 +1,12 @@
 //! Access tokens: issuing them, and the in-memory gate every token passes.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
+use dashmap::DashMap;
 use jsonwebtoken::Header;
 use serde::Serialize;
 use uuid::Uuid;
@@ -124,52 +126,127 @@ impl TokenIssuer {
 struct Gate {
     valid_after: i64,
     disabled: bool,
+    /// The user's `security_version` this entry reflects.
+    version: i64,
+    /// The local write that made this entry (0: loaded from a snapshot).
+    epoch: u64,
 }
 
-/// Per-user revocation state, kept in memory and updated on every write, so
-/// a token check never waits for the database: a token fails at once when
-/// its user is deleted or disabled, or when it was issued before the user's
-/// last password (or role) change.
+/// Per-user revocation state, kept in memory, so a token check never waits
+/// for the database: a token fails at once when its user is deleted or
+/// disabled, or when it was issued (`iat`) before the user's last password,
+/// role or disabled change.
+///
+/// Writes made by this process update it directly ([`UserGate::set`],
+/// [`UserGate::remove`]). Writes made elsewhere — the CLI, another instance —
+/// arrive as snapshots ([`UserGate::apply_snapshot`]); a snapshot never
+/// rolls back a newer local change, because entries carry the user's
+/// `security_version` and local writes carry an epoch.
+///
+/// The map is sharded ([`DashMap`]), so concurrent token checks do not
+/// contend on one lock.
 #[derive(Default)]
 pub struct UserGate {
-    users: RwLock<HashMap<Uuid, Gate>>,
+    users: DashMap<Uuid, Gate>,
+    /// Users deleted by this process: a snapshot taken before the delete
+    /// committed must not bring them back. Ids are never reused.
+    deleted: Mutex<HashMap<Uuid, u64>>,
+    epoch: AtomicU64,
 }
 
 impl UserGate {
     pub fn new(all: Vec<UserSecurity>) -> Self {
-        let users = all
-            .into_iter()
-            .map(|u| {
-                (
-                    u.id,
-                    Gate {
-                        valid_after: u.tokens_valid_after,
-                        disabled: u.disabled,
-                    },
-                )
-            })
-            .collect();
-        Self {
-            users: RwLock::new(users),
+        let gate = Self::default();
+        for u in all {
+            gate.users.insert(u.id, Gate::from_snapshot(&u));
         }
+        gate
     }
 
+    fn next_epoch(&self) -> u64 {
+        self.epoch.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Records `user` as just written by this process.
     pub fn set(&self, user: &UserRecord) {
-        let gate = Gate {
+        let fresh = Gate {
             valid_after: user.tokens_valid_after,
             disabled: user.disabled,
+            version: user.security_version,
+            epoch: self.next_epoch(),
         };
         self.users
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(user.id, gate);
+            .entry(user.id)
+            .and_modify(|g| {
+                if fresh.version >= g.version {
+                    *g = fresh;
+                }
+            })
+            .or_insert(fresh);
     }
 
+    /// Records that this process deleted the user.
     pub fn remove(&self, id: Uuid) {
-        self.users
-            .write()
+        let epoch = self.next_epoch();
+        self.deleted
+            .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
+            .insert(id, epoch);
+        self.users.remove(&id);
+    }
+
+    /// Call before reading a snapshot; pass the result to
+    /// [`UserGate::apply_snapshot`].
+    pub fn snapshot_started(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Merges a full snapshot of the users table read after
+    /// [`UserGate::snapshot_started`] returned `started`.
+    pub fn apply_snapshot(&self, snapshot: Vec<UserSecurity>, started: u64) {
+        let mut deleted = self.deleted.lock().unwrap_or_else(|e| e.into_inner());
+        let mut present = HashSet::with_capacity(snapshot.len());
+        for u in &snapshot {
+            if deleted.contains_key(&u.id) {
+                continue;
+            }
+            present.insert(u.id);
+            let fresh = Gate::from_snapshot(u);
+            self.users
+                .entry(u.id)
+                .and_modify(|g| {
+                    if fresh.version > g.version {
+                        *g = fresh;
+                    }
+                })
+                .or_insert(fresh);
+        }
+        // Gone from the table, and not written here since the snapshot
+        // began: deleted elsewhere.
+        self.users
+            .retain(|id, g| present.contains(id) || g.epoch > started);
+        // A later snapshot cannot contain these any more.
+        deleted.retain(|_, epoch| *epoch > started);
+    }
+
+    /// Number of users the gate knows.
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+}
+
+impl Gate {
+    fn from_snapshot(u: &UserSecurity) -> Self {
+        Self {
+            valid_after: u.tokens_valid_after,
+            disabled: u.disabled,
+            version: u.security_version,
+            epoch: 0,
+        }
     }
 }
 
@@ -178,10 +255,105 @@ impl TokenCheck for UserGate {
         let Ok(id) = Uuid::parse_str(&claims.sub) else {
             return false;
         };
-        let users = self.users.read().unwrap_or_else(|e| e.into_inner());
-        match users.get(&id) {
+        match self.users.get(&id) {
             Some(g) => !g.disabled && claims.iat >= g.valid_after,
             None => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(id: Uuid, version: i64, valid_after: i64, disabled: bool) -> UserRecord {
+        UserRecord {
+            id,
+            username: "u".into(),
+            email: "u@example.com".into(),
+            full_name: None,
+            password_hash: String::new(),
+            roles: vec![],
+            disabled,
+            tokens_valid_after: valid_after,
+            security_version: version,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    fn sec(id: Uuid, version: i64, valid_after: i64, disabled: bool) -> UserSecurity {
+        UserSecurity {
+            id,
+            tokens_valid_after: valid_after,
+            disabled,
+            security_version: version,
+        }
+    }
+
+    fn live(gate: &UserGate, id: Uuid, iat: i64) -> bool {
+        let claims = Claims {
+            iss: String::new(),
+            sub: id.to_string(),
+            aud: None,
+            exp: 0,
+            iat,
+            nbf: 0,
+            jti: String::new(),
+            sid: String::new(),
+            scope: String::new(),
+            roles: vec![],
+            username: String::new(),
+        };
+        gate.is_live(&claims)
+    }
+
+    #[test]
+    fn a_stale_snapshot_does_not_undo_a_local_password_change() {
+        let id = Uuid::now_v7();
+        let gate = UserGate::new(vec![sec(id, 0, 0, false)]);
+        let started = gate.snapshot_started();
+        let stale = vec![sec(id, 0, 0, false)];
+        gate.set(&user(id, 1, 100, false)); // committed after the snapshot read
+        gate.apply_snapshot(stale, started);
+        assert!(!live(&gate, id, 50));
+        assert!(live(&gate, id, 100));
+    }
+
+    #[test]
+    fn a_newer_snapshot_applies_changes_made_elsewhere() {
+        let id = Uuid::now_v7();
+        let gate = UserGate::new(vec![sec(id, 0, 0, false)]);
+        assert!(live(&gate, id, 10));
+        let started = gate.snapshot_started();
+        gate.apply_snapshot(vec![sec(id, 1, 0, true)], started);
+        assert!(!live(&gate, id, 10), "disabled elsewhere");
+    }
+
+    #[test]
+    fn users_missing_from_a_snapshot_are_dropped_unless_created_since() {
+        let (old, new) = (Uuid::now_v7(), Uuid::now_v7());
+        let gate = UserGate::new(vec![sec(old, 0, 0, false)]);
+        let started = gate.snapshot_started();
+        gate.set(&user(new, 0, 0, false)); // registered after the snapshot began
+        gate.apply_snapshot(vec![], started);
+        assert!(!live(&gate, old, 10), "deleted elsewhere");
+        assert!(live(&gate, new, 10));
+    }
+
+    #[test]
+    fn a_stale_snapshot_does_not_resurrect_a_local_delete() {
+        let id = Uuid::now_v7();
+        let gate = UserGate::new(vec![sec(id, 0, 0, false)]);
+        let started = gate.snapshot_started();
+        gate.remove(id);
+        gate.apply_snapshot(vec![sec(id, 0, 0, false)], started);
+        assert!(!live(&gate, id, 10));
+    }
+
+    #[test]
+    fn unknown_users_and_bad_subjects_are_not_live() {
+        let gate = UserGate::default();
+        assert!(!live(&gate, Uuid::now_v7(), 10));
     }
 }

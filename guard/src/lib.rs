@@ -11,7 +11,10 @@
 //!   valid bearer token with warden's 401 (`WWW-Authenticate: Bearer ...` and
 //!   `{"detail": ...}`); `Option<Claims>` is `None` only when the request
 //!   carries no `Authorization` header, and still rejects a bad token.
-//! - [`Claims::require_scope`]: the 403 `insufficient_scope` answer.
+//! - [`RequireScope`]: an extractor that also demands scopes, named by
+//!   types declared with [`scope!`]; it answers the contract's 403
+//!   `insufficient_scope`. [`Claims::require_scope`] does the same check
+//!   inside a handler.
 //!
 //! The extractor is generic over your state: it works wherever
 //! `Verifier: FromRef<S>`.
@@ -56,11 +59,13 @@
 mod claims;
 mod error;
 mod extract;
+mod scope;
 mod verifier;
 
 pub use claims::Claims;
 pub use error::AuthError;
 pub use jsonwebtoken::{Algorithm, DecodingKey, jwk::JwkSet};
+pub use scope::{RequireScope, Scope, Scopes};
 pub use verifier::{Clock, KeySet, TokenCheck, Verifier, VerifierBuilder, VerifierError};
 
 #[cfg(test)]

@@ -1,36 +1,45 @@
-//! `/users`: registration and the self-service routes of the current user.
+//! `/users`: registration, the current user's own routes (`me`), and the
+//! admin routes (`admin`) with their ownership rules.
+
+mod admin;
+mod me;
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use serde_json::{Map, Value};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
-use warden_guard::Claims;
+use warden_guard::{AuthError, Claims};
 
 use crate::body::{Fields, JsonObject};
 use crate::config::Registration;
 use crate::error::{Error, Result};
 use crate::model::{self, Email, UserView, Username};
 use crate::passwords::Password;
-use crate::roles::{ROLE_USER, SCOPE_ME};
-use crate::routes::TokenResponse;
+use crate::roles::ROLE_USER;
 use crate::state::AppState;
-use crate::storage::{ProfileChanges, UserRecord};
+use crate::storage::{UserChanges, UserRecord};
 use crate::tokens;
+
+// Globs, so utoipa's generated `__path_*` items come along for `routes!`.
+pub use admin::*;
+pub use me::*;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(create_user))
+        .routes(routes!(create_user, list_users))
         .routes(routes!(
             get_current_user,
             update_current_user,
             delete_current_user
         ))
         .routes(routes!(change_password))
+        .routes(routes!(get_user, update_user, delete_user))
 }
 
 /// `POST /users` body.
@@ -48,13 +57,16 @@ pub struct RegisterRequest {
     full_name: Option<String>,
 }
 
-/// `PATCH /users/me` body: any subset of the fields.
+/// `PATCH /users/me` and `PATCH /users/{id}` body: any subset of the
+/// fields; `roles` and `disabled` only with `users:write`, never on yourself.
 #[derive(Debug, Deserialize, ToSchema)]
 #[allow(dead_code)]
 pub struct ProfileUpdate {
     username: Option<String>,
     email: Option<String>,
     full_name: Option<String>,
+    roles: Option<Vec<String>>,
+    disabled: Option<bool>,
 }
 
 /// `PUT /users/me/password` body.
@@ -72,18 +84,21 @@ pub struct DeleteConfirmation {
     password: String,
 }
 
-/// The current user's record, for a token that passed the gate. A token
-/// whose user vanished between the gate and here is simply invalid.
-async fn current_user(state: &AppState, claims: &Claims) -> Result<UserRecord> {
-    claims.require_scope(SCOPE_ME)?;
-    let id = Uuid::parse_str(&claims.sub).map_err(|_| warden_guard::AuthError::Invalid)?;
+/// The record of the token's user, for a token that passed the gate. A
+/// token whose user vanished between the gate and here is simply invalid.
+pub(crate) async fn token_user(state: &AppState, claims: &Claims) -> Result<UserRecord> {
+    let id = Uuid::parse_str(&claims.sub).map_err(|_| AuthError::Invalid)?;
     match state.store.user_by_id(id).await? {
         Some(u) if !u.disabled => Ok(u),
-        _ => Err(warden_guard::AuthError::Invalid.into()),
+        _ => Err(AuthError::Invalid.into()),
     }
 }
 
-async fn check_password(state: &AppState, user: &UserRecord, password: &str) -> Result<()> {
+pub(crate) async fn check_password(
+    state: &AppState,
+    user: &UserRecord,
+    password: &str,
+) -> Result<()> {
     let ok = state
         .hasher
         .verify(Password::new(password), Some(user.password_hash.clone()))
@@ -93,6 +108,99 @@ async fn check_password(state: &AppState, user: &UserRecord, password: &str) -> 
     } else {
         Err(Error::BadRequest("Incorrect password".to_owned()))
     }
+}
+
+/// Who is changing a user, which decides the fields they may set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Actor {
+    /// The user themself: own profile fields only, never own roles or
+    /// disabled flag (not even with `users:write`).
+    Itself,
+    /// Someone else, with `users:write`: also `roles` and `disabled`.
+    Admin,
+}
+
+/// Validates a PATCH body and applies it to the user `target`.
+pub(crate) async fn patch_user(
+    state: &AppState,
+    target: Uuid,
+    body: &Map<String, Value>,
+    actor: Actor,
+) -> Result<UserRecord> {
+    let touches_security = body.contains_key("roles") || body.contains_key("disabled");
+    if touches_security && actor == Actor::Itself {
+        return Err(Error::Forbidden(
+            "You cannot change your own roles or disabled flag".to_owned(),
+        ));
+    }
+    let mut f = Fields::new(body);
+    if body.contains_key("password") {
+        f.invalid(
+            "password",
+            "Change the password with PUT /users/me/password".to_owned(),
+        );
+    }
+    let username = f.optional_str("username").and_then(|u| {
+        Username::parse(u)
+            .map_err(|m| f.invalid("username", m))
+            .ok()
+    });
+    let email = f
+        .optional_str("email")
+        .and_then(|e| Email::parse(e).map_err(|m| f.invalid("email", m)).ok());
+    let full_name = f.nullable_str("full_name").and_then(|n| match n {
+        None => Some(None),
+        Some(n) => model::parse_full_name(n)
+            .map_err(|m| f.invalid("full_name", m))
+            .ok()
+            .map(Some),
+    });
+    let roles = f.optional_str_list("roles").and_then(|roles| {
+        let mut unique: Vec<String> = Vec::new();
+        for r in roles {
+            if !unique.iter().any(|u| u == r) {
+                unique.push(r.to_owned());
+            }
+        }
+        if unique.is_empty() {
+            f.invalid("roles", "A user needs at least one role".to_owned());
+            return None;
+        }
+        match state.config.roles.check_known(&unique) {
+            Ok(()) => Some(unique),
+            Err(m) => {
+                f.invalid("roles", m);
+                None
+            }
+        }
+    });
+    let disabled = f.optional_bool("disabled");
+    f.finish()?;
+    let changes = UserChanges {
+        username: username.map(Username::into_inner),
+        email: email.map(Email::into_inner),
+        full_name,
+        roles,
+        disabled,
+    };
+    let now = tokens::now();
+    let updated = state
+        .store
+        .update_user(target, &changes, tokens::next_valid_after(now), now)
+        .await?
+        .ok_or(Error::NotFound)?;
+    if changes.is_security_change() {
+        // Every earlier token of the user fails from this moment.
+        state.gate.set(&updated);
+        tracing::info!(
+            event = "user_security_changed",
+            user_id = %updated.id,
+            roles = ?changes.roles,
+            disabled = ?changes.disabled,
+            "roles or disabled flag changed"
+        );
+    }
+    Ok(updated)
 }
 
 /// Register a new account.
@@ -160,6 +268,7 @@ pub async fn create_user(
         roles: vec![ROLE_USER.to_owned()],
         disabled: false,
         tokens_valid_after: 0,
+        security_version: 0,
         created_at: now,
         updated_at: now,
     };
@@ -174,177 +283,4 @@ pub async fn create_user(
         Json(UserView::from(&user)),
     )
         .into_response())
-}
-
-/// The current user.
-#[utoipa::path(
-    get,
-    path = "/users/me",
-    tag = "users",
-    security(("OAuth2PasswordBearer" = ["me"]), ("bearerAuth" = [])),
-    responses(
-        (status = 200, description = "The current user", body = UserView),
-        (status = 401, description = "Missing, invalid or expired token", body = crate::routes::Detail),
-        (status = 403, description = "Token lacks scope `me`", body = crate::routes::Detail),
-    )
-)]
-pub async fn get_current_user(
-    State(state): State<AppState>,
-    claims: Claims,
-) -> Result<Json<UserView>> {
-    let user = current_user(&state, &claims).await?;
-    Ok(Json(UserView::from(&user)))
-}
-
-/// Change your own username, email or full name. Roles and the disabled
-/// flag cannot be changed here.
-#[utoipa::path(
-    patch,
-    path = "/users/me",
-    tag = "users",
-    request_body = ProfileUpdate,
-    security(("OAuth2PasswordBearer" = ["me"]), ("bearerAuth" = [])),
-    responses(
-        (status = 200, description = "Updated user", body = UserView),
-        (status = 401, description = "Missing, invalid or expired token", body = crate::routes::Detail),
-        (status = 403, description = "Token lacks scope `me`, or the body tries to change roles or disabled", body = crate::routes::Detail),
-        (status = 409, description = "Username or email already registered", body = crate::routes::Detail),
-        (status = 422, description = "Invalid input", body = crate::routes::ValidationErrorBody),
-    )
-)]
-pub async fn update_current_user(
-    State(state): State<AppState>,
-    claims: Claims,
-    JsonObject(body): JsonObject,
-) -> Result<Json<UserView>> {
-    let user = current_user(&state, &claims).await?;
-    if body.contains_key("roles") || body.contains_key("disabled") {
-        return Err(Error::Forbidden(
-            "You cannot change your own roles or disabled flag".to_owned(),
-        ));
-    }
-    let mut f = Fields::new(&body);
-    if body.contains_key("password") {
-        f.invalid(
-            "password",
-            "Change the password with PUT /users/me/password".to_owned(),
-        );
-    }
-    let username = f.optional_str("username").and_then(|u| {
-        Username::parse(u)
-            .map_err(|m| f.invalid("username", m))
-            .ok()
-    });
-    let email = f
-        .optional_str("email")
-        .and_then(|e| Email::parse(e).map_err(|m| f.invalid("email", m)).ok());
-    let full_name = f.nullable_str("full_name").and_then(|n| match n {
-        None => Some(None),
-        Some(n) => model::parse_full_name(n)
-            .map_err(|m| f.invalid("full_name", m))
-            .ok()
-            .map(Some),
-    });
-    f.finish()?;
-    let changes = ProfileChanges {
-        username: username.map(Username::into_inner),
-        email: email.map(Email::into_inner),
-        full_name,
-    };
-    let updated = state
-        .store
-        .update_profile(user.id, &changes, tokens::now())
-        .await?
-        .ok_or(warden_guard::AuthError::Invalid)?;
-    Ok(Json(UserView::from(&updated)))
-}
-
-/// Delete your own account; confirm with your password. All sessions end.
-#[utoipa::path(
-    delete,
-    path = "/users/me",
-    tag = "users",
-    request_body = DeleteConfirmation,
-    security(("OAuth2PasswordBearer" = ["me"]), ("bearerAuth" = [])),
-    responses(
-        (status = 204, description = "Deleted"),
-        (status = 400, description = "Incorrect password", body = crate::routes::Detail),
-        (status = 401, description = "Missing, invalid or expired token", body = crate::routes::Detail),
-        (status = 422, description = "Invalid input", body = crate::routes::ValidationErrorBody),
-    )
-)]
-pub async fn delete_current_user(
-    State(state): State<AppState>,
-    claims: Claims,
-    JsonObject(body): JsonObject,
-) -> Result<StatusCode> {
-    let user = current_user(&state, &claims).await?;
-    let mut f = Fields::new(&body);
-    let password = f.required_str("password");
-    f.finish()?;
-    check_password(&state, &user, password.unwrap_or_default()).await?;
-    state.store.delete_user(user.id).await?;
-    state.gate.remove(user.id);
-    tracing::info!(event = "user_deleted", user_id = %user.id, "user deleted their account");
-    Ok(StatusCode::NO_CONTENT)
-}
-
-/// Change your password. Every earlier token of the account stops working;
-/// a fresh token is returned.
-#[utoipa::path(
-    put,
-    path = "/users/me/password",
-    tag = "users",
-    request_body = PasswordChange,
-    security(("OAuth2PasswordBearer" = ["me"]), ("bearerAuth" = [])),
-    responses(
-        (status = 200, description = "Changed; a fresh token", body = TokenResponse),
-        (status = 400, description = "Incorrect current password", body = crate::routes::Detail),
-        (status = 401, description = "Missing, invalid or expired token", body = crate::routes::Detail),
-        (status = 422, description = "New password refused", body = crate::routes::ValidationErrorBody),
-        (status = 503, description = "Password hashing queue full; see Retry-After", body = crate::routes::Detail),
-    )
-)]
-pub async fn change_password(
-    State(state): State<AppState>,
-    claims: Claims,
-    JsonObject(body): JsonObject,
-) -> Result<TokenResponse> {
-    let mut user = current_user(&state, &claims).await?;
-    let mut f = Fields::new(&body);
-    let current = f.required_str("current_password");
-    let new = f.required_str("new_password");
-    if let Some(new) = new
-        && let Err(m) = model::check_new_password(new, &user.username, &user.email)
-    {
-        f.invalid("new_password", m);
-    }
-    f.finish()?;
-    let (Some(current), Some(new)) = (current, new) else {
-        return Err(Error::Internal("validated fields missing".to_owned()));
-    };
-    check_password(&state, &user, current).await?;
-    let hash = state.hasher.hash(Password::new(new)).await?;
-    let now = tokens::now();
-    let valid_after = tokens::next_valid_after(now);
-    if !state
-        .store
-        .set_password(user.id, &hash, valid_after, now)
-        .await?
-    {
-        return Err(warden_guard::AuthError::Invalid.into());
-    }
-    user.password_hash = hash;
-    user.tokens_valid_after = valid_after;
-    user.updated_at = now;
-    state.gate.set(&user);
-    tracing::info!(event = "password_changed", user_id = %user.id, "password changed");
-    let scope = claims.scope.clone();
-    let issued = state.tokens.issue(&user, &scope, Uuid::now_v7(), now)?;
-    Ok(TokenResponse {
-        access_token: issued.token,
-        token_type: "bearer",
-        expires_in: issued.expires_in,
-        scope,
-    })
 }

@@ -11,16 +11,22 @@ use sqlx::sqlite::{
 use uuid::Uuid;
 
 use super::{
-    ProfileChanges, SigningKeyRecord, Store, StoreError, StoreResult, UniqueField, UserRecord,
-    UserSecurity,
+    SigningKeyRecord, Store, StoreError, StoreResult, UniqueField, UserChanges, UserQuery,
+    UserRecord, UserSecurity,
 };
 use crate::model::fold;
 
 const USER_COLUMNS: &str = "id, username, email, full_name, password_hash, roles, disabled, \
-                            tokens_valid_after, created_at, updated_at";
+                            tokens_valid_after, security_version, created_at, updated_at";
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// A connection that never writes, kept for `PRAGMA data_version`: the
+    /// value is per connection and changes only when *another* connection
+    /// commits, so this one sees every write of the pool and of other
+    /// processes.
+    watcher: tokio::sync::Mutex<Option<sqlx::SqliteConnection>>,
+    options: SqliteConnectOptions,
 }
 
 impl SqliteStore {
@@ -34,9 +40,13 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            watcher: tokio::sync::Mutex::new(None),
+            options,
+        })
     }
 }
 
@@ -53,6 +63,7 @@ fn user_from_row(row: &SqliteRow) -> StoreResult<UserRecord> {
             .map_err(|e| StoreError::Corrupt(format!("users.roles: {e}")))?,
         disabled: row.try_get("disabled")?,
         tokens_valid_after: row.try_get("tokens_valid_after")?,
+        security_version: row.try_get("security_version")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -72,6 +83,18 @@ fn map_unique(err: sqlx::Error) -> StoreError {
         }
     }
     StoreError::Database(err)
+}
+
+/// Escapes `%`, `_` and `\` for a `like ... escape '\'` pattern.
+fn escape_like(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn roles_json(roles: &[String]) -> String {
@@ -137,10 +160,11 @@ impl Store for SqliteStore {
         row.as_ref().map(user_from_row).transpose()
     }
 
-    async fn update_profile(
+    async fn update_user(
         &self,
         id: Uuid,
-        c: &ProfileChanges,
+        c: &UserChanges,
+        valid_after: i64,
         now: i64,
     ) -> StoreResult<Option<UserRecord>> {
         let (set_full_name, full_name) = match &c.full_name {
@@ -154,7 +178,11 @@ impl Store for SqliteStore {
                email = coalesce($4, email), \
                email_folded = coalesce($5, email_folded), \
                full_name = case when $6 then $7 else full_name end, \
-               updated_at = $8 \
+               roles = coalesce($8, roles), \
+               disabled = coalesce($9, disabled), \
+               tokens_valid_after = case when $10 then $11 else tokens_valid_after end, \
+               security_version = security_version + case when $10 then 1 else 0 end, \
+               updated_at = $12 \
              where id = $1 returning {USER_COLUMNS}"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -165,6 +193,10 @@ impl Store for SqliteStore {
             .bind(c.email.as_deref().map(fold))
             .bind(set_full_name)
             .bind(full_name)
+            .bind(c.roles.as_deref().map(roles_json))
+            .bind(c.disabled)
+            .bind(c.is_security_change())
+            .bind(valid_after)
             .bind(now)
             .fetch_optional(&self.pool)
             .await
@@ -176,39 +208,22 @@ impl Store for SqliteStore {
         &self,
         id: Uuid,
         password_hash: &str,
-        tokens_valid_after: i64,
+        valid_after: i64,
         now: i64,
-    ) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "update users set password_hash = $2, tokens_valid_after = $3, updated_at = $4 \
-             where id = $1",
-        )
-        .bind(id.to_string())
-        .bind(password_hash)
-        .bind(tokens_valid_after)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn set_roles(
-        &self,
-        id: Uuid,
-        roles: &[String],
-        tokens_valid_after: i64,
-        now: i64,
-    ) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "update users set roles = $2, tokens_valid_after = $3, updated_at = $4 where id = $1",
-        )
-        .bind(id.to_string())
-        .bind(roles_json(roles))
-        .bind(tokens_valid_after)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+    ) -> StoreResult<Option<UserRecord>> {
+        let sql = format!(
+            "update users set password_hash = $2, tokens_valid_after = $3, \
+             security_version = security_version + 1, updated_at = $4 \
+             where id = $1 returning {USER_COLUMNS}"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .bind(password_hash)
+            .bind(valid_after)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(user_from_row).transpose()
     }
 
     async fn delete_user(&self, id: Uuid) -> StoreResult<bool> {
@@ -227,10 +242,34 @@ impl Store for SqliteStore {
         rows.iter().map(user_from_row).collect()
     }
 
-    async fn user_security(&self) -> StoreResult<Vec<UserSecurity>> {
-        let rows = sqlx::query("select id, tokens_valid_after, disabled from users")
+    async fn query_users(&self, q: &UserQuery) -> StoreResult<Vec<UserRecord>> {
+        // Keyset pagination on the primary key: rows inserted while a client
+        // pages through get larger ids (UUIDv7), so no page repeats or skips
+        // a row that existed when the walk began.
+        let pattern = q
+            .prefix
+            .as_deref()
+            .map(|p| format!("{}%", escape_like(&fold(p))));
+        let sql = format!(
+            "select {USER_COLUMNS} from users \
+             where ($1 is null or id > $1) \
+               and ($2 is null or username_folded like $2 escape '\\' or email_folded like $2 escape '\\') \
+             order by id limit $3"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(q.after.map(|id| id.to_string()))
+            .bind(pattern)
+            .bind(i64::from(q.limit))
             .fetch_all(&self.pool)
             .await?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    async fn user_security(&self) -> StoreResult<Vec<UserSecurity>> {
+        let rows =
+            sqlx::query("select id, tokens_valid_after, disabled, security_version from users")
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter()
             .map(|row| {
                 let id: String = row.try_get("id")?;
@@ -239,9 +278,32 @@ impl Store for SqliteStore {
                         .map_err(|e| StoreError::Corrupt(format!("users.id: {e}")))?,
                     tokens_valid_after: row.try_get("tokens_valid_after")?,
                     disabled: row.try_get("disabled")?,
+                    security_version: row.try_get("security_version")?,
                 })
             })
             .collect()
+    }
+
+    async fn change_marker(&self) -> StoreResult<i64> {
+        use sqlx::ConnectOptions;
+        let mut guard = self.watcher.lock().await;
+        if guard.is_none() {
+            *guard = Some(self.options.connect().await?);
+        }
+        let Some(conn) = guard.as_mut() else {
+            return Err(StoreError::Corrupt("watcher connection missing".to_owned()));
+        };
+        match sqlx::query_scalar::<_, i64>("pragma data_version")
+            .fetch_one(&mut *conn)
+            .await
+        {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                // Reconnect on the next call.
+                *guard = None;
+                Err(e.into())
+            }
+        }
     }
 
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {

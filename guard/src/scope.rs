@@ -1,0 +1,137 @@
+use std::marker::PhantomData;
+use std::ops::Deref;
+
+use axum::extract::{FromRef, FromRequestParts};
+use http::request::Parts;
+
+use crate::{AuthError, Claims, Verifier};
+
+/// A scope a route requires, named by a type so the requirement is part of
+/// the handler's signature. Declare one with [`scope!`](crate::scope).
+pub trait Scope {
+    /// The scope token, e.g. `"grades:write"`.
+    const NAME: &'static str;
+}
+
+/// One scope or a tuple of scopes, all of which are required.
+pub trait Scopes {
+    /// The first scope of the set that `claims` lacks.
+    fn first_missing(claims: &Claims) -> Option<&'static str>;
+}
+
+impl<S: Scope> Scopes for S {
+    fn first_missing(claims: &Claims) -> Option<&'static str> {
+        (!claims.has_scope(S::NAME)).then_some(S::NAME)
+    }
+}
+
+macro_rules! tuple_scopes {
+    ($($t:ident),+) => {
+        impl<$($t: Scope),+> Scopes for ($($t,)+) {
+            fn first_missing(claims: &Claims) -> Option<&'static str> {
+                $( if !claims.has_scope($t::NAME) { return Some($t::NAME); } )+
+                None
+            }
+        }
+    };
+}
+tuple_scopes!(A, B);
+tuple_scopes!(A, B, C);
+tuple_scopes!(A, B, C, D);
+
+/// Declares scope marker types for [`RequireScope`].
+///
+/// ```
+/// warden_guard::scope!(pub GradesWrite = "grades:write");
+/// warden_guard::scope!(CoursesRead = "courses:read");
+/// use warden_guard::Scope;
+/// assert_eq!(GradesWrite::NAME, "grades:write");
+/// ```
+#[macro_export]
+macro_rules! scope {
+    ($vis:vis $name:ident = $scope:literal) => {
+        #[doc = concat!("The `", $scope, "` scope.")]
+        #[derive(Debug, Clone, Copy)]
+        $vis struct $name;
+        impl $crate::Scope for $name {
+            const NAME: &'static str = $scope;
+        }
+    };
+}
+
+/// The claims of a valid token that grants every scope of `S`.
+///
+/// Rejects with 401 like [`Claims`] when the token is missing or invalid,
+/// and with the contract's 403 when it lacks a scope:
+/// `WWW-Authenticate: Bearer error="insufficient_scope", scope="<scope>"`
+/// and `{"detail": "Not enough permissions"}`.
+///
+/// ```
+/// use axum::{Router, extract::FromRef, routing::{get, post}};
+/// use warden_guard::{Claims, RequireScope, Verifier, scope};
+///
+/// scope!(CoursesRead = "courses:read");
+/// scope!(GradesWrite = "grades:write");
+///
+/// #[derive(Clone, FromRef)]
+/// struct AppState { verifier: Verifier }
+///
+/// async fn list_courses(_: RequireScope<CoursesRead>) -> &'static str { "[]" }
+///
+/// // Both scopes required; the claims are there when the handler runs.
+/// async fn post_grade(auth: RequireScope<(CoursesRead, GradesWrite)>) -> String {
+///     format!("graded by {}", auth.username)
+/// }
+///
+/// fn router(state: AppState) -> Router {
+///     Router::new()
+///         .route("/courses", get(list_courses))
+///         .route("/grades", post(post_grade))
+///         .with_state(state)
+/// }
+/// ```
+pub struct RequireScope<S> {
+    claims: Claims,
+    _scopes: PhantomData<fn() -> S>,
+}
+
+impl<S> RequireScope<S> {
+    /// The verified claims.
+    pub fn into_claims(self) -> Claims {
+        self.claims
+    }
+}
+
+impl<S> Deref for RequireScope<S> {
+    type Target = Claims;
+
+    fn deref(&self) -> &Claims {
+        &self.claims
+    }
+}
+
+impl<S> std::fmt::Debug for RequireScope<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("RequireScope").field(&self.claims).finish()
+    }
+}
+
+impl<St, S> FromRequestParts<St> for RequireScope<S>
+where
+    Verifier: FromRef<St>,
+    St: Send + Sync,
+    S: Scopes,
+{
+    type Rejection = AuthError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &St) -> Result<Self, Self::Rejection> {
+        let claims = Claims::from_request_parts(parts, state).await?;
+        match S::first_missing(&claims) {
+            Some(missing) => Err(AuthError::InsufficientScope(missing.to_owned())),
+            None => Ok(Self {
+                claims,
+                _scopes: PhantomData,
+            }),
+        }
+    }
+}

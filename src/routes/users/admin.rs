@@ -1,0 +1,269 @@
+//! The admin routes: `GET /users` and `GET/PATCH/DELETE /users/{id}`.
+//!
+//! Ownership: a user may read and edit their own profile through
+//! `/users/{id}` just as through `/users/me`; reading anyone else needs
+//! `users:read`, changing anyone else (including `roles` and `disabled`)
+//! needs `users:write`, and nobody changes their own roles or disabled flag.
+
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Serialize;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+use warden_guard::{Claims, RequireScope};
+
+use super::{Actor, patch_user};
+use crate::body::JsonObject;
+use crate::error::{Error, FieldError, Result};
+use crate::model::UserView;
+use crate::roles::{SCOPE_ME, SCOPE_USERS_READ, SCOPE_USERS_WRITE, UsersRead, UsersWrite};
+use crate::state::AppState;
+use crate::storage::UserQuery;
+
+const DEFAULT_LIMIT: u32 = 50;
+const MAX_LIMIT: u32 = 200;
+
+/// Query of `GET /users`.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // documents the query; the handler parses it by hand
+pub struct ListQuery {
+    /// Page size, 1–200 (default 50).
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// Case-insensitive prefix of the username or the email.
+    q: Option<String>,
+}
+
+/// A page of users.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserPage {
+    pub items: Vec<UserView>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Cursors are opaque to clients: the last id of a page, base64url.
+fn encode_cursor(id: Uuid) -> String {
+    URL_SAFE_NO_PAD.encode(id.as_bytes())
+}
+
+fn decode_cursor(cursor: &str) -> Option<Uuid> {
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).ok()?;
+    Uuid::from_slice(&bytes).ok()
+}
+
+fn parse_list_query(raw: Option<&str>) -> Result<UserQuery> {
+    let mut query = UserQuery {
+        after: None,
+        limit: DEFAULT_LIMIT,
+        prefix: None,
+    };
+    let mut errors = Vec::new();
+    for (key, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        match key.as_ref() {
+            "limit" => match value.parse::<u32>() {
+                Ok(n) if (1..=MAX_LIMIT).contains(&n) => query.limit = n,
+                Ok(_) => errors.push(FieldError::new(
+                    &["query", "limit"],
+                    "Input should be between 1 and 200",
+                    "less_than_equal",
+                )),
+                Err(_) => errors.push(FieldError::new(
+                    &["query", "limit"],
+                    "Input should be a valid integer",
+                    "int_parsing",
+                )),
+            },
+            "cursor" => match decode_cursor(&value) {
+                Some(id) => query.after = Some(id),
+                None => errors.push(FieldError::new(
+                    &["query", "cursor"],
+                    "Invalid cursor",
+                    "value_error",
+                )),
+            },
+            "q" if !value.is_empty() => query.prefix = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+    if errors.is_empty() {
+        Ok(query)
+    } else {
+        Err(Error::Validation(errors))
+    }
+}
+
+fn parse_id(id: &str) -> Result<Uuid> {
+    Uuid::parse_str(id).map_err(|_| {
+        Error::Validation(vec![FieldError::new(
+            &["path", "id"],
+            "Input should be a valid UUID",
+            "uuid_parsing",
+        )])
+    })
+}
+
+/// Whether the token belongs to user `id` and may act on its own account.
+fn is_self(claims: &Claims, id: Uuid) -> bool {
+    Uuid::parse_str(&claims.sub).is_ok_and(|sub| sub == id) && claims.has_scope(SCOPE_ME)
+}
+
+/// List users, in creation order, a page at a time (keyset pagination:
+/// stable while users are being added).
+#[utoipa::path(
+    get,
+    path = "/users",
+    tag = "users",
+    params(ListQuery),
+    security(("OAuth2PasswordBearer" = ["users:read"]), ("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "A page of users", body = UserPage),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::routes::Detail),
+        (status = 403, description = "Token lacks scope `users:read`", body = crate::routes::Detail),
+        (status = 422, description = "Invalid `limit` or `cursor`", body = crate::routes::ValidationErrorBody),
+    )
+)]
+pub async fn list_users(
+    State(state): State<AppState>,
+    _auth: RequireScope<UsersRead>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<UserPage>> {
+    let mut query = parse_list_query(raw.as_deref())?;
+    let limit = query.limit as usize;
+    // One extra row tells whether another page follows.
+    query.limit += 1;
+    let mut users = state.store.query_users(&query).await?;
+    let next_cursor = if users.len() > limit {
+        users.truncate(limit);
+        users.last().map(|u| encode_cursor(u.id))
+    } else {
+        None
+    };
+    Ok(Json(UserPage {
+        items: users.iter().map(UserView::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// One user: yourself, or anyone with `users:read`.
+#[utoipa::path(
+    get,
+    path = "/users/{id}",
+    tag = "users",
+    params(("id" = Uuid, Path, description = "User id")),
+    security(("OAuth2PasswordBearer" = ["users:read"]), ("OAuth2PasswordBearer" = ["me"]), ("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The user", body = UserView),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::routes::Detail),
+        (status = 403, description = "Another user, and the token lacks `users:read`", body = crate::routes::Detail),
+        (status = 404, description = "No such user", body = crate::routes::Detail),
+    )
+)]
+pub async fn get_user(
+    State(state): State<AppState>,
+    claims: Claims,
+    Path(id): Path<String>,
+) -> Result<Json<UserView>> {
+    let id = parse_id(&id)?;
+    if !is_self(&claims, id) {
+        claims.require_scope(SCOPE_USERS_READ)?;
+    }
+    let user = state.store.user_by_id(id).await?.ok_or(Error::NotFound)?;
+    Ok(Json(UserView::from(&user)))
+}
+
+/// Change a user. Yourself: profile fields only. With `users:write`:
+/// anyone else's profile, `roles` and `disabled` too; a role or disabled
+/// change ends every earlier token of that user at once.
+#[utoipa::path(
+    patch,
+    path = "/users/{id}",
+    tag = "users",
+    params(("id" = Uuid, Path, description = "User id")),
+    request_body = super::ProfileUpdate,
+    security(("OAuth2PasswordBearer" = ["users:write"]), ("OAuth2PasswordBearer" = ["me"]), ("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The updated user", body = UserView),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::routes::Detail),
+        (status = 403, description = "Another user without `users:write`, or your own roles/disabled flag", body = crate::routes::Detail),
+        (status = 404, description = "No such user", body = crate::routes::Detail),
+        (status = 409, description = "Username or email already registered", body = crate::routes::Detail),
+        (status = 422, description = "Invalid input", body = crate::routes::ValidationErrorBody),
+    )
+)]
+pub async fn update_user(
+    State(state): State<AppState>,
+    claims: Claims,
+    Path(id): Path<String>,
+    JsonObject(body): JsonObject,
+) -> Result<Json<UserView>> {
+    let id = parse_id(&id)?;
+    let actor = if is_self(&claims, id) {
+        Actor::Itself
+    } else {
+        claims.require_scope(SCOPE_USERS_WRITE)?;
+        if Uuid::parse_str(&claims.sub).is_ok_and(|sub| sub == id) {
+            // An admin token without `me` is still the admin's own account.
+            Actor::Itself
+        } else {
+            Actor::Admin
+        }
+    };
+    let updated = patch_user(&state, id, &body, actor).await?;
+    Ok(Json(UserView::from(&updated)))
+}
+
+/// Delete a user (`users:write`). Their tokens fail at once.
+#[utoipa::path(
+    delete,
+    path = "/users/{id}",
+    tag = "users",
+    params(("id" = Uuid, Path, description = "User id")),
+    security(("OAuth2PasswordBearer" = ["users:write"]), ("bearerAuth" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::routes::Detail),
+        (status = 403, description = "Token lacks scope `users:write`", body = crate::routes::Detail),
+        (status = 404, description = "No such user", body = crate::routes::Detail),
+    )
+)]
+pub async fn delete_user(
+    State(state): State<AppState>,
+    auth: RequireScope<UsersWrite>,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    let id = parse_id(&id)?;
+    if !state.store.delete_user(id).await? {
+        return Err(Error::NotFound);
+    }
+    state.gate.remove(id);
+    tracing::info!(event = "user_deleted", user_id = %id, by = %auth.sub, "user deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_refused() {
+        let id = Uuid::now_v7();
+        assert_eq!(decode_cursor(&encode_cursor(id)), Some(id));
+        assert_eq!(decode_cursor("not a cursor"), None);
+        assert_eq!(decode_cursor("AAAA"), None);
+    }
+
+    #[test]
+    fn limit_must_be_1_to_200() {
+        assert_eq!(parse_list_query(Some("limit=200")).unwrap().limit, 200);
+        assert_eq!(parse_list_query(None).unwrap().limit, 50);
+        assert!(parse_list_query(Some("limit=0")).is_err());
+        assert!(parse_list_query(Some("limit=201")).is_err());
+        assert!(parse_list_query(Some("limit=ten")).is_err());
+    }
+}

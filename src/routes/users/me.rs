@@ -1,0 +1,151 @@
+//! The current user's own routes: `/users/me` and `/users/me/password`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use uuid::Uuid;
+use warden_guard::{AuthError, RequireScope};
+
+use super::{
+    Actor, DeleteConfirmation, PasswordChange, ProfileUpdate, check_password, patch_user,
+    token_user,
+};
+use crate::body::{Fields, JsonObject};
+use crate::error::{Error, Result};
+use crate::model::{self, UserView};
+use crate::passwords::Password;
+use crate::roles::Me;
+use crate::routes::TokenResponse;
+use crate::state::AppState;
+use crate::tokens;
+
+/// The current user.
+#[utoipa::path(
+    get,
+    path = "/users/me",
+    tag = "users",
+    security(("OAuth2PasswordBearer" = ["me"]), ("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The current user", body = UserView),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::routes::Detail),
+        (status = 403, description = "Token lacks scope `me`", body = crate::routes::Detail),
+    )
+)]
+pub async fn get_current_user(
+    State(state): State<AppState>,
+    claims: RequireScope<Me>,
+) -> Result<Json<UserView>> {
+    let user = token_user(&state, &claims).await?;
+    Ok(Json(UserView::from(&user)))
+}
+
+/// Change your own username, email or full name. Roles and the disabled
+/// flag cannot be changed here.
+#[utoipa::path(
+    patch,
+    path = "/users/me",
+    tag = "users",
+    request_body = ProfileUpdate,
+    security(("OAuth2PasswordBearer" = ["me"]), ("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "Updated user", body = UserView),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::routes::Detail),
+        (status = 403, description = "Token lacks scope `me`, or the body tries to change roles or disabled", body = crate::routes::Detail),
+        (status = 409, description = "Username or email already registered", body = crate::routes::Detail),
+        (status = 422, description = "Invalid input", body = crate::routes::ValidationErrorBody),
+    )
+)]
+pub async fn update_current_user(
+    State(state): State<AppState>,
+    claims: RequireScope<Me>,
+    JsonObject(body): JsonObject,
+) -> Result<Json<UserView>> {
+    let user = token_user(&state, &claims).await?;
+    let updated = patch_user(&state, user.id, &body, Actor::Itself).await?;
+    Ok(Json(UserView::from(&updated)))
+}
+
+/// Delete your own account; confirm with your password. All sessions end.
+#[utoipa::path(
+    delete,
+    path = "/users/me",
+    tag = "users",
+    request_body = DeleteConfirmation,
+    security(("OAuth2PasswordBearer" = ["me"]), ("bearerAuth" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "Incorrect password", body = crate::routes::Detail),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::routes::Detail),
+        (status = 422, description = "Invalid input", body = crate::routes::ValidationErrorBody),
+    )
+)]
+pub async fn delete_current_user(
+    State(state): State<AppState>,
+    claims: RequireScope<Me>,
+    JsonObject(body): JsonObject,
+) -> Result<StatusCode> {
+    let user = token_user(&state, &claims).await?;
+    let mut f = Fields::new(&body);
+    let password = f.required_str("password");
+    f.finish()?;
+    check_password(&state, &user, password.unwrap_or_default()).await?;
+    state.store.delete_user(user.id).await?;
+    state.gate.remove(user.id);
+    tracing::info!(event = "user_deleted", user_id = %user.id, "user deleted their account");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Change your password. Every earlier token of the account stops working;
+/// a fresh token is returned.
+#[utoipa::path(
+    put,
+    path = "/users/me/password",
+    tag = "users",
+    request_body = PasswordChange,
+    security(("OAuth2PasswordBearer" = ["me"]), ("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "Changed; a fresh token", body = TokenResponse),
+        (status = 400, description = "Incorrect current password", body = crate::routes::Detail),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::routes::Detail),
+        (status = 422, description = "New password refused", body = crate::routes::ValidationErrorBody),
+        (status = 503, description = "Password hashing queue full; see Retry-After", body = crate::routes::Detail),
+    )
+)]
+pub async fn change_password(
+    State(state): State<AppState>,
+    claims: RequireScope<Me>,
+    JsonObject(body): JsonObject,
+) -> Result<TokenResponse> {
+    let user = token_user(&state, &claims).await?;
+    let mut f = Fields::new(&body);
+    let current = f.required_str("current_password");
+    let new = f.required_str("new_password");
+    if let Some(new) = new
+        && let Err(m) = model::check_new_password(new, &user.username, &user.email)
+    {
+        f.invalid("new_password", m);
+    }
+    f.finish()?;
+    let (Some(current), Some(new)) = (current, new) else {
+        return Err(Error::Internal("validated fields missing".to_owned()));
+    };
+    check_password(&state, &user, current).await?;
+    let hash = state.hasher.hash(Password::new(new)).await?;
+    let now = tokens::now();
+    let valid_after = tokens::next_valid_after(now);
+    let user = state
+        .store
+        .set_password(user.id, &hash, valid_after, now)
+        .await?
+        .ok_or(AuthError::Invalid)?;
+    state.gate.set(&user);
+    tracing::info!(event = "password_changed", user_id = %user.id, "password changed");
+    let scope = claims.scope.clone();
+    let issued = state.tokens.issue(&user, &scope, Uuid::now_v7(), now)?;
+    Ok(TokenResponse {
+        access_token: issued.token,
+        token_type: "bearer",
+        expires_in: issued.expires_in,
+        scope,
+    })
+}
