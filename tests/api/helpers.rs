@@ -139,6 +139,46 @@ impl TestApp {
         (user, token)
     }
 
+    /// The server's database, opened beside it (a second connection pool
+    /// on the same SQLite file), for setting up state the API cannot.
+    pub async fn store(&self) -> Arc<dyn warden::storage::Store> {
+        warden::storage::connect(&self.database_url())
+            .await
+            .unwrap()
+    }
+
+    pub fn database_url(&self) -> String {
+        format!("sqlite://{}/warden.db", self.dir.path().display())
+    }
+
+    /// Gives `username` exactly `roles`, as an operator would.
+    pub async fn set_roles(&self, username: &str, roles: &[&str]) {
+        let store = self.store().await;
+        let user = store.user_by_login(username).await.unwrap().unwrap();
+        let changes = warden::storage::UserChanges {
+            roles: Some(roles.iter().map(|r| r.to_string()).collect()),
+            ..Default::default()
+        };
+        let now = warden::tokens::now();
+        store
+            .update_user(
+                user.id,
+                &changes,
+                warden::tokens::next_valid_after(now),
+                now,
+            )
+            .await
+            .unwrap();
+    }
+
+    /// Registers `username` with the `admin` role and returns a token.
+    pub async fn admin_token(&self, username: &str) -> (Value, String) {
+        let user = self.register_ok(username).await;
+        self.set_roles(username, &["admin"]).await;
+        let token = self.token(username).await;
+        (user, token)
+    }
+
     pub async fn me(&self, token: &str) -> Response {
         self.client
             .get(self.at("/users/me"))

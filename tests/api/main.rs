@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod authorization;
 mod ops;
 mod password_pool;
 mod profile;
