@@ -13,10 +13,10 @@ use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tower_http::timeout::TimeoutLayer;
+use utoipa::OpenApi;
 use utoipa::openapi::security::{
     Flow, HttpAuthScheme, HttpBuilder, OAuth2, Password, Scopes, SecurityScheme,
 };
-use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 use warden_guard::Verifier;
@@ -24,6 +24,7 @@ use warden_guard::Verifier;
 use crate::config::Config;
 use crate::error::Error;
 use crate::passwords::PasswordHasher;
+use crate::roles::Roles;
 use crate::routes;
 use crate::state::AppState;
 use crate::storage::{self, Store};
@@ -38,7 +39,6 @@ pub const MAX_BODY: usize = 64 * 1024;
         title = "warden",
         description = "JWT authentication and authorization server. Sign in with the Authorize button (OAuth2 password flow), or paste a token under bearerAuth.",
     ),
-    modifiers(&SecuritySchemes),
     tags(
         (name = "users", description = "Registration and your own account"),
         (name = "tokens", description = "OAuth 2.0 token endpoint"),
@@ -48,35 +48,42 @@ pub const MAX_BODY: usize = 64 * 1024;
 )]
 struct ApiDoc;
 
-/// The OAuth2 password flow Swagger UI's Authorize button runs, and a plain
-/// bearer scheme for pasting a token.
-struct SecuritySchemes;
-
-impl Modify for SecuritySchemes {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        let scopes = Scopes::from_iter([
-            ("me", "Read and change your own account"),
-            ("users:read", "Read any user"),
-            ("users:write", "Change any user"),
-            ("tokens:introspect", "Introspect tokens"),
-        ]);
-        components.add_security_scheme(
-            "OAuth2PasswordBearer",
-            SecurityScheme::OAuth2(OAuth2::new([Flow::Password(Password::new(
-                "/token", scopes,
-            ))])),
-        );
-        components.add_security_scheme(
-            "bearerAuth",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
-    }
+/// Adds the OAuth2 password flow Swagger UI's Authorize button runs (listing
+/// every scope some role grants, custom roles included), and a plain bearer
+/// scheme for pasting a token.
+fn add_security_schemes(openapi: &mut utoipa::openapi::OpenApi, roles: &Roles) {
+    let components = openapi.components.get_or_insert_with(Default::default);
+    let scopes = Scopes::from_iter(roles.all_scopes().iter().map(|scope| {
+        let description = match scope.as_str() {
+            "me" => "Read and change your own account".to_owned(),
+            "users:read" => "Read any user".to_owned(),
+            "users:write" => "Change any user, their roles and disabled flag".to_owned(),
+            "tokens:introspect" => "Introspect tokens".to_owned(),
+            other => {
+                let granted_by: Vec<&str> = roles
+                    .names()
+                    .filter(|r| roles.get(r).is_some_and(|s| s.contains(other)))
+                    .collect();
+                format!("Granted by role {}", granted_by.join(", "))
+            }
+        };
+        (scope.clone(), description)
+    }));
+    components.add_security_scheme(
+        "OAuth2PasswordBearer",
+        SecurityScheme::OAuth2(OAuth2::new([Flow::Password(Password::new(
+            "/token", scopes,
+        ))])),
+    );
+    components.add_security_scheme(
+        "bearerAuth",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .bearer_format("JWT")
+                .build(),
+        ),
+    );
 }
 
 /// Every route with its OpenAPI entry.
@@ -87,9 +94,11 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(routes::meta::router())
 }
 
-/// The OpenAPI document (also served at `/openapi.json`).
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    api().split_for_parts().1
+/// The OpenAPI document served at `/openapi.json`, for `roles`.
+pub fn openapi(roles: &Roles) -> utoipa::openapi::OpenApi {
+    let mut doc = api().split_for_parts().1;
+    add_security_schemes(&mut doc, roles);
+    doc
 }
 
 async fn not_found() -> Error {
@@ -124,7 +133,8 @@ async fn record_metrics(req: Request, next: Next) -> Response {
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
-    let (api, openapi) = api().split_for_parts();
+    let (api, mut openapi) = api().split_for_parts();
+    add_security_schemes(&mut openapi, &state.config.roles);
     let swagger = SwaggerUi::new("/docs")
         .url("/openapi.json", openapi)
         .config(

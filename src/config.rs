@@ -273,12 +273,13 @@ impl Config {
             }
         }
 
-        Self::from_sources(&Sources { raw }, role_tables)
+        Self::from_sources(&Sources { raw }, role_tables, file)
     }
 
     fn from_sources(
         s: &Sources,
         role_tables: BTreeMap<String, Vec<String>>,
+        file: Option<&Path>,
     ) -> Result<Self, ConfigError> {
         let bind: SocketAddr = s.parse("bind", SocketAddr::from(([127, 0, 0, 1], 8000)), |v| {
             v.parse()
@@ -371,7 +372,10 @@ impl Config {
         let hash_workers = s.parse("hash_workers", cores, positive::<usize>)?;
         let hash_queue = s.parse("hash_queue", 64, positive::<usize>)?;
         let roles = Roles::new(role_tables).map_err(|e: RoleError| ConfigError {
-            setting: format!("[roles.{}]", e.role),
+            setting: match file {
+                Some(path) => format!("[roles.{}] in {}", e.role, path.display()),
+                None => format!("[roles.{}]", e.role),
+            },
             message: e.message,
         })?;
 

@@ -48,11 +48,12 @@ impl AuthError {
             Self::Invalid => HeaderValue::from_static(r#"Bearer error="invalid_token""#),
             Self::InsufficientScope(scope) => {
                 // Scope tokens are printable ASCII without `"` or `\` (RFC 6749
-                // §3.3), so they can be quoted as they are; anything else is
-                // dropped rather than risking a malformed header.
+                // §3.3), space-separated, so they can be quoted as they are;
+                // anything else is dropped rather than risking a malformed
+                // header.
                 let scope: String = scope
                     .chars()
-                    .filter(|c| c.is_ascii_graphic() && *c != '"' && *c != '\\')
+                    .filter(|c| (c.is_ascii_graphic() || *c == ' ') && *c != '"' && *c != '\\')
                     .collect();
                 HeaderValue::from_str(&format!(
                     r#"Bearer error="insufficient_scope", scope="{scope}""#

@@ -15,22 +15,30 @@ pub trait Scope {
 
 /// One scope or a tuple of scopes, all of which are required.
 pub trait Scopes {
-    /// The first scope of the set that `claims` lacks.
-    fn first_missing(claims: &Claims) -> Option<&'static str>;
+    /// Every scope of the set.
+    fn names() -> Vec<&'static str>;
+
+    /// Whether `claims` grants every scope of the set.
+    fn granted(claims: &Claims) -> bool {
+        Self::names().iter().all(|s| claims.has_scope(s))
+    }
 }
 
 impl<S: Scope> Scopes for S {
-    fn first_missing(claims: &Claims) -> Option<&'static str> {
-        (!claims.has_scope(S::NAME)).then_some(S::NAME)
+    fn names() -> Vec<&'static str> {
+        vec![S::NAME]
+    }
+
+    fn granted(claims: &Claims) -> bool {
+        claims.has_scope(S::NAME)
     }
 }
 
 macro_rules! tuple_scopes {
     ($($t:ident),+) => {
         impl<$($t: Scope),+> Scopes for ($($t,)+) {
-            fn first_missing(claims: &Claims) -> Option<&'static str> {
-                $( if !claims.has_scope($t::NAME) { return Some($t::NAME); } )+
-                None
+            fn names() -> Vec<&'static str> {
+                vec![$($t::NAME),+]
             }
         }
     };
@@ -63,7 +71,8 @@ macro_rules! scope {
 ///
 /// Rejects with 401 like [`Claims`] when the token is missing or invalid,
 /// and with the contract's 403 when it lacks a scope:
-/// `WWW-Authenticate: Bearer error="insufficient_scope", scope="<scope>"`
+/// `WWW-Authenticate: Bearer error="insufficient_scope", scope="<scopes>"`
+/// (every scope the route needs, space-separated)
 /// and `{"detail": "Not enough permissions"}`.
 ///
 /// ```
@@ -126,12 +135,14 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &St) -> Result<Self, Self::Rejection> {
         let claims = Claims::from_request_parts(parts, state).await?;
-        match S::first_missing(&claims) {
-            Some(missing) => Err(AuthError::InsufficientScope(missing.to_owned())),
-            None => Ok(Self {
+        if S::granted(&claims) {
+            Ok(Self {
                 claims,
                 _scopes: PhantomData,
-            }),
+            })
+        } else {
+            // RFC 6750 §3: `scope` lists every scope the resource needs.
+            Err(AuthError::InsufficientScope(S::names().join(" ")))
         }
     }
 }

@@ -13,7 +13,12 @@ use jsonwebtoken::{EncodingKey, Header};
 use serde_json::json;
 use tower::ServiceExt;
 
-use crate::{Algorithm, AuthError, Claims, DecodingKey, KeySet, TokenCheck, Verifier};
+use crate::{
+    Algorithm, AuthError, Claims, DecodingKey, KeySet, RequireScope, TokenCheck, Verifier,
+};
+
+crate::scope!(NotesRead = "notes:read");
+crate::scope!(NotesWrite = "notes:write");
 
 const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 const ISSUER: &str = "http://issuer.test";
@@ -109,7 +114,15 @@ fn app() -> Router {
     async fn optional(c: Option<Claims>) -> String {
         c.map_or_else(|| "anonymous".to_owned(), |c| c.username)
     }
+    async fn read(c: RequireScope<NotesRead>) -> String {
+        c.username.clone()
+    }
+    async fn write(c: RequireScope<(NotesRead, NotesWrite)>) -> String {
+        c.into_claims().username
+    }
     Router::<TestState>::new()
+        .route("/read", get(read))
+        .route("/write", get(write))
         .route("/required", get(required))
         .route("/optional", get(optional))
         .with_state(TestState {
@@ -174,4 +187,30 @@ async fn optional_claims_accept_a_valid_token() {
     let token = sign(&claims(NOW + 60));
     let (_, body, _) = call("/optional", Some(&format!("Bearer {token}"))).await;
     assert_eq!(body, "alice");
+}
+
+#[tokio::test]
+async fn require_scope_lets_a_token_with_the_scope_through() {
+    let token = sign(&claims(NOW + 60));
+    let (status, body, _) = call("/read", Some(&format!("Bearer {token}"))).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "alice"));
+}
+
+#[tokio::test]
+async fn require_scope_answers_403_naming_every_needed_scope() {
+    let token = sign(&claims(NOW + 60));
+    let (status, body, challenge) = call("/write", Some(&format!("Bearer {token}"))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body, r#"{"detail":"Not enough permissions"}"#);
+    assert_eq!(
+        challenge.as_deref(),
+        Some(r#"Bearer error="insufficient_scope", scope="notes:read notes:write""#)
+    );
+}
+
+#[tokio::test]
+async fn require_scope_still_answers_401_without_a_token() {
+    let (status, _, challenge) = call("/write", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(challenge.as_deref(), Some("Bearer"));
 }

@@ -45,13 +45,29 @@ impl TestApp {
         Self::spawn_in(Arc::new(tempfile::tempdir().unwrap()), env).await
     }
 
+    /// Starts a server with the TOML configuration `toml`.
+    pub async fn spawn_with_file(toml: &str, env: &[(&str, &str)]) -> Self {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let path = dir.path().join("warden.toml");
+        std::fs::write(&path, toml).unwrap();
+        Self::start(dir, Some(&path), env).await
+    }
+
     /// Starts a server on the database in `dir` (so a test can restart one).
     pub async fn spawn_in(dir: Arc<TempDir>, env: &[(&str, &str)]) -> Self {
+        Self::start(dir, None, env).await
+    }
+
+    async fn start(
+        dir: Arc<TempDir>,
+        file: Option<&std::path::Path>,
+        env: &[(&str, &str)],
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let mut vars = base_env(&dir, &url);
         vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let config = warden::config::Config::load_from(None, vars).expect("test config is valid");
+        let config = warden::config::Config::load_from(file, vars).expect("test config is valid");
         let state = warden::app::build_state(config)
             .await
             .expect("server state");

@@ -197,3 +197,17 @@ async fn metrics_count_logins_and_requests() {
     }
     assert!(text.contains(r#"result="ok""#) && text.contains(r#"result="failed""#));
 }
+
+#[tokio::test]
+async fn swagger_ui_offers_the_scopes_of_configured_roles() {
+    let app = TestApp::spawn_with_file(
+        "[roles.teacher]\nscopes = [\"me\", \"grades:write\"]\n",
+        &[],
+    )
+    .await;
+    let doc: Value = app.get("/openapi.json").await.json().await.unwrap();
+    let scopes = &doc["components"]["securitySchemes"]["OAuth2PasswordBearer"]["flows"]["password"]
+        ["scopes"];
+    assert_eq!(scopes["grades:write"], "Granted by role teacher");
+    assert!(scopes["users:read"].is_string());
+}
