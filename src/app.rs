@@ -91,6 +91,7 @@ pub fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(routes::users::router())
         .merge(routes::token::router())
+        .merge(routes::sessions::router())
         .merge(routes::meta::router())
 }
 
@@ -179,7 +180,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     store.migrate().await?;
     let keys = crate::keys::load_or_create(&config, store.as_ref(), tokens::now()).await?;
     let gate = Arc::new(UserGate::new(store.user_security().await?));
-    spawn_gate_sync(store.clone(), gate.clone());
+    let horizon = tokens::now() - config.access_token_ttl as i64 - 1;
+    gate.apply_revocations(&store.revoked_sessions(horizon).await?);
     let mut verifier =
         Verifier::builder(config.jwt_algorithm, keys.key_set(), config.issuer.clone())
             .check(gate.clone());
@@ -195,7 +197,9 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         config.audience.clone(),
         config.access_token_ttl,
     ));
-    Ok(AppState {
+    let refresh = crate::sessions::RefreshTokens::load(store.as_ref(), tokens::now()).await?;
+    let state = AppState {
+        refresh,
         config: Arc::new(config),
         store: store as Arc<dyn Store>,
         hasher,
@@ -203,51 +207,114 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         gate,
         verifier,
         metrics: metrics_handle(),
-    })
+    };
+    spawn_sync(state.clone());
+    spawn_purge(state.clone());
+    Ok(state)
 }
 
-/// How often the token gate looks for writes made by other processes
-/// (`warden users set-roles`, another instance on the same database).
-const GATE_SYNC_INTERVAL: Duration = Duration::from_millis(100);
+/// How often the in-memory state looks for writes made by other processes
+/// (`warden users set-roles`, `warden keys rotate`, another instance on the
+/// same database).
+const SYNC_INTERVAL: Duration = Duration::from_millis(100);
 
-/// Keeps the token gate current with changes made outside this process:
-/// polls the store's change marker, and on a change reloads every user's
-/// security state. The merge never undoes a newer local change (see
-/// [`UserGate::apply_snapshot`]).
-fn spawn_gate_sync(store: Arc<dyn Store>, gate: Arc<UserGate>) {
+/// Every this many sync ticks the key ring is rebuilt even without a
+/// change, so retired keys leave JWKS once their last token has expired.
+const KEY_REFRESH_TICKS: u32 = 50;
+
+/// How often expired sessions and refresh tokens are deleted.
+const PURGE_INTERVAL: Duration = Duration::from_secs(600);
+
+/// Keeps the in-memory state current with the database: the token gate
+/// (users' valid-after and disabled flags, ended sessions) and the signing
+/// keys. Polls the store's change marker; on a change, reloads. The gate
+/// merge never undoes a newer local change (see [`UserGate::apply_snapshot`]).
+fn spawn_sync(state: AppState) {
     tokio::spawn(async move {
-        let mut seen = store.change_marker().await.ok();
-        let mut tick = tokio::time::interval(GATE_SYNC_INTERVAL);
+        let mut seen = state.store.change_marker().await.ok();
+        let mut tick = tokio::time::interval(SYNC_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing = false;
+        let mut ticks: u32 = 0;
         loop {
             tick.tick().await;
-            let marker = match store.change_marker().await {
-                Ok(m) => m,
+            ticks = ticks.wrapping_add(1);
+            let periodic = ticks.is_multiple_of(KEY_REFRESH_TICKS);
+            let changed = match state.store.change_marker().await {
+                Ok(m) => {
+                    let changed = Some(m) != seen;
+                    seen = Some(m);
+                    changed
+                }
                 Err(e) => {
                     if !failing {
-                        tracing::warn!(error = %e, "token gate sync: cannot read the change marker");
+                        tracing::warn!(error = %e, "sync: cannot read the change marker");
                     }
                     failing = true;
                     continue;
                 }
             };
-            if Some(marker) == seen {
+            if !changed && !periodic {
                 continue;
             }
-            let started = gate.snapshot_started();
-            match store.user_security().await {
-                Ok(snapshot) => {
-                    gate.apply_snapshot(snapshot, started);
-                    seen = Some(marker);
-                    failing = false;
-                }
+            match sync_once(&state, changed).await {
+                Ok(()) => failing = false,
                 Err(e) => {
                     if !failing {
-                        tracing::warn!(error = %e, "token gate sync: cannot load users");
+                        tracing::warn!(error = %e, "sync: cannot reload from the database");
                     }
                     failing = true;
+                    // Try again on the next tick.
+                    seen = None;
                 }
+            }
+        }
+    });
+}
+
+async fn sync_once(state: &AppState, changed: bool) -> anyhow::Result<()> {
+    let now = tokens::now();
+    // Sessions ended longer ago than an access-token lifetime have no live
+    // access tokens left.
+    let horizon = now - state.config.access_token_ttl as i64 - 1;
+    if changed {
+        let started = state.gate.snapshot_started();
+        let users = state.store.user_security().await?;
+        state.gate.apply_snapshot(users, started);
+        let revoked = state.store.revoked_sessions(horizon).await?;
+        state.gate.apply_revocations(&revoked);
+    }
+    state.gate.prune_revocations(horizon);
+    if let Some(ring) = crate::keys::load_ring(&state.config, state.store.as_ref(), now).await? {
+        let current = state.tokens.keys();
+        let same = current.current.kid == ring.current.kid
+            && current
+                .keys
+                .iter()
+                .map(|k| &k.kid)
+                .eq(ring.keys.iter().map(|k| &k.kid));
+        if !same {
+            tracing::info!(kid = %ring.current.kid, keys = ring.keys.len(), "signing keys reloaded");
+            state.verifier.replace_keys(ring.key_set());
+            state.tokens.replace_keys(ring);
+        }
+    }
+    Ok(())
+}
+
+/// Deletes expired refresh tokens and long-ended sessions, so the tables do
+/// not grow without bound.
+fn spawn_purge(state: AppState) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PURGE_INTERVAL);
+        loop {
+            tick.tick().await;
+            let now = tokens::now();
+            let ended_before = now - state.config.access_token_ttl as i64 - 1;
+            match state.store.purge(now, ended_before).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(rows = n, "purged expired sessions and refresh tokens"),
+                Err(e) => tracing::warn!(error = %e, "purge failed"),
             }
         }
     });

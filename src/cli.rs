@@ -36,6 +36,19 @@ enum Command {
     /// Manage users.
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Manage signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Make a new signing key the active one. Older public keys stay in
+    /// JWKS until the last token they signed has expired; running servers
+    /// pick the new key up without a restart.
+    Rotate,
+    /// List signing keys of every algorithm.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -157,6 +170,8 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
         }
         Command::Users(UsersCommand::Create(args)) => create_user(config, args).await,
         Command::Users(UsersCommand::List) => list_users(config).await,
+        Command::Keys(KeysCommand::Rotate) => rotate_keys(config).await,
+        Command::Keys(KeysCommand::List) => list_keys(config).await,
         Command::Users(UsersCommand::SetRoles { user, roles }) => {
             set_roles(config, user, roles).await
         }
@@ -351,6 +366,63 @@ async fn set_roles(config: Config, user: String, roles: Vec<String>) -> Result<(
     store
         .update_user(record.id, &changes, tokens::next_valid_after(now), now)
         .await?;
+    // A role change ends every session; a running server picks this up
+    // from the database within its sync interval.
+    store.revoke_user_sessions(record.id, now).await?;
     println!("{}: roles set to {}", record.username, roles.join(", "));
+    Ok(())
+}
+
+async fn rotate_keys(config: Config) -> Result<(), Failure> {
+    let store = storage::connect(&config.database_url).await?;
+    store.migrate().await?;
+    let now = tokens::now();
+    // Make sure a first key exists, so "rotate" on a fresh database retires
+    // something meaningful rather than nothing.
+    crate::keys::load_or_create(&config, store.as_ref(), now).await?;
+    let key = crate::keys::rotate(&config, store.as_ref(), now)
+        .await
+        .map_err(|e| Failure::new(e.to_string()))?;
+    println!(
+        "new {} signing key {} is active; retired keys stay in JWKS for {} s (the access token lifetime)",
+        crate::keys::algorithm_name(key.algorithm),
+        key.kid,
+        config.access_token_ttl
+    );
+    Ok(())
+}
+
+async fn list_keys(config: Config) -> Result<(), Failure> {
+    let store = storage::connect(&config.database_url).await?;
+    store.migrate().await?;
+    let now = tokens::now();
+    let keys = store.signing_keys().await?;
+    if keys.is_empty() {
+        println!("no signing keys yet (the first start of `warden serve` creates one)");
+    } else {
+        println!("{:<44}  {:<6}  {:<20}  STATUS", "KID", "ALG", "CREATED");
+        for k in keys {
+            let ttl = config.access_token_ttl as i64;
+            let status = match k.retired_at {
+                None => "active".to_owned(),
+                Some(at) if at + ttl > now => {
+                    format!("retired, in JWKS until {}", model::rfc3339(at + ttl))
+                }
+                Some(at) => format!("retired {}", model::rfc3339(at)),
+            };
+            println!(
+                "{:<44}  {:<6}  {:<20}  {}",
+                k.kid,
+                k.algorithm,
+                model::rfc3339(k.created_at),
+                status
+            );
+        }
+    }
+    if config.jwt_algorithm == jsonwebtoken::Algorithm::HS256 && config.jwt_secret.is_some() {
+        println!(
+            "HS256 with WARDEN_JWT_SECRET: the configured secret signs; it is not stored here"
+        );
+    }
     Ok(())
 }

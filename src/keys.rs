@@ -163,50 +163,107 @@ pub async fn load_or_create(
     store: &dyn Store,
     now: i64,
 ) -> anyhow::Result<KeyRing> {
+    if let Some(ring) = load_ring(config, store, now).await? {
+        return Ok(ring);
+    }
+    let alg = config.jwt_algorithm;
+    let material = generate(alg)?;
+    let key = load(alg, &material, now)?;
+    store
+        .insert_signing_key(&SigningKeyRecord {
+            kid: key.kid.clone(),
+            algorithm: algorithm_name(alg).to_owned(),
+            private_key: material,
+            created_at: now,
+            retired_at: None,
+        })
+        .await?;
+    tracing::info!(kid = %key.kid, algorithm = algorithm_name(alg), "generated a new signing key");
+    load_ring(config, store, now)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the new signing key did not load"))
+}
+
+/// The configured algorithm's keys that may still verify a live token: the
+/// active one (the newest, if several), and retired ones whose last token
+/// can still be unexpired (retired less than an access-token lifetime ago).
+/// `None` when there is no active key.
+pub async fn load_ring(
+    config: &Config,
+    store: &dyn Store,
+    now: i64,
+) -> anyhow::Result<Option<KeyRing>> {
     let alg = config.jwt_algorithm;
     if let (Algorithm::HS256, Some(secret)) = (alg, &config.jwt_secret) {
         let key = load(alg, &secret.0, now)?;
-        return Ok(KeyRing {
+        return Ok(Some(KeyRing {
             current: key.clone(),
             keys: vec![key],
-        });
+        }));
     }
+    let window = config.access_token_ttl as i64;
+    let mut active: Vec<SigningKey> = Vec::new();
     let mut keys = Vec::new();
     for record in store.signing_keys().await? {
         if parse_algorithm(&record.algorithm) != Some(alg) {
             continue;
         }
+        if record.retired_at.is_some_and(|at| at + window <= now) {
+            continue;
+        }
         let key = load(alg, &record.private_key, record.created_at).map_err(|e| {
             anyhow::anyhow!("stored signing key {} cannot be loaded: {e}", record.kid)
         })?;
-        keys.push((record.retired_at, key));
+        if record.retired_at.is_none() {
+            active.push(key.clone());
+        }
+        keys.push(key);
     }
-    if !keys.iter().any(|(retired, _)| retired.is_none()) {
-        let material = generate(alg)?;
-        let key = load(alg, &material, now)?;
-        store
-            .insert_signing_key(&SigningKeyRecord {
+    let Some(current) = active.into_iter().max_by_key(|k| k.created_at) else {
+        return Ok(None);
+    };
+    Ok(Some(KeyRing { current, keys }))
+}
+
+/// Why a key rotation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RotateError {
+    #[error(
+        "the HS256 secret comes from WARDEN_JWT_SECRET; rotate it by changing that setting on every instance"
+    )]
+    ConfiguredSecret,
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// Generates a new signing key for the configured algorithm and makes it
+/// the active one; the previous key is retired (it keeps verifying tokens
+/// until they expire).
+pub async fn rotate(
+    config: &Config,
+    store: &dyn Store,
+    now: i64,
+) -> Result<SigningKey, RotateError> {
+    let alg = config.jwt_algorithm;
+    if alg == Algorithm::HS256 && config.jwt_secret.is_some() {
+        return Err(RotateError::ConfiguredSecret);
+    }
+    let material = generate(alg)?;
+    let key = load(alg, &material, now)?;
+    store
+        .rotate_signing_key(
+            &SigningKeyRecord {
                 kid: key.kid.clone(),
                 algorithm: algorithm_name(alg).to_owned(),
                 private_key: material,
                 created_at: now,
                 retired_at: None,
-            })
-            .await?;
-        tracing::info!(kid = %key.kid, algorithm = algorithm_name(alg), "generated a new signing key");
-        keys.push((None, key));
-    }
-    let current = keys
-        .iter()
-        .filter(|(retired, _)| retired.is_none())
-        .map(|(_, k)| k)
-        .max_by_key(|k| k.created_at)
-        .cloned()
-        .ok_or_else(|| anyhow::anyhow!("no active signing key"))?;
-    Ok(KeyRing {
-        current,
-        keys: keys.into_iter().map(|(_, k)| k).collect(),
-    })
+            },
+            now,
+        )
+        .await
+        .map_err(|e| RotateError::Other(e.into()))?;
+    Ok(key)
 }
 
 #[cfg(test)]

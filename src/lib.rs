@@ -37,6 +37,7 @@ pub mod model;
 pub mod passwords;
 pub mod roles;
 pub mod routes;
+pub mod sessions;
 pub mod state;
 pub mod storage;
 pub mod tokens;

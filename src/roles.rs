@@ -135,6 +135,7 @@ impl Roles {
 warden_guard::scope!(pub Me = "me");
 warden_guard::scope!(pub UsersRead = "users:read");
 warden_guard::scope!(pub UsersWrite = "users:write");
+warden_guard::scope!(pub TokensIntrospect = "tokens:introspect");
 
 #[cfg(test)]
 mod tests {

@@ -1,6 +1,7 @@
 //! HTTP routes, one module per resource, each owning its router.
 
 pub mod meta;
+pub mod sessions;
 pub mod token;
 pub mod users;
 
@@ -20,6 +21,9 @@ pub struct TokenResponse {
     pub expires_in: u64,
     /// The granted scopes, space-separated.
     pub scope: String,
+    /// Opaque; rotates on every use (`grant_type=refresh_token`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
 }
 
 impl IntoResponse for TokenResponse {
@@ -33,6 +37,35 @@ impl IntoResponse for TokenResponse {
             axum::Json(self),
         )
             .into_response()
+    }
+}
+
+/// Who is calling: recorded with a new session and shown in
+/// `GET /users/me/sessions`. The address is the TCP peer's (a proxy's
+/// `X-Forwarded-For` is not trusted).
+#[derive(Debug, Clone, Default)]
+pub struct ClientMeta {
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientMeta {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ua.chars().take(256).collect());
+        let ip = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip().to_string());
+        Ok(Self { user_agent, ip })
     }
 }
 

@@ -22,4 +22,6 @@ pub struct AppState {
     /// `warden_guard` extractor other services use.
     pub verifier: Verifier,
     pub metrics: Option<PrometheusHandle>,
+    /// The key refresh-token successors are derived with.
+    pub refresh: crate::sessions::RefreshTokens,
 }

@@ -80,6 +80,50 @@ pub struct SigningKeyRecord {
     pub retired_at: Option<i64>,
 }
 
+/// A login session: `id` is the `sid` claim of its access tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub scope: String,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+    pub created_at: i64,
+    pub last_used_at: i64,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+impl SessionRecord {
+    pub fn is_live(&self, now: i64) -> bool {
+        self.revoked_at.is_none() && self.expires_at > now
+    }
+}
+
+/// A stored refresh token (by hash) and its session.
+#[derive(Debug, Clone)]
+pub struct RefreshRecord {
+    pub session: SessionRecord,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+}
+
+/// What presenting a refresh token did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshOutcome {
+    /// First use: rotated into the successor, whose hash was stored.
+    Rotated(SessionRecord),
+    /// Already rotated, within the grace period, and its successor not yet
+    /// used: answer with the same successor.
+    Retry(SessionRecord),
+    /// Already rotated and outside the grace period (or its successor was
+    /// used): a replay. The whole session has been revoked.
+    Reused { session: Uuid, user: Uuid },
+    /// Unknown, expired, or its session ended.
+    Invalid,
+}
+
 /// Which unique field a write collided with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UniqueField {
@@ -149,6 +193,45 @@ pub trait Store: Send + Sync + 'static {
 
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>>;
     async fn insert_signing_key(&self, key: &SigningKeyRecord) -> StoreResult<()>;
+    /// Retires every active key of `algorithm` and inserts `key`, in one
+    /// transaction.
+    async fn rotate_signing_key(&self, key: &SigningKeyRecord, now: i64) -> StoreResult<()>;
+
+    /// The named secret, created with `value` if it does not exist yet (the
+    /// first writer wins; every caller gets the stored value).
+    async fn secret_or_insert(&self, name: &str, value: &[u8], now: i64) -> StoreResult<Vec<u8>>;
+
+    /// Stores a new session and its first refresh token.
+    async fn create_session(
+        &self,
+        session: &SessionRecord,
+        refresh_hash: &[u8],
+        refresh_expires_at: i64,
+    ) -> StoreResult<()>;
+    /// Presents a refresh token (by hash) for rotation into `successor_hash`;
+    /// atomic, so concurrent presentations see one rotation.
+    async fn rotate_refresh_token(
+        &self,
+        hash: &[u8],
+        successor_hash: &[u8],
+        now: i64,
+        ttl: i64,
+        grace: i64,
+    ) -> StoreResult<RefreshOutcome>;
+    /// A refresh token by hash, with its session.
+    async fn refresh_token(&self, hash: &[u8]) -> StoreResult<Option<RefreshRecord>>;
+    async fn session(&self, id: Uuid) -> StoreResult<Option<SessionRecord>>;
+    /// Live sessions of a user, newest first.
+    async fn user_sessions(&self, user: Uuid, now: i64) -> StoreResult<Vec<SessionRecord>>;
+    /// Ends a session; `false` if it was not live.
+    async fn revoke_session(&self, id: Uuid, now: i64) -> StoreResult<bool>;
+    /// Ends every live session of a user, returning their ids.
+    async fn revoke_user_sessions(&self, user: Uuid, now: i64) -> StoreResult<Vec<Uuid>>;
+    /// Sessions revoked at or after `since`, with when.
+    async fn revoked_sessions(&self, since: i64) -> StoreResult<Vec<(Uuid, i64)>>;
+    /// Deletes expired refresh tokens, and sessions that ended before
+    /// `ended_before`; returns how many rows went.
+    async fn purge(&self, now: i64, ended_before: i64) -> StoreResult<u64>;
 }
 
 /// Opens the store named by `url` (`sqlite://...`).

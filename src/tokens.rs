@@ -77,6 +77,16 @@ impl TokenIssuer {
         self.keys.load()
     }
 
+    /// Swaps in a new key ring (after a rotation).
+    pub fn replace_keys(&self, keys: KeyRing) {
+        self.keys.store(Arc::new(keys));
+    }
+
+    /// Access token lifetime, seconds.
+    pub fn ttl(&self) -> u64 {
+        self.ttl
+    }
+
     pub fn issuer(&self) -> &str {
         &self.issuer
     }
@@ -88,6 +98,18 @@ impl TokenIssuer {
         scope: &str,
         sid: Uuid,
         now: i64,
+    ) -> Result<AccessToken, Error> {
+        self.issue_for(user, scope, sid, now, "password")
+    }
+
+    /// Like [`TokenIssuer::issue`], counting the token under `grant`.
+    pub fn issue_for(
+        &self,
+        user: &UserRecord,
+        scope: &str,
+        sid: Uuid,
+        now: i64,
+        grant: &'static str,
     ) -> Result<AccessToken, Error> {
         let keys = self.keys.load();
         let key = &keys.current;
@@ -113,7 +135,7 @@ impl TokenIssuer {
         };
         let token = jsonwebtoken::encode(&header, &claims, &key.encoding)
             .map_err(|e| Error::Internal(format!("signing failed: {e}")))?;
-        metrics::counter!("warden_tokens_issued_total", "grant" => "password").increment(1);
+        metrics::counter!("warden_tokens_issued_total", "grant" => grant).increment(1);
         Ok(AccessToken {
             token,
             expires_in: self.ttl,
@@ -148,6 +170,9 @@ struct Gate {
 #[derive(Default)]
 pub struct UserGate {
     users: DashMap<Uuid, Gate>,
+    /// Ended sessions, with when they ended; kept until every access token
+    /// of theirs has expired, then pruned.
+    revoked_sessions: DashMap<Uuid, i64>,
     /// Users deleted by this process: a snapshot taken before the delete
     /// committed must not bring them back. Ids are never reused.
     deleted: Mutex<HashMap<Uuid, u64>>,
@@ -229,6 +254,24 @@ impl UserGate {
         deleted.retain(|_, epoch| *epoch > started);
     }
 
+    /// Ends session `sid` for access tokens.
+    pub fn revoke_session(&self, sid: Uuid, at: i64) {
+        self.revoked_sessions.insert(sid, at);
+    }
+
+    /// Adds sessions ended elsewhere.
+    pub fn apply_revocations(&self, revoked: &[(Uuid, i64)]) {
+        for &(sid, at) in revoked {
+            self.revoked_sessions.entry(sid).or_insert(at);
+        }
+    }
+
+    /// Forgets sessions ended before `before`: their access tokens have all
+    /// expired.
+    pub fn prune_revocations(&self, before: i64) {
+        self.revoked_sessions.retain(|_, at| *at >= before);
+    }
+
     /// Number of users the gate knows.
     pub fn len(&self) -> usize {
         self.users.len()
@@ -255,9 +298,19 @@ impl TokenCheck for UserGate {
         let Ok(id) = Uuid::parse_str(&claims.sub) else {
             return false;
         };
-        match self.users.get(&id) {
+        let user_ok = match self.users.get(&id) {
             Some(g) => !g.disabled && claims.iat >= g.valid_after,
             None => false,
+        };
+        if !user_ok {
+            return false;
+        }
+        if self.revoked_sessions.is_empty() {
+            return true;
+        }
+        match Uuid::parse_str(&claims.sid) {
+            Ok(sid) => !self.revoked_sessions.contains_key(&sid),
+            Err(_) => false,
         }
     }
 }
@@ -349,6 +402,37 @@ mod tests {
         gate.remove(id);
         gate.apply_snapshot(vec![sec(id, 0, 0, false)], started);
         assert!(!live(&gate, id, 10));
+    }
+
+    #[test]
+    fn a_revoked_session_is_not_live_until_pruned() {
+        let id = Uuid::now_v7();
+        let gate = UserGate::new(vec![sec(id, 0, 0, false)]);
+        let sid = Uuid::now_v7();
+        let claims = |sid: Uuid| Claims {
+            iss: String::new(),
+            sub: id.to_string(),
+            aud: None,
+            exp: 0,
+            iat: 10,
+            nbf: 0,
+            jti: String::new(),
+            sid: sid.to_string(),
+            scope: String::new(),
+            roles: vec![],
+            username: String::new(),
+        };
+        assert!(gate.is_live(&claims(sid)));
+        gate.revoke_session(sid, 100);
+        assert!(!gate.is_live(&claims(sid)));
+        assert!(
+            gate.is_live(&claims(Uuid::now_v7())),
+            "other sessions live on"
+        );
+        gate.prune_revocations(100);
+        assert!(!gate.is_live(&claims(sid)));
+        gate.prune_revocations(101);
+        assert!(gate.is_live(&claims(sid)));
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::state::AppState;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(jwks))
+        .routes(routes!(authorization_server_metadata))
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics))
@@ -35,6 +36,41 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
             HeaderValue::from_static("public, max-age=300"),
         )],
         Json(set),
+    )
+        .into_response()
+}
+
+/// Authorization server metadata (RFC 8414), consistent with the routes
+/// this server has.
+#[utoipa::path(
+    get,
+    path = "/.well-known/oauth-authorization-server",
+    tag = "keys",
+    responses((status = 200, description = "RFC 8414 metadata", body = Object))
+)]
+pub async fn authorization_server_metadata(State(state): State<AppState>) -> Response {
+    let issuer = state.tokens.issuer();
+    let scopes: Vec<&String> = state.config.roles.all_scopes().iter().collect();
+    let body = serde_json::json!({
+        "issuer": issuer,
+        "token_endpoint": format!("{issuer}/token"),
+        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+        "revocation_endpoint": format!("{issuer}/token/revoke"),
+        "introspection_endpoint": format!("{issuer}/token/introspect"),
+        "grant_types_supported": ["password", "refresh_token"],
+        // No authorization endpoint, so no response types.
+        "response_types_supported": [],
+        "scopes_supported": scopes,
+        "token_endpoint_auth_methods_supported": ["none"],
+        "revocation_endpoint_auth_methods_supported": ["none"],
+        "service_documentation": format!("{issuer}/docs"),
+    });
+    (
+        [(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=300"),
+        )],
+        Json(body),
     )
         .into_response()
 }

@@ -2,35 +2,48 @@
 
 use std::collections::BTreeSet;
 
+use axum::Json;
 use axum::extract::State;
-use serde::Deserialize;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
+use warden_guard::RequireScope;
 
 use crate::body::OAuthParams;
 use crate::error::{Error, GrantError, Result};
 use crate::passwords::Password;
 use crate::roles::Roles;
-use crate::routes::TokenResponse;
+use crate::roles::TokensIntrospect;
+use crate::routes::{ClientMeta, TokenResponse, sessions};
+use crate::sessions::RefreshTokens;
 use crate::state::AppState;
+use crate::storage::RefreshOutcome;
 use crate::storage::UserRecord;
 use crate::tokens;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(issue_token))
+    OpenApiRouter::new()
+        .routes(routes!(issue_token))
+        .routes(routes!(revoke_token))
+        .routes(routes!(introspect_token))
 }
 
 /// The form of `POST /token` (also accepted as a JSON object).
 #[derive(Debug, Deserialize, ToSchema)]
 #[allow(dead_code)] // documents the form; the handler reads `OAuthParams`
 pub struct TokenRequest {
-    /// `password` (may be omitted).
+    /// `password` (may be omitted) or `refresh_token`.
     grant_type: Option<String>,
-    /// A username or an email address.
-    username: String,
-    password: String,
+    /// Password grant: a username or an email address.
+    username: Option<String>,
+    /// Password grant.
+    password: Option<String>,
+    /// Refresh grant: the refresh token to rotate.
+    refresh_token: Option<String>,
     /// Space-separated scopes to request; all of the user's when omitted.
     scope: Option<String>,
 }
@@ -108,25 +121,26 @@ pub fn grant_scopes(
 )]
 pub async fn issue_token(
     State(state): State<AppState>,
+    client: ClientMeta,
     params: OAuthParams,
 ) -> Result<TokenResponse> {
     match params.0.get("grant_type").map(String::as_str) {
-        None | Some("") | Some("password") => {}
-        Some("refresh_token") => {
-            return Err(Error::Grant(
-                GrantError::UnsupportedGrantType,
-                "The refresh_token grant is not available yet".to_owned(),
-            ));
-        }
-        Some(other) => {
-            return Err(Error::Grant(
-                GrantError::UnsupportedGrantType,
-                format!("Unsupported grant_type: {other}"),
-            ));
-        }
+        None | Some("") | Some("password") => password_grant(&state, &client, &params).await,
+        Some("refresh_token") => refresh_grant(&state, &params).await,
+        Some(other) => Err(Error::Grant(
+            GrantError::UnsupportedGrantType,
+            format!("Unsupported grant_type: {other}"),
+        )),
     }
-    let login = required(&params, "username")?;
-    let password = required(&params, "password")?;
+}
+
+async fn password_grant(
+    state: &AppState,
+    client: &ClientMeta,
+    params: &OAuthParams,
+) -> Result<TokenResponse> {
+    let login = required(params, "username")?;
+    let password = required(params, "password")?;
     let requested = requested_scopes(
         &state.config.roles,
         params.0.get("scope").map(String::as_str),
@@ -150,14 +164,252 @@ pub async fn issue_token(
     };
     let scope = grant_scopes(&state.config.roles, &user, requested.as_ref())?;
     state.gate.set(&user);
-    let now = tokens::now();
-    let issued = state.tokens.issue(&user, &scope, Uuid::now_v7(), now)?;
+    let response = sessions::open_session(state, &user, scope, client, tokens::now()).await?;
     metrics::counter!("warden_logins_total", "result" => "ok").increment(1);
-    tracing::info!(event = "login_succeeded", user_id = %user.id, "login succeeded");
+    tracing::info!(event = "login_succeeded", user_id = %user.id, ip = ?client.ip, "login succeeded");
+    Ok(response)
+}
+
+fn invalid_refresh() -> Error {
+    Error::Grant(
+        GrantError::InvalidGrant,
+        "Invalid or expired refresh token".to_owned(),
+    )
+}
+
+/// `grant_type=refresh_token`: rotate the refresh token, issue a new pair.
+async fn refresh_grant(state: &AppState, params: &OAuthParams) -> Result<TokenResponse> {
+    let token = required(params, "refresh_token")?;
+    let requested = requested_scopes(
+        &state.config.roles,
+        params.0.get("scope").map(String::as_str),
+    )?;
+    let now = tokens::now();
+    let successor = state.refresh.successor(token);
+    let outcome = state
+        .store
+        .rotate_refresh_token(
+            &RefreshTokens::hash(token),
+            &RefreshTokens::hash(&successor),
+            now,
+            state.config.refresh_token_ttl as i64,
+            state.config.refresh_reuse_grace as i64,
+        )
+        .await?;
+    let session = match outcome {
+        RefreshOutcome::Rotated(s) | RefreshOutcome::Retry(s) => s,
+        RefreshOutcome::Reused { session, user } => {
+            state.gate.revoke_session(session, now);
+            tracing::warn!(
+                event = "refresh_reuse_detected",
+                user_id = %user,
+                session_id = %session,
+                "a rotated refresh token was presented again; the session is ended"
+            );
+            return Err(invalid_refresh());
+        }
+        RefreshOutcome::Invalid => return Err(invalid_refresh()),
+    };
+    let user = match state.store.user_by_id(session.user_id).await? {
+        Some(u) if !u.disabled => u,
+        _ => return Err(invalid_refresh()),
+    };
+    // Never wider than the login granted, nor than the user's roles allow
+    // now; a request may narrow it.
+    let own = state.config.roles.scopes_of(&user.roles);
+    let session_scopes: Vec<&str> = session
+        .scope
+        .split(' ')
+        .filter(|s| own.contains(s))
+        .collect();
+    let scope: Vec<&str> = match &requested {
+        None => session_scopes,
+        Some(wanted) => {
+            if let Some(extra) = wanted.iter().find(|w| !session_scopes.contains(w)) {
+                return Err(Error::Grant(
+                    GrantError::InvalidScope,
+                    format!("Scope {extra} was not granted to this session"),
+                ));
+            }
+            session_scopes
+                .into_iter()
+                .filter(|s| wanted.contains(s))
+                .collect()
+        }
+    };
+    if scope.is_empty() {
+        return Err(invalid_refresh());
+    }
+    let scope = scope.join(" ");
+    let issued = state
+        .tokens
+        .issue_for(&user, &scope, session.id, now, "refresh_token")?;
     Ok(TokenResponse {
         access_token: issued.token,
         token_type: "bearer",
         expires_in: issued.expires_in,
         scope,
+        refresh_token: Some(successor),
     })
+}
+
+/// `POST /token/revoke` form (RFC 7009).
+#[derive(Debug, Deserialize, ToSchema)]
+#[allow(dead_code)] // documents the form; the handler reads `OAuthParams`
+pub struct RevokeRequest {
+    /// An access token or a refresh token.
+    token: String,
+    /// `access_token` or `refresh_token`; a hint only.
+    token_type_hint: Option<String>,
+}
+
+/// Revoke a token (RFC 7009). Revoking either kind ends its whole session:
+/// the refresh token at once, the session's access tokens on their next
+/// request. Always 200, whether or not the token was valid.
+#[utoipa::path(
+    post,
+    path = "/token/revoke",
+    tag = "tokens",
+    request_body(content = RevokeRequest, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Revoked, or nothing to revoke"),
+        (status = 400, description = "No `token` parameter", body = crate::routes::OAuthErrorBody),
+    )
+)]
+pub async fn revoke_token(State(state): State<AppState>, params: OAuthParams) -> Result<Response> {
+    let token = required(&params, "token")?;
+    let now = tokens::now();
+    let hint_access = params.0.get("token_type_hint").map(String::as_str) == Some("access_token");
+    let mut sid = None;
+    if !hint_access {
+        sid = state
+            .store
+            .refresh_token(&RefreshTokens::hash(token))
+            .await?
+            .map(|r| r.session.id);
+    }
+    if sid.is_none() {
+        // Only a token that verifies can name a session to end.
+        sid = state
+            .verifier
+            .verify(token)
+            .ok()
+            .and_then(|c| Uuid::parse_str(&c.sid).ok());
+    }
+    if sid.is_none() && hint_access {
+        sid = state
+            .store
+            .refresh_token(&RefreshTokens::hash(token))
+            .await?
+            .map(|r| r.session.id);
+    }
+    if let Some(sid) = sid {
+        sessions::end_session(&state, sid, now).await?;
+        tracing::info!(event = "token_revoked", session_id = %sid, "token revoked; session ended");
+    }
+    Ok((
+        [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        "",
+    )
+        .into_response())
+}
+
+/// `POST /token/introspect` form (RFC 7662).
+#[derive(Debug, Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct IntrospectRequest {
+    token: String,
+    token_type_hint: Option<String>,
+}
+
+/// Introspection response (RFC 7662 §2.2); only `active` when inactive.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct Introspection {
+    pub active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// `Bearer` for access tokens, `refresh_token` for refresh tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+}
+
+/// Whether a token is live, and what it grants (RFC 7662). The caller needs
+/// a token with scope `tokens:introspect`. A revoked, expired, malformed or
+/// foreign token is `{"active": false}`.
+#[utoipa::path(
+    post,
+    path = "/token/introspect",
+    tag = "tokens",
+    request_body(content = IntrospectRequest, content_type = "application/x-www-form-urlencoded"),
+    security(("OAuth2PasswordBearer" = ["tokens:introspect"]), ("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "Introspection", body = Introspection),
+        (status = 400, description = "No `token` parameter", body = crate::routes::OAuthErrorBody),
+        (status = 401, description = "Missing, invalid or expired bearer token", body = crate::routes::Detail),
+        (status = 403, description = "Bearer token lacks `tokens:introspect`", body = crate::routes::Detail),
+    )
+)]
+pub async fn introspect_token(
+    State(state): State<AppState>,
+    _caller: RequireScope<TokensIntrospect>,
+    params: OAuthParams,
+) -> Result<Response> {
+    let token = required(&params, "token")?;
+    let now = tokens::now();
+    let mut answer = Introspection::default();
+    if let Ok(c) = state.verifier.verify(token) {
+        answer = Introspection {
+            active: true,
+            sub: Some(c.sub),
+            scope: Some(c.scope),
+            exp: Some(c.exp),
+            iat: Some(c.iat),
+            jti: Some(c.jti),
+            sid: Some(c.sid),
+            username: Some(c.username),
+            token_type: Some("Bearer".to_owned()),
+            iss: Some(c.iss),
+        };
+    } else if let Some(r) = state
+        .store
+        .refresh_token(&RefreshTokens::hash(token))
+        .await?
+        && r.used_at.is_none()
+        && r.expires_at > now
+        && r.session.is_live(now)
+        && let Some(user) = state.store.user_by_id(r.session.user_id).await?
+        && !user.disabled
+    {
+        answer = Introspection {
+            active: true,
+            sub: Some(user.id.to_string()),
+            scope: Some(r.session.scope),
+            exp: Some(r.expires_at),
+            iat: Some(r.created_at),
+            jti: None,
+            sid: Some(r.session.id.to_string()),
+            username: Some(user.username),
+            token_type: Some("refresh_token".to_owned()),
+            iss: Some(state.tokens.issuer().to_owned()),
+        };
+    }
+    Ok((
+        [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        Json(answer),
+    )
+        .into_response())
 }

@@ -190,8 +190,10 @@ pub(crate) async fn patch_user(
         .await?
         .ok_or(Error::NotFound)?;
     if changes.is_security_change() {
-        // Every earlier token of the user fails from this moment.
+        // Every earlier token of the user fails from this moment, and every
+        // session (so every refresh token) ends.
         state.gate.set(&updated);
+        crate::routes::sessions::end_user_sessions(state, updated.id, now).await?;
         tracing::info!(
             event = "user_security_changed",
             user_id = %updated.id,

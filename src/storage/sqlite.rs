@@ -11,8 +11,8 @@ use sqlx::sqlite::{
 use uuid::Uuid;
 
 use super::{
-    SigningKeyRecord, Store, StoreError, StoreResult, UniqueField, UserChanges, UserQuery,
-    UserRecord, UserSecurity,
+    RefreshOutcome, RefreshRecord, SessionRecord, SigningKeyRecord, Store, StoreError, StoreResult,
+    UniqueField, UserChanges, UserQuery, UserRecord, UserSecurity,
 };
 use crate::model::fold;
 
@@ -66,6 +66,28 @@ fn user_from_row(row: &SqliteRow) -> StoreResult<UserRecord> {
         security_version: row.try_get("security_version")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+    })
+}
+
+const SESSION_COLUMNS: &str =
+    "id, user_id, scope, user_agent, ip, created_at, last_used_at, expires_at, revoked_at";
+
+fn uuid_column(row: &SqliteRow, column: &str) -> StoreResult<Uuid> {
+    let text: String = row.try_get(column)?;
+    Uuid::parse_str(&text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+}
+
+fn session_from_row(row: &SqliteRow) -> StoreResult<SessionRecord> {
+    Ok(SessionRecord {
+        id: uuid_column(row, "id")?,
+        user_id: uuid_column(row, "user_id")?,
+        scope: row.try_get("scope")?,
+        user_agent: row.try_get("user_agent")?,
+        ip: row.try_get("ip")?,
+        created_at: row.try_get("created_at")?,
+        last_used_at: row.try_get("last_used_at")?,
+        expires_at: row.try_get("expires_at")?,
+        revoked_at: row.try_get("revoked_at")?,
     })
 }
 
@@ -339,5 +361,266 @@ impl Store for SqliteStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn rotate_signing_key(&self, k: &SigningKeyRecord, now: i64) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "update signing_keys set retired_at = $1 where algorithm = $2 and retired_at is null",
+        )
+        .bind(now)
+        .bind(&k.algorithm)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "insert into signing_keys (kid, algorithm, private_key, created_at, retired_at) \
+             values ($1, $2, $3, $4, null)",
+        )
+        .bind(&k.kid)
+        .bind(&k.algorithm)
+        .bind(&k.private_key)
+        .bind(k.created_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn secret_or_insert(&self, name: &str, value: &[u8], now: i64) -> StoreResult<Vec<u8>> {
+        sqlx::query(
+            "insert into secrets (name, value, created_at) values ($1, $2, $3) \
+             on conflict (name) do nothing",
+        )
+        .bind(name)
+        .bind(value)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        let value: Vec<u8> = sqlx::query_scalar("select value from secrets where name = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(value)
+    }
+
+    async fn create_session(
+        &self,
+        s: &SessionRecord,
+        refresh_hash: &[u8],
+        refresh_expires_at: i64,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "insert into sessions (id, user_id, scope, user_agent, ip, created_at, last_used_at, \
+             expires_at, revoked_at) values ($1, $2, $3, $4, $5, $6, $7, $8, null)",
+        )
+        .bind(s.id.to_string())
+        .bind(s.user_id.to_string())
+        .bind(&s.scope)
+        .bind(&s.user_agent)
+        .bind(&s.ip)
+        .bind(s.created_at)
+        .bind(s.last_used_at)
+        .bind(s.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "insert into refresh_tokens (hash, session_id, created_at, expires_at) \
+             values ($1, $2, $3, $4)",
+        )
+        .bind(refresh_hash)
+        .bind(s.id.to_string())
+        .bind(s.created_at)
+        .bind(refresh_expires_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        hash: &[u8],
+        successor_hash: &[u8],
+        now: i64,
+        ttl: i64,
+        grace: i64,
+    ) -> StoreResult<RefreshOutcome> {
+        // The first statement is a write, so this transaction holds SQLite's
+        // write lock from its start: concurrent presentations of one token
+        // run one after another, and exactly one of them rotates it.
+        let mut tx = self.pool.begin().await?;
+        let claimed = sqlx::query(
+            "update refresh_tokens set used_at = $2, successor_hash = $3 \
+             where hash = $1 and used_at is null and expires_at > $2 \
+               and session_id in (select id from sessions \
+                                  where revoked_at is null and expires_at > $2)",
+        )
+        .bind(hash)
+        .bind(now)
+        .bind(successor_hash)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        let sql = format!(
+            "select r.used_at, r.expires_at as token_expires_at, r.successor_hash, \
+                    (select used_at from refresh_tokens n where n.hash = r.successor_hash) as successor_used_at, \
+                    s.{} \
+             from refresh_tokens r join sessions s on s.id = r.session_id where r.hash = $1",
+            SESSION_COLUMNS.replace(", ", ", s.")
+        );
+        let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(hash)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            tx.commit().await?;
+            return Ok(RefreshOutcome::Invalid);
+        };
+        let mut session = session_from_row(&row)?;
+        if claimed {
+            let expires_at = now + ttl;
+            sqlx::query(
+                "insert into refresh_tokens (hash, session_id, created_at, expires_at) \
+                 values ($1, $2, $3, $4)",
+            )
+            .bind(successor_hash)
+            .bind(session.id.to_string())
+            .bind(now)
+            .bind(expires_at)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("update sessions set last_used_at = $2, expires_at = $3 where id = $1")
+                .bind(session.id.to_string())
+                .bind(now)
+                .bind(expires_at)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            session.last_used_at = now;
+            session.expires_at = expires_at;
+            return Ok(RefreshOutcome::Rotated(session));
+        }
+        let used_at: Option<i64> = row.try_get("used_at")?;
+        let stored_successor: Option<Vec<u8>> = row.try_get("successor_hash")?;
+        let successor_used_at: Option<i64> = row.try_get("successor_used_at")?;
+        let Some(used_at) = used_at else {
+            // Unused but not claimable: expired, or its session ended.
+            tx.commit().await?;
+            return Ok(RefreshOutcome::Invalid);
+        };
+        if !session.is_live(now) {
+            tx.commit().await?;
+            return Ok(RefreshOutcome::Invalid);
+        }
+        let same_successor = stored_successor.as_deref() == Some(successor_hash);
+        if same_successor && successor_used_at.is_none() && now - used_at <= grace {
+            tx.commit().await?;
+            return Ok(RefreshOutcome::Retry(session));
+        }
+        // A replay of a rotated token: someone else may hold it. End the
+        // session (RFC 9700 §4.14.2).
+        sqlx::query("update sessions set revoked_at = $2 where id = $1 and revoked_at is null")
+            .bind(session.id.to_string())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(RefreshOutcome::Reused {
+            session: session.id,
+            user: session.user_id,
+        })
+    }
+
+    async fn refresh_token(&self, hash: &[u8]) -> StoreResult<Option<RefreshRecord>> {
+        let sql = format!(
+            "select r.created_at as token_created_at, r.expires_at as token_expires_at, r.used_at, \
+                    s.{} \
+             from refresh_tokens r join sessions s on s.id = r.session_id where r.hash = $1",
+            SESSION_COLUMNS.replace(", ", ", s.")
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| {
+            Ok(RefreshRecord {
+                session: session_from_row(&row)?,
+                created_at: row.try_get("token_created_at")?,
+                expires_at: row.try_get("token_expires_at")?,
+                used_at: row.try_get("used_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn session(&self, id: Uuid) -> StoreResult<Option<SessionRecord>> {
+        let sql = format!("select {SESSION_COLUMNS} from sessions where id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    async fn user_sessions(&self, user: Uuid, now: i64) -> StoreResult<Vec<SessionRecord>> {
+        let sql = format!(
+            "select {SESSION_COLUMNS} from sessions \
+             where user_id = $1 and revoked_at is null and expires_at > $2 order by id desc"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(user.to_string())
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(session_from_row).collect()
+    }
+
+    async fn revoke_session(&self, id: Uuid, now: i64) -> StoreResult<bool> {
+        let done =
+            sqlx::query("update sessions set revoked_at = $2 where id = $1 and revoked_at is null")
+                .bind(id.to_string())
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn revoke_user_sessions(&self, user: Uuid, now: i64) -> StoreResult<Vec<Uuid>> {
+        let rows = sqlx::query(
+            "update sessions set revoked_at = $2 where user_id = $1 and revoked_at is null \
+             returning id",
+        )
+        .bind(user.to_string())
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| uuid_column(r, "id")).collect()
+    }
+
+    async fn revoked_sessions(&self, since: i64) -> StoreResult<Vec<(Uuid, i64)>> {
+        let rows = sqlx::query("select id, revoked_at from sessions where revoked_at >= $1")
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((uuid_column(r, "id")?, r.try_get("revoked_at")?)))
+            .collect()
+    }
+
+    async fn purge(&self, now: i64, ended_before: i64) -> StoreResult<u64> {
+        let tokens = sqlx::query("delete from refresh_tokens where expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        let sessions =
+            sqlx::query("delete from sessions where coalesce(revoked_at, expires_at) < $1")
+                .bind(ended_before)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        Ok(tokens + sessions)
     }
 }

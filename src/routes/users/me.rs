@@ -3,7 +3,6 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use uuid::Uuid;
 use warden_guard::{AuthError, RequireScope};
 
 use super::{
@@ -15,7 +14,8 @@ use crate::error::{Error, Result};
 use crate::model::{self, UserView};
 use crate::passwords::Password;
 use crate::roles::Me;
-use crate::routes::TokenResponse;
+use crate::routes::sessions::{end_user_sessions, open_session};
+use crate::routes::{ClientMeta, TokenResponse};
 use crate::state::AppState;
 use crate::tokens;
 
@@ -113,6 +113,7 @@ pub async fn delete_current_user(
 )]
 pub async fn change_password(
     State(state): State<AppState>,
+    client: ClientMeta,
     claims: RequireScope<Me>,
     JsonObject(body): JsonObject,
 ) -> Result<TokenResponse> {
@@ -139,13 +140,8 @@ pub async fn change_password(
         .await?
         .ok_or(AuthError::Invalid)?;
     state.gate.set(&user);
+    // Every session ends; the caller continues in a fresh one.
+    end_user_sessions(&state, user.id, now).await?;
     tracing::info!(event = "password_changed", user_id = %user.id, "password changed");
-    let scope = claims.scope.clone();
-    let issued = state.tokens.issue(&user, &scope, Uuid::now_v7(), now)?;
-    Ok(TokenResponse {
-        access_token: issued.token,
-        token_type: "bearer",
-        expires_in: issued.expires_in,
-        scope,
-    })
+    open_session(&state, &user, claims.scope.clone(), &client, now).await
 }

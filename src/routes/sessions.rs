@@ -1,0 +1,194 @@
+//! Sessions: opening one per login, `POST /logout`, and the current user's
+//! session list.
+
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+use warden_guard::{Claims, RequireScope};
+
+use crate::error::Result;
+use crate::model::rfc3339;
+use crate::roles::Me;
+use crate::routes::{ClientMeta, TokenResponse};
+use crate::sessions::RefreshTokens;
+use crate::state::AppState;
+use crate::storage::{SessionRecord, UserRecord};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(logout))
+        .routes(routes!(list_sessions))
+        .routes(routes!(delete_session))
+}
+
+/// Opens a session for `user` and returns its first token pair.
+pub(crate) async fn open_session(
+    state: &AppState,
+    user: &UserRecord,
+    scope: String,
+    client: &ClientMeta,
+    now: i64,
+) -> Result<TokenResponse> {
+    let refresh = state.refresh.generate()?;
+    let expires_at = now + state.config.refresh_token_ttl as i64;
+    let session = SessionRecord {
+        id: Uuid::now_v7(),
+        user_id: user.id,
+        scope,
+        user_agent: client.user_agent.clone(),
+        ip: client.ip.clone(),
+        created_at: now,
+        last_used_at: now,
+        expires_at,
+        revoked_at: None,
+    };
+    state
+        .store
+        .create_session(&session, &RefreshTokens::hash(&refresh), expires_at)
+        .await?;
+    let issued = state.tokens.issue(user, &session.scope, session.id, now)?;
+    Ok(TokenResponse {
+        access_token: issued.token,
+        token_type: "bearer",
+        expires_in: issued.expires_in,
+        scope: session.scope,
+        refresh_token: Some(refresh),
+    })
+}
+
+/// Ends one session: its refresh token at once, its access tokens on their
+/// next request.
+pub(crate) async fn end_session(state: &AppState, sid: Uuid, now: i64) -> Result<bool> {
+    let ended = state.store.revoke_session(sid, now).await?;
+    state.gate.revoke_session(sid, now);
+    Ok(ended)
+}
+
+/// Ends every session of a user.
+pub(crate) async fn end_user_sessions(state: &AppState, user: Uuid, now: i64) -> Result<()> {
+    for sid in state.store.revoke_user_sessions(user, now).await? {
+        state.gate.revoke_session(sid, now);
+    }
+    Ok(())
+}
+
+/// One of your sessions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionView {
+    pub id: Uuid,
+    pub created_at: String,
+    pub last_used_at: String,
+    /// When its refresh token expires.
+    pub expires_at: String,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+    /// Whether this is the session of the token making the request.
+    pub current: bool,
+}
+
+/// End the current session (`?all=true`: every session of the user). The
+/// session's refresh token stops working at once, its access tokens on
+/// their next request.
+#[utoipa::path(
+    post,
+    path = "/logout",
+    tag = "sessions",
+    params(("all" = Option<bool>, Query, description = "End every session of the user")),
+    security(("OAuth2PasswordBearer" = []), ("bearerAuth" = [])),
+    responses(
+        (status = 204, description = "Logged out"),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::routes::Detail),
+    )
+)]
+pub async fn logout(
+    State(state): State<AppState>,
+    claims: Claims,
+    RawQuery(query): RawQuery,
+) -> Result<StatusCode> {
+    let all = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .any(|(k, v)| k == "all" && matches!(v.as_ref(), "true" | "1"));
+    let now = crate::tokens::now();
+    let sid = Uuid::parse_str(&claims.sid).map_err(|_| warden_guard::AuthError::Invalid)?;
+    end_session(&state, sid, now).await?;
+    if all {
+        let user = Uuid::parse_str(&claims.sub).map_err(|_| warden_guard::AuthError::Invalid)?;
+        end_user_sessions(&state, user, now).await?;
+    }
+    tracing::info!(event = "logout", user_id = %claims.sub, session_id = %claims.sid, all, "logged out");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Your live sessions, newest first.
+#[utoipa::path(
+    get,
+    path = "/users/me/sessions",
+    tag = "sessions",
+    security(("OAuth2PasswordBearer" = ["me"]), ("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "Sessions", body = Vec<SessionView>),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::routes::Detail),
+        (status = 403, description = "Token lacks scope `me`", body = crate::routes::Detail),
+    )
+)]
+pub async fn list_sessions(
+    State(state): State<AppState>,
+    claims: RequireScope<Me>,
+) -> Result<Json<Vec<SessionView>>> {
+    let user = Uuid::parse_str(&claims.sub).map_err(|_| warden_guard::AuthError::Invalid)?;
+    let sessions = state
+        .store
+        .user_sessions(user, crate::tokens::now())
+        .await?;
+    Ok(Json(
+        sessions
+            .into_iter()
+            .map(|s| SessionView {
+                current: s.id.to_string() == claims.sid,
+                id: s.id,
+                created_at: rfc3339(s.created_at),
+                last_used_at: rfc3339(s.last_used_at),
+                expires_at: rfc3339(s.expires_at),
+                user_agent: s.user_agent,
+                ip: s.ip,
+            })
+            .collect(),
+    ))
+}
+
+/// End one of your sessions. Another user's session id answers 404.
+#[utoipa::path(
+    delete,
+    path = "/users/me/sessions/{id}",
+    tag = "sessions",
+    params(("id" = Uuid, Path, description = "Session id")),
+    security(("OAuth2PasswordBearer" = ["me"]), ("bearerAuth" = [])),
+    responses(
+        (status = 204, description = "Ended"),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::routes::Detail),
+        (status = 403, description = "Token lacks scope `me`", body = crate::routes::Detail),
+        (status = 404, description = "No such live session of yours", body = crate::routes::Detail),
+    )
+)]
+pub async fn delete_session(
+    State(state): State<AppState>,
+    claims: RequireScope<Me>,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    let now = crate::tokens::now();
+    let Ok(id) = Uuid::parse_str(&id) else {
+        return Err(crate::error::Error::NotFound);
+    };
+    match state.store.session(id).await? {
+        Some(s) if s.user_id.to_string() == claims.sub && s.is_live(now) => {
+            end_session(&state, id, now).await?;
+            tracing::info!(event = "session_ended", user_id = %claims.sub, session_id = %id, "session ended");
+            Ok(StatusCode::NO_CONTENT)
+        }
+        _ => Err(crate::error::Error::NotFound),
+    }
+}
