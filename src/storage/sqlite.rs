@@ -515,7 +515,7 @@ impl Store for SqliteStore {
             return Ok(RefreshOutcome::Invalid);
         }
         let same_successor = stored_successor.as_deref() == Some(successor_hash);
-        if same_successor && successor_used_at.is_none() && now - used_at <= grace {
+        if same_successor && successor_used_at.is_none() && now - used_at < grace {
             tx.commit().await?;
             return Ok(RefreshOutcome::Retry(session));
         }

@@ -8,5 +8,6 @@ mod ops;
 mod password_pool;
 mod profile;
 mod registration;
+mod sessions;
 mod token_endpoint;
 mod token_verification;
