@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use uuid::Uuid;
 
 use crate::config::{Config, LogFormat};
 use crate::model::{self, Email, Username};
@@ -276,19 +275,14 @@ async fn create_user(config: Config, args: CreateUser) -> Result<(), Failure> {
     let hasher = PasswordHasher::start(config.argon2, 1, 1)?;
     let password_hash = hasher.hash(Password::new(password)).await?;
     let now = tokens::now();
-    let user = UserRecord {
-        id: Uuid::now_v7(),
-        username: username.into_inner(),
-        email: email.into_inner(),
+    let user = UserRecord::new(
+        username.into_inner(),
+        email.into_inner(),
         full_name,
         password_hash,
         roles,
-        disabled: false,
-        tokens_valid_after: 0,
-        security_version: 0,
-        created_at: now,
-        updated_at: now,
-    };
+        now,
+    );
     match store.insert_user(&user).await {
         Ok(()) => {}
         Err(StoreError::Conflict(UniqueField::Username)) => {

@@ -32,6 +32,32 @@ pub struct UserRecord {
     pub updated_at: i64,
 }
 
+impl UserRecord {
+    /// A new account with a fresh UUIDv7 id, created at `now`.
+    pub fn new(
+        username: String,
+        email: String,
+        full_name: Option<String>,
+        password_hash: String,
+        roles: Vec<String>,
+        now: i64,
+    ) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            username,
+            email,
+            full_name,
+            password_hash,
+            roles,
+            disabled: false,
+            tokens_valid_after: 0,
+            security_version: 0,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
 /// Changes to a user; `None` leaves a field as it is. Setting `roles` or
 /// `disabled` is a security change: it bumps `security_version` and moves
 /// `tokens_valid_after` to `valid_after`.

@@ -261,19 +261,14 @@ pub async fn create_user(
 
     let password_hash = state.hasher.hash(Password::new(password)).await?;
     let now = tokens::now();
-    let user = UserRecord {
-        id: Uuid::now_v7(),
-        username: username.into_inner(),
-        email: email.into_inner(),
+    let user = UserRecord::new(
+        username.into_inner(),
+        email.into_inner(),
         full_name,
         password_hash,
-        roles: vec![ROLE_USER.to_owned()],
-        disabled: false,
-        tokens_valid_after: 0,
-        security_version: 0,
-        created_at: now,
-        updated_at: now,
-    };
+        vec![ROLE_USER.to_owned()],
+        now,
+    );
     state.store.insert_user(&user).await?;
     state.gate.set(&user);
     tracing::info!(event = "user_registered", user_id = %user.id, "user registered");

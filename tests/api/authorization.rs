@@ -345,25 +345,24 @@ async fn cli_set_roles_reaches_the_running_server() {
     );
 }
 
+/// A syntactically valid argon2id hash no password matches.
+const SEED_HASH: &str =
+    "$argon2id$v=19$m=256,t=1,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
+
 /// Inserts `n` users straight into the database (one shared hash), much
 /// faster than `n` registrations.
 async fn seed(app: &TestApp, prefix: &str, n: usize) {
     let store = app.store().await;
     let now = warden::tokens::now();
     for i in 0..n {
-        let user = warden::storage::UserRecord {
-            id: uuid::Uuid::now_v7(),
-            username: format!("{prefix}{i:04}"),
-            email: format!("{prefix}{i:04}@example.com"),
-            full_name: None,
-            password_hash: "$argon2id$v=19$m=256,t=1,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g".into(),
-            roles: vec!["user".into()],
-            disabled: false,
-            tokens_valid_after: 0,
-            security_version: 0,
-            created_at: now,
-            updated_at: now,
-        };
+        let user = warden::storage::UserRecord::new(
+            format!("{prefix}{i:04}"),
+            format!("{prefix}{i:04}@example.com"),
+            None,
+            SEED_HASH.into(),
+            vec!["user".into()],
+            now,
+        );
         store.insert_user(&user).await.unwrap();
     }
 }
@@ -391,19 +390,14 @@ async fn pagination_walks_250_users_in_pages_of_50_without_duplicates_or_gaps_du
             let store = warden::storage::connect(&dir).await.unwrap();
             let now = warden::tokens::now();
             for i in 0..100 {
-                let user = warden::storage::UserRecord {
-                    id: uuid::Uuid::now_v7(),
-                    username: format!("late{i:04}"),
-                    email: format!("late{i:04}@example.com"),
-                    full_name: None,
-                    password_hash: "x".into(),
-                    roles: vec!["user".into()],
-                    disabled: false,
-                    tokens_valid_after: 0,
-                    security_version: 0,
-                    created_at: now,
-                    updated_at: now,
-                };
+                let user = warden::storage::UserRecord::new(
+                    format!("late{i:04}"),
+                    format!("late{i:04}@example.com"),
+                    None,
+                    SEED_HASH.into(),
+                    vec!["user".into()],
+                    now,
+                );
                 store.insert_user(&user).await.unwrap();
                 tokio::task::yield_now().await;
             }
