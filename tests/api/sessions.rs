@@ -815,3 +815,55 @@ async fn purge_deletes_expired_refresh_tokens_and_ended_sessions() {
         (1, 1)
     );
 }
+
+#[tokio::test]
+async fn introspection_of_an_expired_access_token_is_inactive() {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    const SECRET: &str = "an introspection test secret, 32+ bytes";
+    let app = TestApp::spawn_with(&[
+        ("WARDEN_JWT_ALGORITHM", "HS256"),
+        ("WARDEN_JWT_SECRET", SECRET),
+    ])
+    .await;
+    let (_, admin) = app.admin_token("root").await;
+    let (_, token) = app.user_with_token("alice").await;
+    // The same token, re-signed with `exp` in the past.
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut claims: Value =
+        serde_json::from_slice(&b64.decode(token.split('.').nth(1).unwrap()).unwrap()).unwrap();
+    let now = warden::tokens::now();
+    claims["exp"] = json!(now - 1);
+    let mut header = Header::new(Algorithm::HS256);
+    header.typ = Some("at+jwt".into());
+    header.kid = Some(kid(&token));
+    let expired = jsonwebtoken::encode(
+        &header,
+        &claims,
+        &EncodingKey::from_secret(SECRET.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    let body: Value = post(
+        &app,
+        "/token/introspect",
+        Some(&admin),
+        &[("token", &expired)],
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(body, json!({"active": false}));
+    // The live original is active, so the forgery differs only in `exp`.
+    let body: Value = post(
+        &app,
+        "/token/introspect",
+        Some(&admin),
+        &[("token", &token)],
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(body["active"], true);
+}
