@@ -58,8 +58,11 @@ pub async fn authorization_server_metadata(State(state): State<AppState>) -> Res
         "revocation_endpoint": format!("{issuer}/token/revoke"),
         "introspection_endpoint": format!("{issuer}/token/introspect"),
         "grant_types_supported": ["password", "refresh_token"],
-        // No authorization endpoint, so no response types.
-        "response_types_supported": [],
+        // RFC 8414 requires this field, and validators (authlib) reject an
+        // empty list. warden has no authorization endpoint; `none` (the
+        // registered response type that issues nothing) is the one value
+        // that promises nothing.
+        "response_types_supported": ["none"],
         "scopes_supported": scopes,
         "token_endpoint_auth_methods_supported": ["none"],
         "revocation_endpoint_auth_methods_supported": ["none"],
