@@ -176,10 +176,11 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     if jsonwebtoken::crypto::CryptoProvider::try_get_default().is_none() {
         anyhow::bail!("jsonwebtoken has no crypto backend; this build is misconfigured");
     }
-    let store = storage::connect(&config.database_url).await?;
+    let store = storage::connect_with(&config.database_url, &config.database).await?;
     store.migrate().await?;
     let keys = crate::keys::load_or_create(&config, store.as_ref(), tokens::now()).await?;
-    let gate = Arc::new(UserGate::new(store.user_security().await?));
+    let read_at = tokens::now();
+    let gate = Arc::new(UserGate::loaded(store.user_security().await?, read_at));
     let horizon = tokens::now() - config.access_token_ttl as i64 - 1;
     gate.apply_revocations(&store.revoked_sessions(horizon).await?);
     let mut verifier =
@@ -279,8 +280,9 @@ async fn sync_once(state: &AppState, changed: bool) -> anyhow::Result<()> {
     let horizon = now - state.config.access_token_ttl as i64 - 1;
     if changed {
         let started = state.gate.snapshot_started();
+        let read_at = tokens::now();
         let users = state.store.user_security().await?;
-        state.gate.apply_snapshot(users, started);
+        state.gate.apply_snapshot(users, started, read_at);
         let revoked = state.store.revoked_sessions(horizon).await?;
         state.gate.apply_revocations(&revoked);
     }

@@ -162,9 +162,9 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
     match command {
         Command::Serve => serve(config).await,
         Command::Migrate => {
-            let store = storage::connect(&config.database_url).await?;
+            let store = storage::connect_with(&config.database_url, &config.database).await?;
             store.migrate().await?;
-            println!("migrations applied to {}", config.database_url);
+            println!("migrations applied to {}", config.database_url_redacted());
             Ok(())
         }
         Command::Users(UsersCommand::Create(args)) => create_user(config, args).await,
@@ -210,7 +210,7 @@ async fn serve(config: Config) -> Result<(), Failure> {
         .await
         .map_err(|e| Failure::new(format!("cannot listen on {bind}: {e}")))?;
     let issuer = config.issuer.clone();
-    let database = config.database_url.clone();
+    let database = config.database_url_redacted();
     let algorithm = crate::keys::algorithm_name(config.jwt_algorithm);
     let state = crate::app::build_state(config).await?;
     let local = listener
@@ -270,7 +270,7 @@ async fn create_user(config: Config, args: CreateUser) -> Result<(), Failure> {
     model::check_new_password(&password, username.as_str(), email.as_str())
         .map_err(|m| Failure::new(format!("password: {m}")))?;
 
-    let store = storage::connect(&config.database_url).await?;
+    let store = storage::connect_with(&config.database_url, &config.database).await?;
     store.migrate().await?;
     let hasher = PasswordHasher::start(config.argon2, 1, 1)?;
     let password_hash = hasher.hash(Password::new(password)).await?;
@@ -319,7 +319,7 @@ fn dedup(roles: Vec<String>) -> Vec<String> {
 }
 
 async fn list_users(config: Config) -> Result<(), Failure> {
-    let store = storage::connect(&config.database_url).await?;
+    let store = storage::connect_with(&config.database_url, &config.database).await?;
     store.migrate().await?;
     let users = store.list_users().await?;
     if users.is_empty() {
@@ -347,7 +347,7 @@ async fn list_users(config: Config) -> Result<(), Failure> {
 async fn set_roles(config: Config, user: String, roles: Vec<String>) -> Result<(), Failure> {
     let roles = dedup(roles);
     config.roles.check_known(&roles).map_err(Failure::new)?;
-    let store = storage::connect(&config.database_url).await?;
+    let store = storage::connect_with(&config.database_url, &config.database).await?;
     store.migrate().await?;
     let Some(record) = store.user_by_login(&user).await? else {
         return Err(Failure::new(format!("no user {user:?}")));
@@ -368,7 +368,7 @@ async fn set_roles(config: Config, user: String, roles: Vec<String>) -> Result<(
 }
 
 async fn rotate_keys(config: Config) -> Result<(), Failure> {
-    let store = storage::connect(&config.database_url).await?;
+    let store = storage::connect_with(&config.database_url, &config.database).await?;
     store.migrate().await?;
     let now = tokens::now();
     // Make sure a first key exists, so "rotate" on a fresh database retires
@@ -387,7 +387,7 @@ async fn rotate_keys(config: Config) -> Result<(), Failure> {
 }
 
 async fn list_keys(config: Config) -> Result<(), Failure> {
-    let store = storage::connect(&config.database_url).await?;
+    let store = storage::connect_with(&config.database_url, &config.database).await?;
     store.migrate().await?;
     let now = tokens::now();
     let keys = store.signing_keys().await?;

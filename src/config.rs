@@ -81,6 +81,8 @@ impl Default for Argon2Params {
 pub struct Config {
     pub bind: SocketAddr,
     pub database_url: String,
+    /// Pool size and timeouts (PostgreSQL).
+    pub database: crate::storage::DatabaseOptions,
     pub issuer: String,
     pub audience: Option<String>,
     pub jwt_algorithm: Algorithm,
@@ -103,11 +105,27 @@ pub struct Config {
     pub roles: Roles,
 }
 
+impl Config {
+    /// The database URL with any password replaced by `***`, for logs.
+    pub fn database_url_redacted(&self) -> String {
+        match url::Url::parse(&self.database_url) {
+            Ok(mut u) if u.password().is_some() => {
+                let _ = u.set_password(Some("***"));
+                u.to_string()
+            }
+            _ => self.database_url.clone(),
+        }
+    }
+}
+
 /// Every scalar setting: its file key. The environment name is
 /// `WARDEN_` + the key in upper case.
 const SETTINGS: &[&str] = &[
     "bind",
     "database_url",
+    "database_max_connections",
+    "database_acquire_timeout",
+    "database_statement_timeout",
     "issuer",
     "audience",
     "jwt_algorithm",
@@ -289,11 +307,32 @@ impl Config {
             if v.starts_with("sqlite:") {
                 Ok(v.to_owned())
             } else if v.starts_with("postgres://") || v.starts_with("postgresql://") {
-                Err("PostgreSQL is not supported by this build yet; use sqlite://PATH".to_owned())
+                url::Url::parse(v)
+                    .map(|_| v.to_owned())
+                    .map_err(|e| format!("malformed PostgreSQL URL: {e}"))
             } else {
-                Err(format!("expected sqlite://PATH, got {v:?}"))
+                Err("expected sqlite://PATH or postgres://USER@HOST/DB".to_owned())
             }
         })?;
+        let db_defaults = crate::storage::DatabaseOptions::default();
+        let seconds = |v: &str| positive::<u64>(v).map(std::time::Duration::from_secs);
+        let database = crate::storage::DatabaseOptions {
+            max_connections: s.parse(
+                "database_max_connections",
+                db_defaults.max_connections,
+                positive::<u32>,
+            )?,
+            acquire_timeout: s.parse(
+                "database_acquire_timeout",
+                db_defaults.acquire_timeout,
+                seconds,
+            )?,
+            statement_timeout: s.parse(
+                "database_statement_timeout",
+                db_defaults.statement_timeout,
+                seconds,
+            )?,
+        };
         let issuer = s.parse("issuer", format!("http://{bind}"), http_url)?;
         let audience = s.parse("audience", None, |v| {
             if v.is_empty() {
@@ -382,6 +421,7 @@ impl Config {
         Ok(Self {
             bind,
             database_url,
+            database,
             issuer,
             audience,
             jwt_algorithm,
@@ -430,6 +470,22 @@ mod tests {
         let e = Config::load_from(None, env(&[("WARDEN_JWT_ALGORITHM", "none")])).unwrap_err();
         assert_eq!(e.setting, "WARDEN_JWT_ALGORITHM");
         assert!(e.message.contains("unknown algorithm"));
+    }
+
+    #[test]
+    fn database_passwords_never_reach_the_logs() {
+        let c = Config::load_from(
+            None,
+            env(&[(
+                "WARDEN_DATABASE_URL",
+                "postgres://warden:hunter2@db.internal:5432/auth",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.database_url_redacted(),
+            "postgres://warden:***@db.internal:5432/auth"
+        );
     }
 
     #[test]

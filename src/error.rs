@@ -117,11 +117,32 @@ impl From<StoreError> for Error {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(field) => Self::Conflict(field),
-            StoreError::Database(
-                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed,
-            ) => Self::Unavailable(e.to_string()),
+            StoreError::Database(ref db) if is_unavailable(db) => Self::Unavailable(e.to_string()),
             other => Self::Internal(other.to_string()),
         }
+    }
+}
+
+/// Whether a database error means "the database is not answering right
+/// now" (503, retry later) rather than a bug (500).
+fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // PostgreSQL: connection exceptions (08), operator intervention
+            // such as a shutdown or a cancelled statement (57), insufficient
+            // resources (53), "database not accepting connections" (55000).
+            code.starts_with("08")
+                || code.starts_with("57")
+                || code.starts_with("53")
+                || code == "55000"
+        }),
+        _ => false,
     }
 }
 

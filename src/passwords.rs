@@ -8,7 +8,7 @@
 //! full, the caller gets [`Error::Busy`] (503 + `Retry-After`) at once.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use base64::Engine;
@@ -145,7 +145,7 @@ impl Worker {
         equal && !dummy
     }
 
-    fn run(mut self, jobs: Receiver<Job>, depth: Arc<AtomicUsize>) {
+    fn run(mut self, jobs: Receiver<Job>, depth: Arc<AtomicUsize>, verified: Arc<AtomicU64>) {
         for job in jobs {
             depth.fetch_sub(1, Ordering::Relaxed);
             metrics::gauge!("warden_password_hash_queue_depth")
@@ -159,7 +159,9 @@ impl Worker {
                     phc,
                     reply,
                 } => {
-                    let _ = reply.send(self.verify(password.expose(), phc.as_deref()));
+                    let ok = self.verify(password.expose(), phc.as_deref());
+                    verified.fetch_add(1, Ordering::Relaxed);
+                    let _ = reply.send(ok);
                 }
             }
         }
@@ -171,6 +173,8 @@ impl Worker {
 pub struct PasswordHasher {
     jobs: Sender<Job>,
     depth: Arc<AtomicUsize>,
+    /// Verifications completed, dummy ones included.
+    verified: Arc<AtomicU64>,
 }
 
 impl PasswordHasher {
@@ -197,6 +201,7 @@ impl PasswordHasher {
 
         let (tx, rx) = crossbeam_channel::bounded::<Job>(queue);
         let depth = Arc::new(AtomicUsize::new(0));
+        let verified = Arc::new(AtomicU64::new(0));
         let mut pending = Some(first);
         for i in 0..workers.max(1) {
             let worker = pending.take().unwrap_or_else(|| Worker {
@@ -206,11 +211,16 @@ impl PasswordHasher {
             });
             let rx = rx.clone();
             let depth = depth.clone();
+            let verified = verified.clone();
             std::thread::Builder::new()
                 .name(format!("warden-hash-{i}"))
-                .spawn(move || worker.run(rx, depth))?;
+                .spawn(move || worker.run(rx, depth, verified))?;
         }
-        Ok(Self { jobs: tx, depth })
+        Ok(Self {
+            jobs: tx,
+            depth,
+            verified,
+        })
     }
 
     fn submit(&self, job: Job) -> Result<(), Error> {
@@ -251,6 +261,12 @@ impl PasswordHasher {
     }
 
     /// Jobs queued or running.
+    /// Password verifications completed so far (dummy ones for unknown
+    /// users included).
+    pub fn verifications(&self) -> u64 {
+        self.verified.load(Ordering::Relaxed)
+    }
+
     pub fn queue_depth(&self) -> usize {
         self.depth.load(Ordering::Relaxed)
     }

@@ -4,14 +4,37 @@
 //! build serves every backend without a database at compile time; the SQL is
 //! covered by the integration tests instead.
 
+mod postgres;
 mod sqlite;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use uuid::Uuid;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+
+/// Connection settings (PostgreSQL; SQLite uses its own fixed ones).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DatabaseOptions {
+    pub max_connections: u32,
+    /// How long a request waits for a connection before it gets 503.
+    pub acquire_timeout: Duration,
+    /// PostgreSQL's `statement_timeout` for every connection.
+    pub statement_timeout: Duration,
+}
+
+impl Default for DatabaseOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(10),
+        }
+    }
+}
 
 /// A user as stored, password hash included. Never serialised to clients:
 /// routes turn it into [`crate::model::UserView`].
@@ -260,7 +283,16 @@ pub trait Store: Send + Sync + 'static {
     async fn purge(&self, now: i64, ended_before: i64) -> StoreResult<u64>;
 }
 
-/// Opens the store named by `url` (`sqlite://...`).
+/// Opens the store named by `url` (`sqlite://...` or `postgres://...`).
 pub async fn connect(url: &str) -> StoreResult<Arc<dyn Store>> {
-    Ok(Arc::new(SqliteStore::connect(url).await?))
+    connect_with(url, &DatabaseOptions::default()).await
+}
+
+/// Opens the store named by `url` with `options`.
+pub async fn connect_with(url: &str, options: &DatabaseOptions) -> StoreResult<Arc<dyn Store>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStore::connect(url, options).await?))
+    } else {
+        Ok(Arc::new(SqliteStore::connect(url).await?))
+    }
 }

@@ -1,7 +1,7 @@
 //! Access tokens: issuing them, and the in-memory gate every token passes.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -177,11 +177,24 @@ pub struct UserGate {
     /// committed must not bring them back. Ids are never reused.
     deleted: Mutex<HashMap<Uuid, u64>>,
     epoch: AtomicU64,
+    /// When (unix seconds) the newest full snapshot of the users table was
+    /// read. A user missing from it was deleted before then or created
+    /// after: a token of an unknown user is live only if issued after this
+    /// moment (a user another instance just registered), never before (a
+    /// deleted user).
+    snapshot_at: AtomicI64,
 }
 
 impl UserGate {
+    /// A gate loaded from a full snapshot read at `read_at`.
     pub fn new(all: Vec<UserSecurity>) -> Self {
+        Self::loaded(all, now())
+    }
+
+    /// A gate loaded from a full snapshot read at `read_at`.
+    pub fn loaded(all: Vec<UserSecurity>, read_at: i64) -> Self {
         let gate = Self::default();
+        gate.snapshot_at.store(read_at, Ordering::Release);
         for u in all {
             gate.users.insert(u.id, Gate::from_snapshot(&u));
         }
@@ -226,9 +239,10 @@ impl UserGate {
         self.epoch.load(Ordering::Acquire)
     }
 
-    /// Merges a full snapshot of the users table read after
-    /// [`UserGate::snapshot_started`] returned `started`.
-    pub fn apply_snapshot(&self, snapshot: Vec<UserSecurity>, started: u64) {
+    /// Merges a full snapshot of the users table whose read began at
+    /// `read_at` (unix seconds), after [`UserGate::snapshot_started`]
+    /// returned `started`.
+    pub fn apply_snapshot(&self, snapshot: Vec<UserSecurity>, started: u64, read_at: i64) {
         let mut deleted = self.deleted.lock().unwrap_or_else(|e| e.into_inner());
         let mut present = HashSet::with_capacity(snapshot.len());
         for u in &snapshot {
@@ -252,6 +266,7 @@ impl UserGate {
             .retain(|id, g| present.contains(id) || g.epoch > started);
         // A later snapshot cannot contain these any more.
         deleted.retain(|_, epoch| *epoch > started);
+        self.snapshot_at.fetch_max(read_at, Ordering::AcqRel);
     }
 
     /// Ends session `sid` for access tokens.
@@ -300,7 +315,17 @@ impl TokenCheck for UserGate {
         };
         let user_ok = match self.users.get(&id) {
             Some(g) => !g.disabled && claims.iat >= g.valid_after,
-            None => false,
+            // Not in the last snapshot: registered since (by another
+            // instance) if the token is newer than the snapshot, else gone.
+            // One second of slack for clocks of different instances.
+            None => {
+                claims.iat >= self.snapshot_at.load(Ordering::Acquire) - 1
+                    && !self
+                        .deleted
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .contains_key(&id)
+            }
         };
         if !user_ok {
             return false;
@@ -368,7 +393,7 @@ mod tests {
         let started = gate.snapshot_started();
         let stale = vec![sec(id, 0, 0, false)];
         gate.set(&user(id, 1, 100, false)); // committed after the snapshot read
-        gate.apply_snapshot(stale, started);
+        gate.apply_snapshot(stale, started, 0);
         assert!(!live(&gate, id, 50));
         assert!(live(&gate, id, 100));
     }
@@ -379,7 +404,7 @@ mod tests {
         let gate = UserGate::new(vec![sec(id, 0, 0, false)]);
         assert!(live(&gate, id, 10));
         let started = gate.snapshot_started();
-        gate.apply_snapshot(vec![sec(id, 1, 0, true)], started);
+        gate.apply_snapshot(vec![sec(id, 1, 0, true)], started, 0);
         assert!(!live(&gate, id, 10), "disabled elsewhere");
     }
 
@@ -389,7 +414,7 @@ mod tests {
         let gate = UserGate::new(vec![sec(old, 0, 0, false)]);
         let started = gate.snapshot_started();
         gate.set(&user(new, 0, 0, false)); // registered after the snapshot began
-        gate.apply_snapshot(vec![], started);
+        gate.apply_snapshot(vec![], started, 0);
         assert!(!live(&gate, old, 10), "deleted elsewhere");
         assert!(live(&gate, new, 10));
     }
@@ -400,7 +425,7 @@ mod tests {
         let gate = UserGate::new(vec![sec(id, 0, 0, false)]);
         let started = gate.snapshot_started();
         gate.remove(id);
-        gate.apply_snapshot(vec![sec(id, 0, 0, false)], started);
+        gate.apply_snapshot(vec![sec(id, 0, 0, false)], started, 0);
         assert!(!live(&gate, id, 10));
     }
 
@@ -436,8 +461,19 @@ mod tests {
     }
 
     #[test]
-    fn unknown_users_and_bad_subjects_are_not_live() {
-        let gate = UserGate::default();
-        assert!(!live(&gate, Uuid::now_v7(), 10));
+    fn unknown_users_are_live_only_with_tokens_newer_than_the_snapshot() {
+        let gate = UserGate::loaded(vec![], 1000);
+        // Registered through another instance after the snapshot.
+        assert!(live(&gate, Uuid::now_v7(), 1000));
+        // Issued before the snapshot, yet not in it: deleted.
+        assert!(!live(&gate, Uuid::now_v7(), 990));
+    }
+
+    #[test]
+    fn a_locally_deleted_user_is_not_live_even_with_a_new_token() {
+        let id = Uuid::now_v7();
+        let gate = UserGate::loaded(vec![sec(id, 0, 0, false)], 1000);
+        gate.remove(id);
+        assert!(!live(&gate, id, 2000));
     }
 }

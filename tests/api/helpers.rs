@@ -1,5 +1,9 @@
-//! A real warden on a loopback port with its own SQLite file, and typed
+//! A real warden on a loopback port with its own database, and typed
 //! helpers to talk to it over HTTP.
+//!
+//! The same tests run twice: `tests/api/main.rs` on SQLite (a file in a
+//! temporary directory), `tests/api_postgres.rs` on PostgreSQL (a fresh
+//! database per test, dropped afterwards). `crate::BACKEND` says which.
 
 use std::sync::Arc;
 
@@ -13,23 +17,147 @@ use tokio::task::JoinHandle;
 /// A password that passes every rule.
 pub const PASSWORD: &str = "correct horse battery";
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The PostgreSQL server the PostgreSQL half uses (trust auth).
+pub fn postgres_admin_url() -> String {
+    std::env::var("WARDEN_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// Why PostgreSQL cannot be used, or `None` when it answers. Checked once.
+fn postgres_unreachable() -> Option<String> {
+    static REASON: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    REASON
+        .get_or_init(|| {
+            let url = postgres_admin_url();
+            let u = match url::Url::parse(&url) {
+                Ok(u) => u,
+                Err(e) => return Some(format!("WARDEN_TEST_POSTGRES_URL is not a URL: {e}")),
+            };
+            let host = u.host_str().unwrap_or("127.0.0.1").to_owned();
+            let port = u.port().unwrap_or(5432);
+            let addr = match std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+                .ok()
+                .and_then(|mut a| a.next())
+            {
+                Some(a) => a,
+                None => return Some(format!("cannot resolve {host}")),
+            };
+            std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2))
+                .err()
+                .map(|e| format!("cannot connect to {addr}: {e}"))
+        })
+        .clone()
+}
+
+/// The PostgreSQL half cannot run: fail when it is required (CI sets
+/// `WARDEN_TEST_REQUIRE_POSTGRES`), else skip the whole binary, saying why.
+fn skip_or_fail_without_postgres() {
+    let Some(reason) = postgres_unreachable() else {
+        return;
+    };
+    if std::env::var_os("WARDEN_TEST_REQUIRE_POSTGRES").is_some() {
+        panic!("PostgreSQL is required (WARDEN_TEST_REQUIRE_POSTGRES) but {reason}");
+    }
+    // Written to the real stderr: the test harness would swallow eprintln!.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "\nskipping the PostgreSQL half of the API tests: {reason}"
+    );
+    std::process::exit(0);
+}
+
+/// Where one test server keeps its data. With PostgreSQL, a database of its
+/// own, dropped when the last server using it is gone.
+pub struct TestEnv {
+    pub dir: TempDir,
+    pub database_url: String,
+    postgres_db: Option<String>,
+}
+
+impl TestEnv {
+    pub async fn new() -> Arc<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        match crate::BACKEND {
+            Backend::Sqlite => {
+                let database_url = format!("sqlite://{}/warden.db", dir.path().display());
+                Arc::new(Self {
+                    dir,
+                    database_url,
+                    postgres_db: None,
+                })
+            }
+            Backend::Postgres => {
+                skip_or_fail_without_postgres();
+                let name = format!("warden_test_{}", uuid::Uuid::new_v4().simple());
+                let admin = sqlx::PgPool::connect(&postgres_admin_url())
+                    .await
+                    .expect("PostgreSQL is reachable");
+                sqlx::query(sqlx::AssertSqlSafe(format!("create database {name}")))
+                    .execute(&admin)
+                    .await
+                    .unwrap();
+                admin.close().await;
+                let mut url = url::Url::parse(&postgres_admin_url()).unwrap();
+                url.set_path(&name);
+                Arc::new(Self {
+                    dir,
+                    database_url: url.to_string(),
+                    postgres_db: Some(name),
+                })
+            }
+        }
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        let Some(name) = self.postgres_db.take() else {
+            return;
+        };
+        // Drop may run inside the test's runtime: use a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                if let Ok(admin) = sqlx::PgPool::connect(&postgres_admin_url()).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "drop database if exists {name} with (force)"
+                    )))
+                    .execute(&admin)
+                    .await;
+                    admin.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
 pub struct TestApp {
     /// `http://127.0.0.1:PORT`
     pub url: String,
     pub client: Client,
-    pub dir: Arc<TempDir>,
+    pub env: Arc<TestEnv>,
+    /// The server's own state, for what HTTP cannot observe (counters).
+    pub state: warden::state::AppState,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<std::io::Result<()>>>,
 }
 
 /// Settings every test server gets: a private database, and cheap argon2
 /// so the suite runs in seconds (one test checks the OWASP defaults).
-fn base_env(dir: &TempDir, url: &str) -> Vec<(String, String)> {
+fn base_env(env: &TestEnv, url: &str) -> Vec<(String, String)> {
     vec![
-        (
-            "WARDEN_DATABASE_URL".into(),
-            format!("sqlite://{}/warden.db", dir.path().display()),
-        ),
+        ("WARDEN_DATABASE_URL".into(), env.database_url.clone()),
         ("WARDEN_ISSUER".into(), url.to_owned()),
         ("WARDEN_ARGON2_MEMORY_KIB".into(), "256".into()),
         ("WARDEN_ARGON2_ITERATIONS".into(), "1".into()),
@@ -42,57 +170,59 @@ impl TestApp {
     }
 
     pub async fn spawn_with(env: &[(&str, &str)]) -> Self {
-        Self::spawn_in(Arc::new(tempfile::tempdir().unwrap()), env).await
+        Self::spawn_in(TestEnv::new().await, env).await
     }
 
     /// Starts a server with the TOML configuration `toml`.
     pub async fn spawn_with_file(toml: &str, env: &[(&str, &str)]) -> Self {
-        let dir = Arc::new(tempfile::tempdir().unwrap());
-        let path = dir.path().join("warden.toml");
+        let test_env = TestEnv::new().await;
+        let path = test_env.dir.path().join("warden.toml");
         std::fs::write(&path, toml).unwrap();
-        Self::start(dir, Some(&path), env).await
+        Self::start(test_env, Some(&path), env).await
     }
 
-    /// Starts a server on the database in `dir` (so a test can restart one).
-    pub async fn spawn_in(dir: Arc<TempDir>, env: &[(&str, &str)]) -> Self {
-        Self::start(dir, None, env).await
+    /// Starts a server on the database of `test_env` (so a test can
+    /// restart one).
+    pub async fn spawn_in(test_env: Arc<TestEnv>, env: &[(&str, &str)]) -> Self {
+        Self::start(test_env, None, env).await
     }
 
     async fn start(
-        dir: Arc<TempDir>,
+        test_env: Arc<TestEnv>,
         file: Option<&std::path::Path>,
         env: &[(&str, &str)],
     ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let mut vars = base_env(&dir, &url);
+        let mut vars = base_env(&test_env, &url);
         vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let config = warden::config::Config::load_from(file, vars).expect("test config is valid");
         let state = warden::app::build_state(config)
             .await
             .expect("server state");
         let (tx, rx) = oneshot::channel::<()>();
-        let handle = tokio::spawn(warden::app::serve(listener, state, async {
+        let handle = tokio::spawn(warden::app::serve(listener, state.clone(), async {
             let _ = rx.await;
         }));
         Self {
             url,
             client: Client::new(),
-            dir,
+            env: test_env,
+            state,
             shutdown: Some(tx),
             handle: Some(handle),
         }
     }
 
     /// Stops the server and waits for it to finish.
-    pub async fn stop(mut self) -> Arc<TempDir> {
+    pub async fn stop(mut self) -> Arc<TestEnv> {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
         if let Some(h) = self.handle.take() {
             h.await.unwrap().unwrap();
         }
-        self.dir.clone()
+        self.env.clone()
     }
 
     pub fn at(&self, path: &str) -> String {
@@ -164,7 +294,69 @@ impl TestApp {
     }
 
     pub fn database_url(&self) -> String {
-        format!("sqlite://{}/warden.db", self.dir.path().display())
+        self.env.database_url.clone()
+    }
+
+    /// Runs one SQL statement against the server's database, as an operator
+    /// (or an attacker with database access) would.
+    pub async fn sql(&self, statement: &str) {
+        let statement = sqlx::AssertSqlSafe(statement.to_owned());
+        match crate::BACKEND {
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&self.database_url())
+                    .await
+                    .unwrap();
+                sqlx::query(statement).execute(&pool).await.unwrap();
+                pool.close().await;
+            }
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&self.database_url()).await.unwrap();
+                sqlx::query(statement).execute(&pool).await.unwrap();
+                pool.close().await;
+            }
+        }
+    }
+
+    /// The single integer a query returns.
+    pub async fn sql_i64(&self, query: &str) -> i64 {
+        let query = sqlx::AssertSqlSafe(query.to_owned());
+        match crate::BACKEND {
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&self.database_url())
+                    .await
+                    .unwrap();
+                let v = sqlx::query_scalar(query).fetch_one(&pool).await.unwrap();
+                pool.close().await;
+                v
+            }
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&self.database_url()).await.unwrap();
+                let v = sqlx::query_scalar(query).fetch_one(&pool).await.unwrap();
+                pool.close().await;
+                v
+            }
+        }
+    }
+
+    /// The single byte column a query returns, for every row.
+    pub async fn sql_bytes(&self, query: &str) -> Vec<Vec<u8>> {
+        let query = sqlx::AssertSqlSafe(query.to_owned());
+        match crate::BACKEND {
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&self.database_url())
+                    .await
+                    .unwrap();
+                let v = sqlx::query_scalar(query).fetch_all(&pool).await.unwrap();
+                pool.close().await;
+                v
+            }
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&self.database_url()).await.unwrap();
+                let v = sqlx::query_scalar(query).fetch_all(&pool).await.unwrap();
+                pool.close().await;
+                v
+            }
+        }
     }
 
     /// Gives `username` exactly `roles`, as an operator would.

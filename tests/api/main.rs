@@ -3,6 +3,10 @@
 
 mod helpers;
 
+/// This binary runs the suite on SQLite; `tests/api_postgres.rs` runs the
+/// same modules on PostgreSQL.
+pub const BACKEND: helpers::Backend = helpers::Backend::Sqlite;
+
 mod authorization;
 mod ops;
 mod password_pool;

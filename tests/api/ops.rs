@@ -72,7 +72,7 @@ async fn restart_keeps_the_signing_key() {
 
 #[tokio::test]
 async fn token_issued_before_a_restart_verifies_after_it() {
-    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let dir = crate::helpers::TestEnv::new().await;
     let issuer = "http://auth.example.test";
     let app = TestApp::spawn_in(dir.clone(), &[("WARDEN_ISSUER", issuer)]).await;
     let (_, token) = app.user_with_token("alice").await;

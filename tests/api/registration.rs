@@ -267,16 +267,13 @@ async fn closed_registration_returns_403() {
 
 #[tokio::test]
 async fn passwords_are_stored_as_argon2id_with_owasp_parameters_by_default() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}/warden.db", dir.path().display());
     let app = TestApp::spawn_with(&[
-        ("WARDEN_DATABASE_URL", &db),
         ("WARDEN_ARGON2_MEMORY_KIB", "19456"),
         ("WARDEN_ARGON2_ITERATIONS", "2"),
     ])
     .await;
     app.register_ok("liam").await;
-    let store = warden::storage::connect(&db).await.unwrap();
+    let store = app.store().await;
     let user = store.user_by_login("liam").await.unwrap().unwrap();
     assert!(
         user.password_hash

@@ -1,0 +1,650 @@
+//! The PostgreSQL backend, for several warden instances on one database.
+//!
+//! Same tables and, mostly, the same SQL as the SQLite backend. Changes
+//! that other instances cache in memory are announced by triggers through
+//! `NOTIFY warden_changes`; a listener task turns them into the change
+//! marker the server's sync loop polls.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::Row;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
+use uuid::Uuid;
+
+use super::{
+    DatabaseOptions, RefreshOutcome, RefreshRecord, SessionRecord, SigningKeyRecord, Store,
+    StoreError, StoreResult, UniqueField, UserChanges, UserQuery, UserRecord, UserSecurity,
+};
+use crate::model::fold;
+
+const USER_COLUMNS: &str = "id, username, email, full_name, password_hash, roles, disabled, \
+                            tokens_valid_after, security_version, created_at, updated_at";
+
+pub struct PostgresStore {
+    pool: PgPool,
+    /// Bumped by the listener task on every `warden_changes` notification,
+    /// and on every (re)connection of the listener, since notifications sent
+    /// while it was away are lost.
+    changes: Arc<AtomicI64>,
+}
+
+/// The notification channel the migration's triggers use.
+const CHANNEL: &str = "warden_changes";
+
+impl PostgresStore {
+    pub async fn connect(url: &str, opts: &DatabaseOptions) -> StoreResult<Self> {
+        let options = PgConnectOptions::from_str(url)?;
+        let statement_timeout = opts.statement_timeout;
+        let pool = PgPoolOptions::new()
+            .max_connections(opts.max_connections)
+            .acquire_timeout(opts.acquire_timeout)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    let sql = format!("set statement_timeout = {}", statement_timeout.as_millis());
+                    sqlx::query(sqlx::AssertSqlSafe(sql)).execute(conn).await?;
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        let changes = Arc::new(AtomicI64::new(0));
+        spawn_listener(pool.clone(), changes.clone());
+        Ok(Self { pool, changes })
+    }
+}
+
+/// Listens for change notifications for as long as the pool lives,
+/// reconnecting after a lost connection or an outage.
+fn spawn_listener(pool: PgPool, changes: Arc<AtomicI64>) {
+    tokio::spawn(async move {
+        let mut delay = Duration::from_millis(200);
+        loop {
+            if pool.is_closed() {
+                return;
+            }
+            let mut listener = match PgListener::connect_with(&pool).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::debug!(error = %e, "change listener: cannot connect; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            if let Err(e) = listener.listen(CHANNEL).await {
+                tracing::debug!(error = %e, "change listener: LISTEN failed; retrying");
+                tokio::time::sleep(delay).await;
+                continue;
+            }
+            delay = Duration::from_millis(200);
+            // Anything may have changed while no one listened.
+            changes.fetch_add(1, Ordering::AcqRel);
+            // `None` or an error: the connection dropped; start over.
+            while let Ok(Some(_)) = listener.try_recv().await {
+                changes.fetch_add(1, Ordering::AcqRel);
+            }
+            changes.fetch_add(1, Ordering::AcqRel);
+        }
+    });
+}
+
+fn user_from_row(row: &PgRow) -> StoreResult<UserRecord> {
+    let id: String = row.try_get("id")?;
+    let roles: String = row.try_get("roles")?;
+    Ok(UserRecord {
+        id: Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt(format!("users.id: {e}")))?,
+        username: row.try_get("username")?,
+        email: row.try_get("email")?,
+        full_name: row.try_get("full_name")?,
+        password_hash: row.try_get("password_hash")?,
+        roles: serde_json::from_str(&roles)
+            .map_err(|e| StoreError::Corrupt(format!("users.roles: {e}")))?,
+        disabled: row.try_get("disabled")?,
+        tokens_valid_after: row.try_get("tokens_valid_after")?,
+        security_version: row.try_get("security_version")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+const SESSION_COLUMNS: &str =
+    "id, user_id, scope, user_agent, ip, created_at, last_used_at, expires_at, revoked_at";
+
+fn uuid_column(row: &PgRow, column: &str) -> StoreResult<Uuid> {
+    let text: String = row.try_get(column)?;
+    Uuid::parse_str(&text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+}
+
+fn session_from_row(row: &PgRow) -> StoreResult<SessionRecord> {
+    Ok(SessionRecord {
+        id: uuid_column(row, "id")?,
+        user_id: uuid_column(row, "user_id")?,
+        scope: row.try_get("scope")?,
+        user_agent: row.try_get("user_agent")?,
+        ip: row.try_get("ip")?,
+        created_at: row.try_get("created_at")?,
+        last_used_at: row.try_get("last_used_at")?,
+        expires_at: row.try_get("expires_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+    })
+}
+
+/// Turns a unique-constraint violation into the field it concerns.
+fn map_unique(err: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &err
+        && db.is_unique_violation()
+    {
+        let msg = db.message();
+        if msg.contains("username_folded") {
+            return StoreError::Conflict(UniqueField::Username);
+        }
+        if msg.contains("email_folded") {
+            return StoreError::Conflict(UniqueField::Email);
+        }
+    }
+    StoreError::Database(err)
+}
+
+/// Escapes `%`, `_` and `\` for a `like ... escape '\'` pattern.
+fn escape_like(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn roles_json(roles: &[String]) -> String {
+    serde_json::to_string(roles).unwrap_or_else(|_| "[]".to_owned())
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn migrate(&self) -> StoreResult<()> {
+        sqlx::migrate!("./migrations/postgres")
+            .run(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("select 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn insert_user(&self, u: &UserRecord) -> StoreResult<()> {
+        sqlx::query(
+            "insert into users (id, username, username_folded, email, email_folded, full_name, \
+             password_hash, roles, disabled, tokens_valid_after, created_at, updated_at) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(u.id.to_string())
+        .bind(&u.username)
+        .bind(fold(&u.username))
+        .bind(&u.email)
+        .bind(fold(&u.email))
+        .bind(&u.full_name)
+        .bind(&u.password_hash)
+        .bind(roles_json(&u.roles))
+        .bind(u.disabled)
+        .bind(u.tokens_valid_after)
+        .bind(u.created_at)
+        .bind(u.updated_at)
+        .execute(&self.pool)
+        .await
+        .map_err(map_unique)?;
+        Ok(())
+    }
+
+    async fn user_by_id(&self, id: Uuid) -> StoreResult<Option<UserRecord>> {
+        let sql = format!("select {USER_COLUMNS} from users where id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn user_by_login(&self, login: &str) -> StoreResult<Option<UserRecord>> {
+        let folded = fold(login);
+        let sql = format!(
+            "select {USER_COLUMNS} from users where username_folded = $1 or email_folded = $1"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(folded)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn update_user(
+        &self,
+        id: Uuid,
+        c: &UserChanges,
+        valid_after: i64,
+        now: i64,
+    ) -> StoreResult<Option<UserRecord>> {
+        let (set_full_name, full_name) = match &c.full_name {
+            Some(v) => (true, v.clone()),
+            None => (false, None),
+        };
+        let sql = format!(
+            "update users set \
+               username = coalesce($2, username), \
+               username_folded = coalesce($3, username_folded), \
+               email = coalesce($4, email), \
+               email_folded = coalesce($5, email_folded), \
+               full_name = case when $6::boolean then $7::text else full_name end, \
+               roles = coalesce($8, roles), \
+               disabled = coalesce($9, disabled), \
+               tokens_valid_after = case when $10::boolean then $11::bigint else tokens_valid_after end, \
+               security_version = security_version + case when $10::boolean then 1 else 0 end, \
+               updated_at = $12 \
+             where id = $1 returning {USER_COLUMNS}"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .bind(&c.username)
+            .bind(c.username.as_deref().map(fold))
+            .bind(&c.email)
+            .bind(c.email.as_deref().map(fold))
+            .bind(set_full_name)
+            .bind(full_name)
+            .bind(c.roles.as_deref().map(roles_json))
+            .bind(c.disabled)
+            .bind(c.is_security_change())
+            .bind(valid_after)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_unique)?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn set_password(
+        &self,
+        id: Uuid,
+        password_hash: &str,
+        valid_after: i64,
+        now: i64,
+    ) -> StoreResult<Option<UserRecord>> {
+        let sql = format!(
+            "update users set password_hash = $2, tokens_valid_after = $3, \
+             security_version = security_version + 1, updated_at = $4 \
+             where id = $1 returning {USER_COLUMNS}"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .bind(password_hash)
+            .bind(valid_after)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn delete_user(&self, id: Uuid) -> StoreResult<bool> {
+        let done = sqlx::query("delete from users where id = $1")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<UserRecord>> {
+        let sql = format!("select {USER_COLUMNS} from users order by id");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    async fn query_users(&self, q: &UserQuery) -> StoreResult<Vec<UserRecord>> {
+        // Keyset pagination on the primary key: rows inserted while a client
+        // pages through get larger ids (UUIDv7), so no page repeats or skips
+        // a row that existed when the walk began.
+        let pattern = q
+            .prefix
+            .as_deref()
+            .map(|p| format!("{}%", escape_like(&fold(p))));
+        let sql = format!(
+            "select {USER_COLUMNS} from users \
+             where ($1::text is null or id > $1::text) \
+               and ($2::text is null or username_folded like $2::text escape '\\' or email_folded like $2::text escape '\\') \
+             order by id limit $3"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(q.after.map(|id| id.to_string()))
+            .bind(pattern)
+            .bind(i64::from(q.limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    async fn user_security(&self) -> StoreResult<Vec<UserSecurity>> {
+        let rows =
+            sqlx::query("select id, tokens_valid_after, disabled, security_version from users")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get("id")?;
+                Ok(UserSecurity {
+                    id: Uuid::parse_str(&id)
+                        .map_err(|e| StoreError::Corrupt(format!("users.id: {e}")))?,
+                    tokens_valid_after: row.try_get("tokens_valid_after")?,
+                    disabled: row.try_get("disabled")?,
+                    security_version: row.try_get("security_version")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn change_marker(&self) -> StoreResult<i64> {
+        Ok(self.changes.load(Ordering::Acquire))
+    }
+
+    async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {
+        let rows = sqlx::query(
+            "select kid, algorithm, private_key, created_at, retired_at from signing_keys \
+             order by created_at, kid",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(SigningKeyRecord {
+                    kid: row.try_get("kid")?,
+                    algorithm: row.try_get("algorithm")?,
+                    private_key: row.try_get("private_key")?,
+                    created_at: row.try_get("created_at")?,
+                    retired_at: row.try_get("retired_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn insert_signing_key(&self, k: &SigningKeyRecord) -> StoreResult<()> {
+        sqlx::query(
+            "insert into signing_keys (kid, algorithm, private_key, created_at, retired_at) \
+             values ($1, $2, $3, $4, $5)",
+        )
+        .bind(&k.kid)
+        .bind(&k.algorithm)
+        .bind(&k.private_key)
+        .bind(k.created_at)
+        .bind(k.retired_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn rotate_signing_key(&self, k: &SigningKeyRecord, now: i64) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "update signing_keys set retired_at = $1 where algorithm = $2 and retired_at is null",
+        )
+        .bind(now)
+        .bind(&k.algorithm)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "insert into signing_keys (kid, algorithm, private_key, created_at, retired_at) \
+             values ($1, $2, $3, $4, null)",
+        )
+        .bind(&k.kid)
+        .bind(&k.algorithm)
+        .bind(&k.private_key)
+        .bind(k.created_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn secret_or_insert(&self, name: &str, value: &[u8], now: i64) -> StoreResult<Vec<u8>> {
+        sqlx::query(
+            "insert into secrets (name, value, created_at) values ($1, $2, $3) \
+             on conflict (name) do nothing",
+        )
+        .bind(name)
+        .bind(value)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        let value: Vec<u8> = sqlx::query_scalar("select value from secrets where name = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(value)
+    }
+
+    async fn create_session(
+        &self,
+        s: &SessionRecord,
+        refresh_hash: &[u8],
+        refresh_expires_at: i64,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "insert into sessions (id, user_id, scope, user_agent, ip, created_at, last_used_at, \
+             expires_at, revoked_at) values ($1, $2, $3, $4, $5, $6, $7, $8, null)",
+        )
+        .bind(s.id.to_string())
+        .bind(s.user_id.to_string())
+        .bind(&s.scope)
+        .bind(&s.user_agent)
+        .bind(&s.ip)
+        .bind(s.created_at)
+        .bind(s.last_used_at)
+        .bind(s.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "insert into refresh_tokens (hash, session_id, created_at, expires_at) \
+             values ($1, $2, $3, $4)",
+        )
+        .bind(refresh_hash)
+        .bind(s.id.to_string())
+        .bind(s.created_at)
+        .bind(refresh_expires_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        hash: &[u8],
+        successor_hash: &[u8],
+        now: i64,
+        ttl: i64,
+        grace: i64,
+    ) -> StoreResult<RefreshOutcome> {
+        // The first statement locks the token's row: a concurrent
+        // presentation waits for this transaction, then finds it used (READ
+        // COMMITTED re-reads the row), so exactly one rotates it.
+        let mut tx = self.pool.begin().await?;
+        let claimed = sqlx::query(
+            "update refresh_tokens set used_at = $2, successor_hash = $3 \
+             where hash = $1 and used_at is null and expires_at > $2 \
+               and session_id in (select id from sessions \
+                                  where revoked_at is null and expires_at > $2)",
+        )
+        .bind(hash)
+        .bind(now)
+        .bind(successor_hash)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        let sql = format!(
+            "select r.used_at, r.expires_at as token_expires_at, r.successor_hash, \
+                    (select used_at from refresh_tokens n where n.hash = r.successor_hash) as successor_used_at, \
+                    s.{} \
+             from refresh_tokens r join sessions s on s.id = r.session_id where r.hash = $1",
+            SESSION_COLUMNS.replace(", ", ", s.")
+        );
+        let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(hash)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            tx.commit().await?;
+            return Ok(RefreshOutcome::Invalid);
+        };
+        let mut session = session_from_row(&row)?;
+        if claimed {
+            let expires_at = now + ttl;
+            sqlx::query(
+                "insert into refresh_tokens (hash, session_id, created_at, expires_at) \
+                 values ($1, $2, $3, $4)",
+            )
+            .bind(successor_hash)
+            .bind(session.id.to_string())
+            .bind(now)
+            .bind(expires_at)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("update sessions set last_used_at = $2, expires_at = $3 where id = $1")
+                .bind(session.id.to_string())
+                .bind(now)
+                .bind(expires_at)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            session.last_used_at = now;
+            session.expires_at = expires_at;
+            return Ok(RefreshOutcome::Rotated(session));
+        }
+        let used_at: Option<i64> = row.try_get("used_at")?;
+        let stored_successor: Option<Vec<u8>> = row.try_get("successor_hash")?;
+        let successor_used_at: Option<i64> = row.try_get("successor_used_at")?;
+        let Some(used_at) = used_at else {
+            // Unused but not claimable: expired, or its session ended.
+            tx.commit().await?;
+            return Ok(RefreshOutcome::Invalid);
+        };
+        if !session.is_live(now) {
+            tx.commit().await?;
+            return Ok(RefreshOutcome::Invalid);
+        }
+        let same_successor = stored_successor.as_deref() == Some(successor_hash);
+        if same_successor && successor_used_at.is_none() && now - used_at < grace {
+            tx.commit().await?;
+            return Ok(RefreshOutcome::Retry(session));
+        }
+        // A replay of a rotated token: someone else may hold it. End the
+        // session (RFC 9700 §4.14.2).
+        sqlx::query("update sessions set revoked_at = $2 where id = $1 and revoked_at is null")
+            .bind(session.id.to_string())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(RefreshOutcome::Reused {
+            session: session.id,
+            user: session.user_id,
+        })
+    }
+
+    async fn refresh_token(&self, hash: &[u8]) -> StoreResult<Option<RefreshRecord>> {
+        let sql = format!(
+            "select r.created_at as token_created_at, r.expires_at as token_expires_at, r.used_at, \
+                    s.{} \
+             from refresh_tokens r join sessions s on s.id = r.session_id where r.hash = $1",
+            SESSION_COLUMNS.replace(", ", ", s.")
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| {
+            Ok(RefreshRecord {
+                session: session_from_row(&row)?,
+                created_at: row.try_get("token_created_at")?,
+                expires_at: row.try_get("token_expires_at")?,
+                used_at: row.try_get("used_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn session(&self, id: Uuid) -> StoreResult<Option<SessionRecord>> {
+        let sql = format!("select {SESSION_COLUMNS} from sessions where id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    async fn user_sessions(&self, user: Uuid, now: i64) -> StoreResult<Vec<SessionRecord>> {
+        let sql = format!(
+            "select {SESSION_COLUMNS} from sessions \
+             where user_id = $1 and revoked_at is null and expires_at > $2 order by id desc"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(user.to_string())
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(session_from_row).collect()
+    }
+
+    async fn revoke_session(&self, id: Uuid, now: i64) -> StoreResult<bool> {
+        let done =
+            sqlx::query("update sessions set revoked_at = $2 where id = $1 and revoked_at is null")
+                .bind(id.to_string())
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn revoke_user_sessions(&self, user: Uuid, now: i64) -> StoreResult<Vec<Uuid>> {
+        let rows = sqlx::query(
+            "update sessions set revoked_at = $2 where user_id = $1 and revoked_at is null \
+             returning id",
+        )
+        .bind(user.to_string())
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| uuid_column(r, "id")).collect()
+    }
+
+    async fn revoked_sessions(&self, since: i64) -> StoreResult<Vec<(Uuid, i64)>> {
+        let rows = sqlx::query("select id, revoked_at from sessions where revoked_at >= $1")
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((uuid_column(r, "id")?, r.try_get("revoked_at")?)))
+            .collect()
+    }
+
+    async fn purge(&self, now: i64, ended_before: i64) -> StoreResult<u64> {
+        let tokens = sqlx::query("delete from refresh_tokens where expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        let sessions =
+            sqlx::query("delete from sessions where coalesce(revoked_at, expires_at) < $1")
+                .bind(ended_before)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        Ok(tokens + sessions)
+    }
+}
