@@ -201,6 +201,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     let refresh = crate::sessions::RefreshTokens::load(store.as_ref(), tokens::now()).await?;
     let state = AppState {
         refresh,
+        users: Arc::new(crate::cache::UserCache::default()),
         config: Arc::new(config),
         store: store as Arc<dyn Store>,
         hasher,
@@ -279,6 +280,7 @@ async fn sync_once(state: &AppState, changed: bool) -> anyhow::Result<()> {
     // access tokens left.
     let horizon = now - state.config.access_token_ttl as i64 - 1;
     if changed {
+        state.users.clear();
         let started = state.gate.snapshot_started();
         let read_at = tokens::now();
         let users = state.store.user_security().await?;

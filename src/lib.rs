@@ -29,6 +29,7 @@
 
 pub mod app;
 pub mod body;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -18,6 +18,8 @@ pub struct AppState {
     pub hasher: PasswordHasher,
     pub tokens: Arc<TokenIssuer>,
     pub gate: Arc<UserGate>,
+    /// Users by id, kept current on writes.
+    pub users: Arc<crate::cache::UserCache>,
     /// Verifies bearer tokens on protected routes — the same
     /// `warden_guard` extractor other services use.
     pub verifier: Verifier,

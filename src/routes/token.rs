@@ -164,6 +164,7 @@ async fn password_grant(
     };
     let scope = grant_scopes(&state.config.roles, &user, requested.as_ref())?;
     state.gate.set(&user);
+    state.users.put(&user);
     let response = sessions::open_session(state, &user, scope, client, tokens::now()).await?;
     metrics::counter!("warden_logins_total", "result" => "ok").increment(1);
     tracing::info!(event = "login_succeeded", user_id = %user.id, ip = ?client.ip, "login succeeded");

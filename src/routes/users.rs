@@ -4,6 +4,8 @@
 mod admin;
 mod me;
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -86,9 +88,9 @@ pub struct DeleteConfirmation {
 
 /// The record of the token's user, for a token that passed the gate. A
 /// token whose user vanished between the gate and here is simply invalid.
-pub(crate) async fn token_user(state: &AppState, claims: &Claims) -> Result<UserRecord> {
+pub(crate) async fn token_user(state: &AppState, claims: &Claims) -> Result<Arc<UserRecord>> {
     let id = Uuid::parse_str(&claims.sub).map_err(|_| AuthError::Invalid)?;
-    match state.store.user_by_id(id).await? {
+    match state.users.get(state.store.as_ref(), id).await? {
         Some(u) if !u.disabled => Ok(u),
         _ => Err(AuthError::Invalid.into()),
     }
@@ -189,6 +191,7 @@ pub(crate) async fn patch_user(
         .update_user(target, &changes, tokens::next_valid_after(now), now)
         .await?
         .ok_or(Error::NotFound)?;
+    state.users.put(&updated);
     if changes.is_security_change() {
         // Every earlier token of the user fails from this moment, and every
         // session (so every refresh token) ends.
@@ -271,6 +274,7 @@ pub async fn create_user(
     );
     state.store.insert_user(&user).await?;
     state.gate.set(&user);
+    state.users.put(&user);
     tracing::info!(event = "user_registered", user_id = %user.id, "user registered");
     let location = HeaderValue::from_str(&format!("/users/{}", user.id))
         .map_err(|e| Error::Internal(e.to_string()))?;

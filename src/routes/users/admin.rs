@@ -242,6 +242,7 @@ pub async fn delete_user(
         return Err(Error::NotFound);
     }
     state.gate.remove(id);
+    state.users.remove(id);
     tracing::info!(event = "user_deleted", user_id = %id, by = %auth.sub, "user deleted");
     Ok(StatusCode::NO_CONTENT)
 }

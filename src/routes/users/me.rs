@@ -36,7 +36,7 @@ pub async fn get_current_user(
     claims: RequireScope<Me>,
 ) -> Result<Json<UserView>> {
     let user = token_user(&state, &claims).await?;
-    Ok(Json(UserView::from(&user)))
+    Ok(Json(UserView::from(&*user)))
 }
 
 /// Change your own username, email or full name. Roles and the disabled
@@ -91,6 +91,7 @@ pub async fn delete_current_user(
     check_password(&state, &user, password.unwrap_or_default()).await?;
     state.store.delete_user(user.id).await?;
     state.gate.remove(user.id);
+    state.users.remove(user.id);
     tracing::info!(event = "user_deleted", user_id = %user.id, "user deleted their account");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -140,6 +141,7 @@ pub async fn change_password(
         .await?
         .ok_or(AuthError::Invalid)?;
     state.gate.set(&user);
+    state.users.put(&user);
     // Every session ends; the caller continues in a fresh one.
     end_user_sessions(&state, user.id, now).await?;
     tracing::info!(event = "password_changed", user_id = %user.id, "password changed");
