@@ -32,6 +32,7 @@ fn user(id: Uuid) -> UserRecord {
         disabled: false,
         tokens_valid_after: 0,
         security_version: 0,
+        revision: 0,
         created_at: 0,
         updated_at: 0,
     }
@@ -71,6 +72,7 @@ fn bench(alg: Algorithm, iters: u32) {
                 tokens_valid_after: 0,
                 disabled: false,
                 security_version: 0,
+                revision: 0,
             })
             .collect(),
     ));

@@ -280,10 +280,13 @@ async fn sync_once(state: &AppState, changed: bool) -> anyhow::Result<()> {
     // access tokens left.
     let horizon = now - state.config.access_token_ttl as i64 - 1;
     if changed {
-        state.users.clear();
         let started = state.gate.snapshot_started();
         let read_at = tokens::now();
         let users = state.store.user_security().await?;
+        // Only once the database has answered: while it is down the cached
+        // users keep serving valid tokens.
+        let revisions = users.iter().map(|u| (u.id, u.revision)).collect();
+        state.users.retain_current(&revisions);
         state.gate.apply_snapshot(users, started, read_at);
         let revoked = state.store.revoked_sessions(horizon).await?;
         state.gate.apply_revocations(&revoked);

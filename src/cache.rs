@@ -54,8 +54,11 @@ impl UserCache {
         self.users.remove(&id);
     }
 
-    /// Forgets everything (a write happened elsewhere).
-    pub fn clear(&self) {
-        self.users.clear();
+    /// Keeps only users whose cached copy is still current: present in
+    /// `revisions` (id → revision, read from the database) at the same
+    /// revision.
+    pub fn retain_current(&self, revisions: &std::collections::HashMap<Uuid, i64>) {
+        self.users
+            .retain(|id, u| revisions.get(id) == Some(&u.revision));
     }
 }

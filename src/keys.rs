@@ -169,8 +169,8 @@ pub async fn load_or_create(
     let alg = config.jwt_algorithm;
     let material = generate(alg)?;
     let key = load(alg, &material, now)?;
-    store
-        .insert_signing_key(&SigningKeyRecord {
+    let created = store
+        .insert_first_signing_key(&SigningKeyRecord {
             kid: key.kid.clone(),
             algorithm: algorithm_name(alg).to_owned(),
             private_key: material,
@@ -178,7 +178,9 @@ pub async fn load_or_create(
             retired_at: None,
         })
         .await?;
-    tracing::info!(kid = %key.kid, algorithm = algorithm_name(alg), "generated a new signing key");
+    if created {
+        tracing::info!(kid = %key.kid, algorithm = algorithm_name(alg), "generated a new signing key");
+    }
     load_ring(config, store, now)
         .await?
         .ok_or_else(|| anyhow::anyhow!("the new signing key did not load"))

@@ -51,6 +51,8 @@ pub struct UserRecord {
     pub tokens_valid_after: i64,
     /// Bumped by every password, role or disabled change.
     pub security_version: i64,
+    /// Bumped by every change of the row.
+    pub revision: i64,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -75,6 +77,7 @@ impl UserRecord {
             disabled: false,
             tokens_valid_after: 0,
             security_version: 0,
+            revision: 0,
             created_at: now,
             updated_at: now,
         }
@@ -117,6 +120,8 @@ pub struct UserSecurity {
     pub tokens_valid_after: i64,
     pub disabled: bool,
     pub security_version: i64,
+    /// The row's revision, for caches.
+    pub revision: i64,
 }
 
 /// A signing key as stored.
@@ -241,7 +246,10 @@ pub trait Store: Send + Sync + 'static {
     async fn change_marker(&self) -> StoreResult<i64>;
 
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>>;
-    async fn insert_signing_key(&self, key: &SigningKeyRecord) -> StoreResult<()>;
+    /// Inserts `key` only if its algorithm has no active key yet; atomic, so
+    /// instances started together on an empty database create one key
+    /// between them. `false` if another key was there first.
+    async fn insert_first_signing_key(&self, key: &SigningKeyRecord) -> StoreResult<bool>;
     /// Retires every active key of `algorithm` and inserts `key`, in one
     /// transaction.
     async fn rotate_signing_key(&self, key: &SigningKeyRecord, now: i64) -> StoreResult<()>;

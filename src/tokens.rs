@@ -355,6 +355,7 @@ mod tests {
             disabled,
             tokens_valid_after: valid_after,
             security_version: version,
+            revision: version,
             created_at: 0,
             updated_at: 0,
         }
@@ -366,6 +367,7 @@ mod tests {
             tokens_valid_after: valid_after,
             disabled,
             security_version: version,
+            revision: version,
         }
     }
 

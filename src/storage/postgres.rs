@@ -22,7 +22,7 @@ use super::{
 use crate::model::fold;
 
 const USER_COLUMNS: &str = "id, username, email, full_name, password_hash, roles, disabled, \
-                            tokens_valid_after, security_version, created_at, updated_at";
+                            tokens_valid_after, security_version, revision, created_at, updated_at";
 
 pub struct PostgresStore {
     pool: PgPool,
@@ -106,6 +106,7 @@ fn user_from_row(row: &PgRow) -> StoreResult<UserRecord> {
         disabled: row.try_get("disabled")?,
         tokens_valid_after: row.try_get("tokens_valid_after")?,
         security_version: row.try_get("security_version")?,
+        revision: row.try_get("revision")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -246,6 +247,7 @@ impl Store for PostgresStore {
                disabled = coalesce($9, disabled), \
                tokens_valid_after = case when $10::boolean then $11::bigint else tokens_valid_after end, \
                security_version = security_version + case when $10::boolean then 1 else 0 end, \
+               revision = revision + 1, \
                updated_at = $12 \
              where id = $1 returning {USER_COLUMNS}"
         );
@@ -277,7 +279,7 @@ impl Store for PostgresStore {
     ) -> StoreResult<Option<UserRecord>> {
         let sql = format!(
             "update users set password_hash = $2, tokens_valid_after = $3, \
-             security_version = security_version + 1, updated_at = $4 \
+             security_version = security_version + 1, revision = revision + 1, updated_at = $4 \
              where id = $1 returning {USER_COLUMNS}"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -330,10 +332,11 @@ impl Store for PostgresStore {
     }
 
     async fn user_security(&self) -> StoreResult<Vec<UserSecurity>> {
-        let rows =
-            sqlx::query("select id, tokens_valid_after, disabled, security_version from users")
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(
+            "select id, tokens_valid_after, disabled, security_version, revision from users",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|row| {
                 let id: String = row.try_get("id")?;
@@ -343,6 +346,7 @@ impl Store for PostgresStore {
                     tokens_valid_after: row.try_get("tokens_valid_after")?,
                     disabled: row.try_get("disabled")?,
                     security_version: row.try_get("security_version")?,
+                    revision: row.try_get("revision")?,
                 })
             })
             .collect()
@@ -372,19 +376,26 @@ impl Store for PostgresStore {
             .collect()
     }
 
-    async fn insert_signing_key(&self, k: &SigningKeyRecord) -> StoreResult<()> {
-        sqlx::query(
+    async fn insert_first_signing_key(&self, k: &SigningKeyRecord) -> StoreResult<bool> {
+        // Concurrent transactions would each see no key under READ
+        // COMMITTED; a transaction-scoped advisory lock serialises them.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("select pg_advisory_xact_lock(hashtext('warden signing_keys'))")
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query(
             "insert into signing_keys (kid, algorithm, private_key, created_at, retired_at) \
-             values ($1, $2, $3, $4, $5)",
+             select $1, $2::text, $3, $4, null where not exists \
+               (select 1 from signing_keys where algorithm = $2::text and retired_at is null)",
         )
         .bind(&k.kid)
         .bind(&k.algorithm)
         .bind(&k.private_key)
         .bind(k.created_at)
-        .bind(k.retired_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn rotate_signing_key(&self, k: &SigningKeyRecord, now: i64) -> StoreResult<()> {
