@@ -95,6 +95,8 @@ pub struct Config {
     pub throttle_per_pair: u32,
     pub throttle_per_address: u32,
     pub throttle_per_account: u32,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: crate::proxy::TrustedProxies,
     pub log: String,
     pub log_format: LogFormat,
     pub argon2: Argon2Params,
@@ -138,6 +140,7 @@ const SETTINGS: &[&str] = &[
     "throttle_per_pair",
     "throttle_per_address",
     "throttle_per_account",
+    "trusted_proxies",
     "log",
     "log_format",
     "argon2_memory_kib",
@@ -378,6 +381,11 @@ impl Config {
         let throttle_per_pair = s.parse("throttle_per_pair", 5, positive::<u32>)?;
         let throttle_per_address = s.parse("throttle_per_address", 50, positive::<u32>)?;
         let throttle_per_account = s.parse("throttle_per_account", 100, positive::<u32>)?;
+        let trusted_proxies = s.parse(
+            "trusted_proxies",
+            crate::proxy::TrustedProxies::default(),
+            crate::proxy::TrustedProxies::parse,
+        )?;
         let log = s.parse("log", "info".to_owned(), |v| {
             tracing_subscriber::EnvFilter::try_new(v)
                 .map(|_| v.to_owned())
@@ -434,6 +442,7 @@ impl Config {
             throttle_per_pair,
             throttle_per_address,
             throttle_per_account,
+            trusted_proxies,
             log,
             log_format,
             argon2,

@@ -36,6 +36,7 @@ pub mod error;
 pub mod keys;
 pub mod model;
 pub mod passwords;
+pub mod proxy;
 pub mod roles;
 pub mod routes;
 pub mod sessions;

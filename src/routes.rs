@@ -41,20 +41,21 @@ impl IntoResponse for TokenResponse {
 }
 
 /// Who is calling: recorded with a new session and shown in
-/// `GET /users/me/sessions`. The address is the TCP peer's (a proxy's
-/// `X-Forwarded-For` is not trusted).
+/// `GET /users/me/sessions`. The address is the TCP peer's, or, behind a
+/// configured trusted proxy, the client it forwarded for (see
+/// [`crate::proxy`]).
 #[derive(Debug, Clone, Default)]
 pub struct ClientMeta {
     pub user_agent: Option<String>,
     pub ip: Option<String>,
 }
 
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientMeta {
+impl axum::extract::FromRequestParts<crate::state::AppState> for ClientMeta {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
-        _: &S,
+        state: &crate::state::AppState,
     ) -> Result<Self, Self::Rejection> {
         let user_agent = parts
             .headers
@@ -64,7 +65,17 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientMeta {
         let ip = parts
             .extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.ip().to_string());
+            .map(|c| {
+                let forwarded = parts
+                    .headers
+                    .get("x-forwarded-for")
+                    .and_then(|v| v.to_str().ok());
+                state
+                    .config
+                    .trusted_proxies
+                    .client_ip(c.0.ip(), forwarded)
+                    .to_string()
+            });
         Ok(Self { user_agent, ip })
     }
 }

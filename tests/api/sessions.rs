@@ -847,3 +847,46 @@ async fn introspection_of_an_expired_access_token_is_inactive() {
     .unwrap();
     assert_eq!(body["active"], true);
 }
+
+async fn session_ip_after_login_with_forwarded_for(app: &TestApp) -> Value {
+    app.register_ok("alice").await;
+    let r = app
+        .client
+        .post(app.at("/token"))
+        .header("x-forwarded-for", "6.6.6.6, 203.0.113.5")
+        .form(&[("username", "alice"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    let token: Value = r.json().await.unwrap();
+    let list: Value = app
+        .client
+        .get(app.at("/users/me/sessions"))
+        .bearer_auth(token["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    list[0]["ip"].clone()
+}
+
+#[tokio::test]
+async fn forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy() {
+    let app = TestApp::spawn().await;
+    assert_eq!(
+        session_ip_after_login_with_forwarded_for(&app).await,
+        "127.0.0.1"
+    );
+}
+
+#[tokio::test]
+async fn a_trusted_proxy_forwards_the_client_address() {
+    let app = TestApp::spawn_with(&[("WARDEN_TRUSTED_PROXIES", "127.0.0.1/32")]).await;
+    // The rightmost hop the proxy added wins over what the client wrote.
+    assert_eq!(
+        session_ip_after_login_with_forwarded_for(&app).await,
+        "203.0.113.5"
+    );
+}
