@@ -220,8 +220,9 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
 /// same database).
 const SYNC_INTERVAL: Duration = Duration::from_millis(100);
 
-/// Every this many sync ticks the key ring is rebuilt even without a
-/// change, so retired keys leave JWKS once their last token has expired.
+/// Every this many sync ticks (5 s) everything is reloaded even without a
+/// change: retired keys leave JWKS once their last token has expired, and a
+/// notification lost with a dropped listener connection is caught up.
 const KEY_REFRESH_TICKS: u32 = 50;
 
 /// How often expired sessions and refresh tokens are deleted.
@@ -259,7 +260,7 @@ fn spawn_sync(state: AppState) {
             if !changed && !periodic {
                 continue;
             }
-            match sync_once(&state, changed).await {
+            match sync_once(&state, changed || periodic).await {
                 Ok(()) => failing = false,
                 Err(e) => {
                     if !failing {
