@@ -13,6 +13,8 @@ pub const BACKEND: helpers::Backend = helpers::Backend::Postgres;
 
 #[path = "api/authorization.rs"]
 mod authorization;
+#[path = "api/jwt_attacks.rs"]
+mod jwt_attacks;
 #[path = "api/ops.rs"]
 mod ops;
 #[path = "api/password_pool.rs"]

@@ -8,6 +8,7 @@ mod helpers;
 pub const BACKEND: helpers::Backend = helpers::Backend::Sqlite;
 
 mod authorization;
+mod jwt_attacks;
 mod ops;
 mod password_pool;
 mod profile;
