@@ -199,8 +199,15 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         config.access_token_ttl,
     ));
     let refresh = crate::sessions::RefreshTokens::load(store.as_ref(), tokens::now()).await?;
+    let throttle = Arc::new(crate::throttle::Throttle::new(crate::throttle::Limits {
+        window: config.throttle_window as i64,
+        per_pair: config.throttle_per_pair,
+        per_address: config.throttle_per_address,
+        per_account: config.throttle_per_account,
+    }));
     let state = AppState {
         refresh,
+        throttle,
         users: Arc::new(crate::cache::UserCache::default()),
         config: Arc::new(config),
         store: store as Arc<dyn Store>,
@@ -318,6 +325,7 @@ fn spawn_purge(state: AppState) {
         loop {
             tick.tick().await;
             let now = tokens::now();
+            state.throttle.sweep(now);
             let ended_before = now - state.config.access_token_ttl as i64 - 1;
             match state.store.purge(now, ended_before).await {
                 Ok(0) => {}

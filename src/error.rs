@@ -79,6 +79,10 @@ pub enum Error {
     /// 415.
     #[error("unsupported media type: {0}")]
     UnsupportedMediaType(&'static str),
+    /// 429 with `Retry-After`: too many failed logins (or registrations)
+    /// from this address or for this account; the seconds to wait.
+    #[error("throttled for {0} s")]
+    Throttled(i64, &'static str),
     /// 503 with `Retry-After`: the password-hashing queue is full.
     #[error("password hashing queue is full")]
     Busy,
@@ -107,6 +111,7 @@ impl Error {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Throttled(..) => StatusCode::TOO_MANY_REQUESTS,
             Self::Busy | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -183,6 +188,16 @@ impl IntoResponse for Error {
                 "detail": format!("Unsupported media type: expected {expected}")
             }))
             .into_response(),
+            Self::Throttled(seconds, what) => {
+                let mut r = Json(json!({
+                    "detail": format!("Too many {what}; try again in {seconds} seconds")
+                }))
+                .into_response();
+                if let Ok(v) = HeaderValue::from_str(&seconds.to_string()) {
+                    r.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+                r
+            }
             Self::Busy => {
                 let mut r = Json(json!({ "detail": "Server busy, retry shortly" })).into_response();
                 r.headers_mut()

@@ -42,6 +42,7 @@ pub mod routes;
 pub mod sessions;
 pub mod state;
 pub mod storage;
+pub mod throttle;
 pub mod tokens;
 
 pub use warden_guard as guard;

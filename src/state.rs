@@ -18,6 +18,8 @@ pub struct AppState {
     pub hasher: PasswordHasher,
     pub tokens: Arc<TokenIssuer>,
     pub gate: Arc<UserGate>,
+    /// Failed-login and registration throttling (per process).
+    pub throttle: Arc<crate::throttle::Throttle>,
     /// Users by id, kept current on writes.
     pub users: Arc<crate::cache::UserCache>,
     /// Verifies bearer tokens on protected routes — the same

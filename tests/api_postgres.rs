@@ -25,6 +25,8 @@ mod profile;
 mod registration;
 #[path = "api/sessions.rs"]
 mod sessions;
+#[path = "api/throttling.rs"]
+mod throttling;
 #[path = "api/token_endpoint.rs"]
 mod token_endpoint;
 #[path = "api/token_verification.rs"]

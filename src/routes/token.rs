@@ -116,6 +116,7 @@ pub fn grant_scopes(
         (status = 400, description = "invalid_grant, invalid_request, invalid_scope or unsupported_grant_type", body = crate::routes::OAuthErrorBody),
         (status = 413, description = "Body over 64 KiB", body = crate::routes::Detail),
         (status = 415, description = "Not a form or JSON body", body = crate::routes::Detail),
+        (status = 429, description = "Too many failed logins; see Retry-After", body = crate::routes::Detail),
         (status = 503, description = "Password hashing queue full; see Retry-After", body = crate::routes::Detail),
     )
 )]
@@ -147,15 +148,42 @@ async fn password_grant(
     )?;
 
     let user = state.store.user_by_login(login).await?;
+    // Throttled before any password work. The account is the user when it
+    // exists (so username and email share one counter), else the login
+    // as typed.
+    let account = match &user {
+        Some(u) => u.id.to_string(),
+        None => format!("login:{}", crate::model::fold(login)),
+    };
+    let address = client.ip.as_deref().unwrap_or("unknown");
+    let attempt = match state.throttle.begin_login(&account, address, tokens::now()) {
+        Ok(a) => a,
+        Err(wait) => {
+            metrics::counter!("warden_logins_total", "result" => "throttled").increment(1);
+            tracing::warn!(event = "login_throttled", ip = %address, retry_after = wait, "login throttled");
+            return Err(Error::Throttled(wait, "failed login attempts"));
+        }
+    };
     let phc = user.as_ref().map(|u| u.password_hash.clone());
     // Always one argon2 verification, even for an unknown user (against a
     // dummy hash), so timing does not reveal which accounts exist.
-    let ok = state.hasher.verify(Password::new(password), phc).await?;
+    let ok = match state.hasher.verify(Password::new(password), phc).await {
+        Ok(ok) => ok,
+        Err(e) => {
+            // Not judged (503): not a failure either.
+            state.throttle.succeeded(attempt);
+            return Err(e);
+        }
+    };
     let user = match user {
-        Some(u) if ok && !u.disabled => u,
+        Some(u) if ok && !u.disabled => {
+            state.throttle.succeeded(attempt);
+            u
+        }
         _ => {
+            state.throttle.failed(attempt);
             metrics::counter!("warden_logins_total", "result" => "failed").increment(1);
-            tracing::info!(event = "login_failed", "login failed");
+            tracing::info!(event = "login_failed", ip = %address, "login failed");
             return Err(Error::Grant(
                 GrantError::InvalidGrant,
                 BAD_CREDENTIALS.to_owned(),

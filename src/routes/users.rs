@@ -221,15 +221,22 @@ pub(crate) async fn patch_user(
         (status = 413, description = "Body over 64 KiB", body = crate::routes::Detail),
         (status = 415, description = "Not JSON", body = crate::routes::Detail),
         (status = 422, description = "Invalid input", body = crate::routes::ValidationErrorBody),
+        (status = 429, description = "Too many registrations from this address; see Retry-After", body = crate::routes::Detail),
         (status = 503, description = "Password hashing queue full; see Retry-After", body = crate::routes::Detail),
     )
 )]
 pub async fn create_user(
     State(state): State<AppState>,
+    client: crate::routes::ClientMeta,
     JsonObject(body): JsonObject,
 ) -> Result<Response> {
     if state.config.registration == Registration::Closed {
         return Err(Error::Forbidden("Registration is closed".to_owned()));
+    }
+    let address = client.ip.as_deref().unwrap_or("unknown");
+    if let Err(wait) = state.throttle.begin_registration(address, tokens::now()) {
+        tracing::warn!(event = "registration_throttled", ip = %address, "registration throttled");
+        return Err(Error::Throttled(wait, "registrations from this address"));
     }
     let mut f = Fields::new(&body);
     let username = f.required_str("username");

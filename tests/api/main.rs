@@ -14,5 +14,6 @@ mod password_pool;
 mod profile;
 mod registration;
 mod sessions;
+mod throttling;
 mod token_endpoint;
 mod token_verification;
