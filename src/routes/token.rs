@@ -303,6 +303,8 @@ pub struct RevokeRequest {
     responses(
         (status = 200, description = "Revoked, or nothing to revoke"),
         (status = 400, description = "No `token` parameter", body = crate::routes::OAuthErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = crate::routes::Detail),
+        (status = 415, description = "Not a form or JSON body", body = crate::routes::Detail),
     )
 )]
 pub async fn revoke_token(State(state): State<AppState>, params: OAuthParams) -> Result<Response> {
@@ -390,6 +392,8 @@ pub struct Introspection {
         (status = 400, description = "No `token` parameter", body = crate::routes::OAuthErrorBody),
         (status = 401, description = "Missing, invalid or expired bearer token", body = crate::routes::Detail),
         (status = 403, description = "Bearer token lacks `tokens:introspect`", body = crate::routes::Detail),
+        (status = 413, description = "Body over 64 KiB", body = crate::routes::Detail),
+        (status = 415, description = "Not a form or JSON body", body = crate::routes::Detail),
     )
 )]
 pub async fn introspect_token(

@@ -162,6 +162,7 @@ pub async fn list_users(
         (status = 401, description = "Missing, invalid or expired token", body = crate::routes::Detail),
         (status = 403, description = "Another user, and the token lacks `users:read`", body = crate::routes::Detail),
         (status = 404, description = "No such user", body = crate::routes::Detail),
+        (status = 422, description = "The id is not a UUID", body = crate::routes::ValidationErrorBody),
     )
 )]
 pub async fn get_user(
@@ -193,7 +194,9 @@ pub async fn get_user(
         (status = 403, description = "Another user without `users:write`, or your own roles/disabled flag", body = crate::routes::Detail),
         (status = 404, description = "No such user", body = crate::routes::Detail),
         (status = 409, description = "Username or email already registered", body = crate::routes::Detail),
-        (status = 422, description = "Invalid input", body = crate::routes::ValidationErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = crate::routes::Detail),
+        (status = 415, description = "Not JSON", body = crate::routes::Detail),
+        (status = 422, description = "Invalid input, or the id is not a UUID", body = crate::routes::ValidationErrorBody),
     )
 )]
 pub async fn update_user(
@@ -230,6 +233,7 @@ pub async fn update_user(
         (status = 401, description = "Missing, invalid or expired token", body = crate::routes::Detail),
         (status = 403, description = "Token lacks scope `users:write`", body = crate::routes::Detail),
         (status = 404, description = "No such user", body = crate::routes::Detail),
+        (status = 422, description = "The id is not a UUID", body = crate::routes::ValidationErrorBody),
     )
 )]
 pub async fn delete_user(

@@ -52,6 +52,8 @@ pub async fn get_current_user(
         (status = 401, description = "Missing, invalid or expired token", body = crate::routes::Detail),
         (status = 403, description = "Token lacks scope `me`, or the body tries to change roles or disabled", body = crate::routes::Detail),
         (status = 409, description = "Username or email already registered", body = crate::routes::Detail),
+        (status = 413, description = "Body over 64 KiB", body = crate::routes::Detail),
+        (status = 415, description = "Not JSON", body = crate::routes::Detail),
         (status = 422, description = "Invalid input", body = crate::routes::ValidationErrorBody),
     )
 )]
@@ -76,6 +78,8 @@ pub async fn update_current_user(
         (status = 204, description = "Deleted"),
         (status = 400, description = "Incorrect password", body = crate::routes::Detail),
         (status = 401, description = "Missing, invalid or expired token", body = crate::routes::Detail),
+        (status = 413, description = "Body over 64 KiB", body = crate::routes::Detail),
+        (status = 415, description = "Not JSON", body = crate::routes::Detail),
         (status = 422, description = "Invalid input", body = crate::routes::ValidationErrorBody),
     )
 )]
@@ -108,6 +112,8 @@ pub async fn delete_current_user(
         (status = 200, description = "Changed; a fresh token", body = TokenResponse),
         (status = 400, description = "Incorrect current password", body = crate::routes::Detail),
         (status = 401, description = "Missing, invalid or expired token", body = crate::routes::Detail),
+        (status = 413, description = "Body over 64 KiB", body = crate::routes::Detail),
+        (status = 415, description = "Not JSON", body = crate::routes::Detail),
         (status = 422, description = "New password refused", body = crate::routes::ValidationErrorBody),
         (status = 503, description = "Password hashing queue full; see Retry-After", body = crate::routes::Detail),
     )
