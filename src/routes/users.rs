@@ -49,13 +49,22 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[allow(dead_code)] // documents the body; handlers read it field by field
 pub struct RegisterRequest {
     /// 3–32 characters of `[A-Za-z0-9_.-]`, unique case-insensitively.
-    #[schema(example = "alice", min_length = 3, max_length = 32, pattern = "^[A-Za-z0-9_.-]{3,32}$")]
+    #[schema(
+        example = "alice",
+        min_length = 3,
+        max_length = 32,
+        pattern = "^[A-Za-z0-9_.-]{3,32}$"
+    )]
     username: String,
     /// Unique case-insensitively; at most 254 bytes.
     #[schema(example = "alice@example.com", format = "email", max_length = 254)]
     email: String,
     /// 8–1024 characters; not a common password, not the username or email.
-    #[schema(example = "correct horse battery staple", min_length = 8, max_length = 1024)]
+    #[schema(
+        example = "correct horse battery staple",
+        min_length = 8,
+        max_length = 1024
+    )]
     password: String,
     #[schema(max_length = 128)]
     full_name: Option<String>,
