@@ -378,7 +378,7 @@ mod tests {
             iat,
             nbf: 0,
             jti: String::new(),
-            sid: String::new(),
+            sid: Uuid::now_v7().to_string(),
             scope: String::new(),
             roles: vec![],
             username: String::new(),
