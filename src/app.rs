@@ -336,18 +336,77 @@ fn spawn_purge(state: AppState) {
     });
 }
 
+/// How long a client may take to send a request's headers before the
+/// connection is closed: a handful of slow (slowloris) clients must not
+/// hold connections open forever.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long shutdown waits for requests in flight before giving up on them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
 /// Serves `state` on an already-bound listener until `shutdown` completes,
-/// then lets in-flight requests finish.
+/// then stops accepting and lets requests in flight finish (at most
+/// [`SHUTDOWN_GRACE`]).
+///
+/// Connections are served by hyper directly (rather than `axum::serve`) to
+/// set a header read timeout: see [`HEADER_READ_TIMEOUT`].
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::server::graceful::GracefulShutdown;
+    use tower::ServiceExt;
+
+    let header_timeout = state.config.header_read_timeout;
     let app = router(state);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, go on.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let svc = app.clone().map_request(
+            move |mut req: axum::extract::Request<hyper::body::Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo::<SocketAddr>(peer));
+                req
+            },
+        );
+        let conn = builder.serve_connection_with_upgrades(
+            TokioIo::new(stream),
+            hyper_util::service::TowerToHyperService::new(svc),
+        );
+        let conn = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown: requests still in flight after the grace period were dropped");
+    }
+    Ok(())
 }

@@ -76,6 +76,10 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
     }
 }
 
+/// An OAuth 2.0 form has a handful of fields; thousands are an attack on
+/// the parser, not a request.
+const MAX_FORM_FIELDS: usize = 32;
+
 /// The parameters of an OAuth 2.0 endpoint: a form body, or — since posting
 /// JSON to a form endpoint is the most common mistake — a JSON object of
 /// string fields. A parameter sent twice is refused (RFC 6749 §3.2).
@@ -89,7 +93,13 @@ impl<S: Send + Sync> FromRequest<S> for OAuthParams {
         if ct == "application/x-www-form-urlencoded" {
             let bytes = read_bytes(req, state).await?;
             let mut map = HashMap::new();
-            for (k, v) in form_urlencoded::parse(&bytes) {
+            for (n, (k, v)) in form_urlencoded::parse(&bytes).enumerate() {
+                if n >= MAX_FORM_FIELDS {
+                    return Err(Error::Grant(
+                        crate::error::GrantError::InvalidRequest,
+                        format!("Too many parameters (at most {MAX_FORM_FIELDS})"),
+                    ));
+                }
                 if map.insert(k.to_string(), v.into_owned()).is_some() {
                     return Err(Error::Grant(
                         crate::error::GrantError::InvalidRequest,

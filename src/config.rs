@@ -95,6 +95,8 @@ pub struct Config {
     pub throttle_per_pair: u32,
     pub throttle_per_address: u32,
     pub throttle_per_account: u32,
+    /// Seconds a client may take to send request headers.
+    pub header_read_timeout: std::time::Duration,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: crate::proxy::TrustedProxies,
     pub log: String,
@@ -141,6 +143,7 @@ const SETTINGS: &[&str] = &[
     "throttle_per_address",
     "throttle_per_account",
     "trusted_proxies",
+    "header_read_timeout",
     "log",
     "log_format",
     "argon2_memory_kib",
@@ -386,6 +389,11 @@ impl Config {
             crate::proxy::TrustedProxies::default(),
             crate::proxy::TrustedProxies::parse,
         )?;
+        let header_read_timeout = s.parse(
+            "header_read_timeout",
+            crate::app::HEADER_READ_TIMEOUT,
+            |v| positive::<u64>(v).map(std::time::Duration::from_secs),
+        )?;
         let log = s.parse("log", "info".to_owned(), |v| {
             tracing_subscriber::EnvFilter::try_new(v)
                 .map(|_| v.to_owned())
@@ -443,6 +451,7 @@ impl Config {
             throttle_per_address,
             throttle_per_account,
             trusted_proxies,
+            header_read_timeout,
             log,
             log_format,
             argon2,

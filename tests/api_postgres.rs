@@ -15,6 +15,8 @@ pub const BACKEND: helpers::Backend = helpers::Backend::Postgres;
 mod authorization;
 #[path = "api/jwt_attacks.rs"]
 mod jwt_attacks;
+#[path = "api/limits.rs"]
+mod limits;
 #[path = "api/ops.rs"]
 mod ops;
 #[path = "api/password_pool.rs"]

@@ -9,6 +9,7 @@ pub const BACKEND: helpers::Backend = helpers::Backend::Sqlite;
 
 mod authorization;
 mod jwt_attacks;
+mod limits;
 mod ops;
 mod password_pool;
 mod profile;
