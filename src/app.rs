@@ -92,6 +92,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(routes::users::router())
         .merge(routes::token::router())
         .merge(routes::sessions::router())
+        .merge(routes::audit::router())
         .merge(routes::meta::router())
 }
 

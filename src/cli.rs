@@ -377,6 +377,13 @@ async fn rotate_keys(config: Config) -> Result<(), Failure> {
     let key = crate::keys::rotate(&config, store.as_ref(), now)
         .await
         .map_err(|e| Failure::new(e.to_string()))?;
+    crate::audit::record(
+        store.as_ref(),
+        crate::audit::Event::new("key_rotated")
+            .detail("kid", key.kid.clone())
+            .detail("algorithm", crate::keys::algorithm_name(key.algorithm)),
+    )
+    .await;
     println!(
         "new {} signing key {} is active; retired keys stay in JWKS for {} s (the access token lifetime)",
         crate::keys::algorithm_name(key.algorithm),

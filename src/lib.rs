@@ -28,6 +28,7 @@
 //! [`routes`] (HTTP, one module per resource), [`cli`].
 
 pub mod app;
+pub mod audit;
 pub mod body;
 pub mod cache;
 pub mod cli;

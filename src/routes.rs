@@ -1,5 +1,6 @@
 //! HTTP routes, one module per resource, each owning its router.
 
+pub mod audit;
 pub mod meta;
 pub mod sessions;
 pub mod token;

@@ -178,6 +178,29 @@ pub enum RefreshOutcome {
     Invalid,
 }
 
+/// A security event as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub id: Uuid,
+    pub kind: String,
+    pub user_id: Option<Uuid>,
+    pub session_id: Option<Uuid>,
+    pub ip: Option<String>,
+    /// A JSON object with the event's specifics.
+    pub detail: Option<String>,
+    pub created_at: i64,
+}
+
+/// A page of audit events, newest first: `before` is the last id of the
+/// previous page.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub before: Option<Uuid>,
+    pub limit: u32,
+    pub user_id: Option<Uuid>,
+    pub kind: Option<String>,
+}
+
 /// Which unique field a write collided with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UniqueField {
@@ -286,6 +309,9 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_user_sessions(&self, user: Uuid, now: i64) -> StoreResult<Vec<Uuid>>;
     /// Sessions revoked at or after `since`, with when.
     async fn revoked_sessions(&self, since: i64) -> StoreResult<Vec<(Uuid, i64)>>;
+    async fn insert_audit(&self, event: &AuditRecord) -> StoreResult<()>;
+    async fn query_audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditRecord>>;
+
     /// Deletes expired refresh tokens, and sessions that ended before
     /// `ended_before`; returns how many rows went.
     async fn purge(&self, now: i64, ended_before: i64) -> StoreResult<u64>;

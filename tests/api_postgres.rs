@@ -11,6 +11,8 @@ mod helpers;
 
 pub const BACKEND: helpers::Backend = helpers::Backend::Postgres;
 
+#[path = "api/audit.rs"]
+mod audit;
 #[path = "api/authorization.rs"]
 mod authorization;
 #[path = "api/jwt_attacks.rs"]

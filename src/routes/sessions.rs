@@ -11,6 +11,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 use warden_guard::{Claims, RequireScope};
 
+use crate::audit::{self, Event};
 use crate::error::Result;
 use crate::model::rfc3339;
 use crate::roles::Me;
@@ -26,14 +27,14 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(delete_session))
 }
 
-/// Opens a session for `user` and returns its first token pair.
+/// Opens a session for `user` and returns its first token pair and its id.
 pub(crate) async fn open_session(
     state: &AppState,
     user: &UserRecord,
     scope: String,
     client: &ClientMeta,
     now: i64,
-) -> Result<TokenResponse> {
+) -> Result<(TokenResponse, Uuid)> {
     let refresh = state.refresh.generate()?;
     let expires_at = now + state.config.refresh_token_ttl as i64;
     let session = SessionRecord {
@@ -52,13 +53,16 @@ pub(crate) async fn open_session(
         .create_session(&session, &RefreshTokens::hash(&refresh), expires_at)
         .await?;
     let issued = state.tokens.issue(user, &session.scope, session.id, now)?;
-    Ok(TokenResponse {
-        access_token: issued.token,
-        token_type: "bearer",
-        expires_in: issued.expires_in,
-        scope: session.scope,
-        refresh_token: Some(refresh),
-    })
+    Ok((
+        TokenResponse {
+            access_token: issued.token,
+            token_type: "bearer",
+            expires_in: issued.expires_in,
+            scope: session.scope,
+            refresh_token: Some(refresh),
+        },
+        session.id,
+    ))
 }
 
 /// Ends one session: its refresh token at once, its access tokens on their
@@ -119,7 +123,14 @@ pub async fn logout(
         let user = Uuid::parse_str(&claims.sub).map_err(|_| warden_guard::AuthError::Invalid)?;
         end_user_sessions(&state, user, now).await?;
     }
-    tracing::info!(event = "logout", user_id = %claims.sub, session_id = %claims.sid, all, "logged out");
+    audit::record(
+        state.store.as_ref(),
+        Event::new("logout")
+            .user_str(&claims.sub)
+            .session(sid)
+            .detail("all", all),
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -186,7 +197,13 @@ pub async fn delete_session(
     match state.store.session(id).await? {
         Some(s) if s.user_id.to_string() == claims.sub && s.is_live(now) => {
             end_session(&state, id, now).await?;
-            tracing::info!(event = "session_ended", user_id = %claims.sub, session_id = %id, "session ended");
+            audit::record(
+                state.store.as_ref(),
+                Event::new("session_ended")
+                    .user_str(&claims.sub)
+                    .session(id),
+            )
+            .await;
             Ok(StatusCode::NO_CONTENT)
         }
         _ => Err(crate::error::Error::NotFound),

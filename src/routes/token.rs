@@ -13,6 +13,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 use warden_guard::RequireScope;
 
+use crate::audit::{self, Event};
 use crate::body::OAuthParams;
 use crate::error::{Error, GrantError, Result};
 use crate::passwords::Password;
@@ -160,7 +161,14 @@ async fn password_grant(
         Ok(a) => a,
         Err(wait) => {
             metrics::counter!("warden_logins_total", "result" => "throttled").increment(1);
-            tracing::warn!(event = "login_throttled", ip = %address, retry_after = wait, "login throttled");
+            audit::record(
+                state.store.as_ref(),
+                Event::new("login_throttled")
+                    .user(user.as_ref().map(|u| u.id))
+                    .ip(Some(address))
+                    .detail("retry_after", wait),
+            )
+            .await;
             return Err(Error::Throttled(wait, "failed login attempts"));
         }
     };
@@ -183,7 +191,13 @@ async fn password_grant(
         _ => {
             state.throttle.failed(attempt);
             metrics::counter!("warden_logins_total", "result" => "failed").increment(1);
-            tracing::info!(event = "login_failed", ip = %address, "login failed");
+            audit::record(
+                state.store.as_ref(),
+                Event::new("login_failed")
+                    .user(user.as_ref().map(|u| u.id))
+                    .ip(Some(address)),
+            )
+            .await;
             return Err(Error::Grant(
                 GrantError::InvalidGrant,
                 BAD_CREDENTIALS.to_owned(),
@@ -193,9 +207,17 @@ async fn password_grant(
     let scope = grant_scopes(&state.config.roles, &user, requested.as_ref())?;
     state.gate.set(&user);
     state.users.put(&user);
-    let response = sessions::open_session(state, &user, scope, client, tokens::now()).await?;
+    let (response, sid) =
+        sessions::open_session(state, &user, scope, client, tokens::now()).await?;
     metrics::counter!("warden_logins_total", "result" => "ok").increment(1);
-    tracing::info!(event = "login_succeeded", user_id = %user.id, ip = ?client.ip, "login succeeded");
+    audit::record(
+        state.store.as_ref(),
+        Event::new("login_succeeded")
+            .user(user.id)
+            .session(sid)
+            .ip(client.ip.as_deref()),
+    )
+    .await;
     Ok(response)
 }
 
@@ -229,12 +251,13 @@ async fn refresh_grant(state: &AppState, params: &OAuthParams) -> Result<TokenRe
         RefreshOutcome::Rotated(s) | RefreshOutcome::Retry(s) => s,
         RefreshOutcome::Reused { session, user } => {
             state.gate.revoke_session(session, now);
-            tracing::warn!(
-                event = "refresh_reuse_detected",
-                user_id = %user,
-                session_id = %session,
-                "a rotated refresh token was presented again; the session is ended"
-            );
+            audit::record(
+                state.store.as_ref(),
+                Event::new("refresh_reuse_detected")
+                    .user(user)
+                    .session(session),
+            )
+            .await;
             return Err(invalid_refresh());
         }
         RefreshOutcome::Invalid => return Err(invalid_refresh()),
@@ -336,7 +359,11 @@ pub async fn revoke_token(State(state): State<AppState>, params: OAuthParams) ->
     }
     if let Some(sid) = sid {
         sessions::end_session(&state, sid, now).await?;
-        tracing::info!(event = "token_revoked", session_id = %sid, "token revoked; session ended");
+        audit::record(
+            state.store.as_ref(),
+            Event::new("token_revoked").session(sid),
+        )
+        .await;
     }
     Ok((
         [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],

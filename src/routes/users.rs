@@ -18,6 +18,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 use warden_guard::{AuthError, Claims};
 
+use crate::audit::{self, Event};
 use crate::body::{Fields, JsonObject};
 use crate::config::Registration;
 use crate::error::{Error, Result};
@@ -208,13 +209,14 @@ pub(crate) async fn patch_user(
         // session (so every refresh token) ends.
         state.gate.set(&updated);
         crate::routes::sessions::end_user_sessions(state, updated.id, now).await?;
-        tracing::info!(
-            event = "user_security_changed",
-            user_id = %updated.id,
-            roles = ?changes.roles,
-            disabled = ?changes.disabled,
-            "roles or disabled flag changed"
-        );
+        let mut event = Event::new("user_security_changed").user(updated.id);
+        if let Some(roles) = &changes.roles {
+            event = event.detail("roles", roles.clone());
+        }
+        if let Some(disabled) = changes.disabled {
+            event = event.detail("disabled", disabled);
+        }
+        audit::record(state.store.as_ref(), event).await;
     }
     Ok(updated)
 }
@@ -246,7 +248,13 @@ pub async fn create_user(
     }
     let address = client.ip.as_deref().unwrap_or("unknown");
     if let Err(wait) = state.throttle.begin_registration(address, tokens::now()) {
-        tracing::warn!(event = "registration_throttled", ip = %address, "registration throttled");
+        audit::record(
+            state.store.as_ref(),
+            Event::new("registration_throttled")
+                .ip(Some(address))
+                .detail("retry_after", wait),
+        )
+        .await;
         return Err(Error::Throttled(wait, "registrations from this address"));
     }
     let mut f = Fields::new(&body);
@@ -293,7 +301,13 @@ pub async fn create_user(
     state.store.insert_user(&user).await?;
     state.gate.set(&user);
     state.users.put(&user);
-    tracing::info!(event = "user_registered", user_id = %user.id, "user registered");
+    audit::record(
+        state.store.as_ref(),
+        Event::new("user_registered")
+            .user(user.id)
+            .ip(client.ip.as_deref()),
+    )
+    .await;
     let location = HeaderValue::from_str(&format!("/users/{}", user.id))
         .map_err(|e| Error::Internal(e.to_string()))?;
     Ok((

@@ -16,8 +16,9 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow}
 use uuid::Uuid;
 
 use super::{
-    DatabaseOptions, RefreshOutcome, RefreshRecord, SessionRecord, SigningKeyRecord, Store,
-    StoreError, StoreResult, UniqueField, UserChanges, UserQuery, UserRecord, UserSecurity,
+    AuditQuery, AuditRecord, DatabaseOptions, RefreshOutcome, RefreshRecord, SessionRecord,
+    SigningKeyRecord, Store, StoreError, StoreResult, UniqueField, UserChanges, UserQuery,
+    UserRecord, UserSecurity,
 };
 use crate::model::fold;
 
@@ -641,6 +642,58 @@ impl Store for PostgresStore {
             .await?;
         rows.iter()
             .map(|r| Ok((uuid_column(r, "id")?, r.try_get("revoked_at")?)))
+            .collect()
+    }
+
+    async fn insert_audit(&self, e: &AuditRecord) -> StoreResult<()> {
+        sqlx::query(
+            "insert into audit_events (id, type, user_id, session_id, ip, detail, created_at) \
+             values ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(e.id.to_string())
+        .bind(&e.kind)
+        .bind(e.user_id.map(|u| u.to_string()))
+        .bind(e.session_id.map(|u| u.to_string()))
+        .bind(&e.ip)
+        .bind(&e.detail)
+        .bind(e.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn query_audit(&self, q: &AuditQuery) -> StoreResult<Vec<AuditRecord>> {
+        let rows = sqlx::query(
+            "select id, type, user_id, session_id, ip, detail, created_at from audit_events \
+             where ($1::text is null or id < $1::text) and ($2::text is null or user_id = $2::text) \
+               and ($3::text is null or type = $3::text) \
+             order by id desc limit $4",
+        )
+        .bind(q.before.map(|u| u.to_string()))
+        .bind(q.user_id.map(|u| u.to_string()))
+        .bind(&q.kind)
+        .bind(i64::from(q.limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let opt_uuid = |col: &str| -> StoreResult<Option<Uuid>> {
+                    let v: Option<String> = r.try_get(col)?;
+                    v.map(|s| {
+                        Uuid::parse_str(&s).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
+                    })
+                    .transpose()
+                };
+                Ok(AuditRecord {
+                    id: uuid_column(r, "id")?,
+                    kind: r.try_get("type")?,
+                    user_id: opt_uuid("user_id")?,
+                    session_id: opt_uuid("session_id")?,
+                    ip: r.try_get("ip")?,
+                    detail: r.try_get("detail")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
             .collect()
     }
 

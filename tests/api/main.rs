@@ -7,6 +7,7 @@ mod helpers;
 /// same modules on PostgreSQL.
 pub const BACKEND: helpers::Backend = helpers::Backend::Sqlite;
 
+mod audit;
 mod authorization;
 mod jwt_attacks;
 mod limits;

@@ -99,6 +99,7 @@ const CONTRACT_ROUTES: &[(&str, &str)] = &[
     ("/token/revoke", "post"),
     ("/token/introspect", "post"),
     ("/logout", "post"),
+    ("/audit", "get"),
     ("/users/me/sessions", "get"),
     ("/users/me/sessions/{id}", "delete"),
     ("/healthz", "get"),

@@ -16,6 +16,7 @@ use uuid::Uuid;
 use warden_guard::{Claims, RequireScope};
 
 use super::{Actor, patch_user};
+use crate::audit::{self, Event};
 use crate::body::JsonObject;
 use crate::error::{Error, FieldError, Result};
 use crate::model::UserView;
@@ -48,11 +49,11 @@ pub struct UserPage {
 }
 
 /// Cursors are opaque to clients: the last id of a page, base64url.
-fn encode_cursor(id: Uuid) -> String {
+pub(crate) fn encode_cursor(id: Uuid) -> String {
     URL_SAFE_NO_PAD.encode(id.as_bytes())
 }
 
-fn decode_cursor(cursor: &str) -> Option<Uuid> {
+pub(crate) fn decode_cursor(cursor: &str) -> Option<Uuid> {
     let bytes = URL_SAFE_NO_PAD.decode(cursor).ok()?;
     Uuid::from_slice(&bytes).ok()
 }
@@ -247,7 +248,13 @@ pub async fn delete_user(
     }
     state.gate.remove(id);
     state.users.remove(id);
-    tracing::info!(event = "user_deleted", user_id = %id, by = %auth.sub, "user deleted");
+    audit::record(
+        state.store.as_ref(),
+        Event::new("user_deleted")
+            .user(id)
+            .detail("by", auth.sub.clone()),
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -9,6 +9,7 @@ use super::{
     Actor, DeleteConfirmation, PasswordChange, ProfileUpdate, check_password, patch_user,
     token_user,
 };
+use crate::audit::{self, Event};
 use crate::body::{Fields, JsonObject};
 use crate::error::{Error, Result};
 use crate::model::{self, UserView};
@@ -96,7 +97,13 @@ pub async fn delete_current_user(
     state.store.delete_user(user.id).await?;
     state.gate.remove(user.id);
     state.users.remove(user.id);
-    tracing::info!(event = "user_deleted", user_id = %user.id, "user deleted their account");
+    audit::record(
+        state.store.as_ref(),
+        Event::new("user_deleted")
+            .user(user.id)
+            .detail("by", "self"),
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -150,6 +157,13 @@ pub async fn change_password(
     state.users.put(&user);
     // Every session ends; the caller continues in a fresh one.
     end_user_sessions(&state, user.id, now).await?;
-    tracing::info!(event = "password_changed", user_id = %user.id, "password changed");
-    open_session(&state, &user, claims.scope.clone(), &client, now).await
+    audit::record(
+        state.store.as_ref(),
+        Event::new("password_changed")
+            .user(user.id)
+            .ip(client.ip.as_deref()),
+    )
+    .await;
+    let (response, _) = open_session(&state, &user, claims.scope.clone(), &client, now).await?;
+    Ok(response)
 }
