@@ -224,4 +224,59 @@ mod tests {
     fn timestamps_are_rfc3339_utc() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        proptest! {
+            /// Every string of the allowed characters and length parses, and
+            /// round-trips unchanged (stored as given).
+            #[test]
+            fn valid_usernames_parse_unchanged(name in "[A-Za-z0-9_.-]{3,32}") {
+                let parsed = Username::parse(&name).unwrap();
+                prop_assert_eq!(parsed.as_str(), name.as_str());
+            }
+
+            /// Anything with another character, or of another length, fails —
+            /// and never panics.
+            #[test]
+            fn other_usernames_are_refused(name in "\\PC{0,40}") {
+                let ok = (3..=32).contains(&name.chars().count())
+                    && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+                prop_assert_eq!(Username::parse(&name).is_ok(), ok);
+            }
+
+            /// Folding makes `Alice` and `alice` one account, is idempotent,
+            /// and never changes a username's length (they are ASCII).
+            #[test]
+            fn folding_is_case_insensitive_and_idempotent(name in "[A-Za-z0-9_.-]{3,32}") {
+                let folded = fold(&name);
+                prop_assert_eq!(&fold(&name.to_uppercase()), &folded);
+                prop_assert_eq!(&fold(&folded), &folded);
+                prop_assert_eq!(folded.len(), name.len());
+            }
+
+            /// Simple well-formed addresses parse; their folded forms match
+            /// across case.
+            #[test]
+            fn simple_emails_parse(local in "[a-zA-Z0-9._%+-]{1,20}", domain in "[a-z]{1,20}", tld in "[a-z]{2,6}") {
+                prop_assume!(!local.starts_with('.') && !local.ends_with('.') && !local.contains(".."));
+                let email = format!("{local}@{domain}.{tld}");
+                prop_assert!(Email::parse(&email).is_ok(), "{}", email);
+                prop_assert_eq!(fold(&email.to_uppercase()), fold(&email));
+            }
+
+            /// Arbitrary input never panics the email parser, and anything
+            /// it accepts has exactly one `@` and at most 254 bytes.
+            #[test]
+            fn email_parsing_never_panics(s in "\\PC{0,300}") {
+                if let Ok(e) = Email::parse(&s) {
+                    prop_assert!(e.as_str().len() <= 254);
+                    prop_assert_eq!(e.as_str().matches('@').count(), 1);
+                }
+            }
+        }
+    }
 }
