@@ -68,9 +68,10 @@ pub async fn record(store: &dyn Store, event: Event) {
     tracing::info!(
         target: "warden::audit",
         event = event.kind,
-        user_id = ?event.user,
-        session_id = ?event.session,
-        ip = ?event.ip,
+        // Absent fields are left out rather than logged as `None`.
+        user_id = event.user.map(tracing::field::display),
+        session_id = event.session.map(tracing::field::display),
+        ip = event.ip.as_deref(),
         detail = detail.as_deref().unwrap_or("{}"),
         "security event"
     );
