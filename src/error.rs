@@ -175,11 +175,11 @@ impl IntoResponse for Error {
                 Json(json!({ "detail": detail })).into_response()
             }
             Self::NotFound => Json(json!({ "detail": "Not Found" })).into_response(),
-            Self::Conflict(UniqueField::Username) => {
-                Json(json!({ "detail": "Username already registered" })).into_response()
-            }
-            Self::Conflict(UniqueField::Email) => {
-                Json(json!({ "detail": "Email already registered" })).into_response()
+            // One message for both fields: the 409 itself is what the contract
+            // requires; naming the field would confirm which identifier (often
+            // an email address) belongs to an account.
+            Self::Conflict(_) => {
+                Json(json!({ "detail": "Username or email already registered" })).into_response()
             }
             Self::PayloadTooLarge => {
                 Json(json!({ "detail": "Request body is larger than 64 KiB" })).into_response()

@@ -54,7 +54,10 @@ async fn username_taken_in_another_case_returns_409() {
         .await;
     assert_eq!(r.status(), StatusCode::CONFLICT);
     let body: Value = r.json().await.unwrap();
-    assert_eq!(body, json!({"detail": "Username already registered"}));
+    assert_eq!(
+        body,
+        json!({"detail": "Username or email already registered"})
+    );
 }
 
 #[tokio::test]
@@ -66,7 +69,10 @@ async fn email_taken_in_another_case_returns_409() {
         .await;
     assert_eq!(r.status(), StatusCode::CONFLICT);
     let body: Value = r.json().await.unwrap();
-    assert_eq!(body, json!({"detail": "Email already registered"}));
+    assert_eq!(
+        body,
+        json!({"detail": "Username or email already registered"})
+    );
 }
 
 #[tokio::test]
