@@ -186,7 +186,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     gate.apply_revocations(&store.revoked_sessions(horizon).await?);
     let mut verifier =
         Verifier::builder(config.jwt_algorithm, keys.key_set(), config.issuer.clone())
-            .check(gate.clone());
+            .check(gate.clone())
+            .cache_capacity(config.token_cache_size);
     if let Some(aud) = &config.audience {
         verifier = verifier.audience(aud.clone());
     }

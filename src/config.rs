@@ -106,6 +106,8 @@ pub struct Config {
     pub hash_workers: usize,
     /// Password jobs that may wait for a worker before new ones get 503.
     pub hash_queue: usize,
+    /// Verified access tokens remembered in memory (0 turns the cache off).
+    pub token_cache_size: usize,
     pub roles: Roles,
 }
 
@@ -151,6 +153,7 @@ const SETTINGS: &[&str] = &[
     "argon2_parallelism",
     "hash_workers",
     "hash_queue",
+    "token_cache_size",
 ];
 
 #[derive(Deserialize)]
@@ -426,6 +429,14 @@ impl Config {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let hash_workers = s.parse("hash_workers", cores, positive::<usize>)?;
         let hash_queue = s.parse("hash_queue", 64, positive::<usize>)?;
+        let token_cache_size = s.parse(
+            "token_cache_size",
+            warden_guard::DEFAULT_CACHE_CAPACITY,
+            |v: &str| {
+                v.parse::<usize>()
+                    .map_err(|_| format!("expected a whole number, got {v:?}"))
+            },
+        )?;
         let roles = Roles::new(role_tables).map_err(|e: RoleError| ConfigError {
             setting: match file {
                 Some(path) => format!("[roles.{}] in {}", e.role, path.display()),
@@ -457,6 +468,7 @@ impl Config {
             argon2,
             hash_workers,
             hash_queue,
+            token_cache_size,
             roles,
         })
     }

@@ -7,7 +7,7 @@ use crate::{AuthError, Claims, Verifier};
 /// The bearer token of the request, if any (RFC 6750 §2.1; the scheme is
 /// case-insensitive). A non-Bearer `Authorization` header — Swagger UI's
 /// `Basic Og==`, say — counts as no token.
-fn bearer_token(parts: &Parts) -> Result<Option<&str>, AuthError> {
+pub(crate) fn bearer_token(parts: &Parts) -> Result<Option<&str>, AuthError> {
     let Some(value) = parts.headers.get(AUTHORIZATION) else {
         return Ok(None);
     };

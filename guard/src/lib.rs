@@ -56,6 +56,7 @@
 //! # }
 //! ```
 
+mod cache;
 mod claims;
 mod error;
 mod extract;
@@ -66,7 +67,9 @@ pub use claims::Claims;
 pub use error::AuthError;
 pub use jsonwebtoken::{Algorithm, DecodingKey, jwk::JwkSet};
 pub use scope::{RequireScope, Scope, Scopes};
-pub use verifier::{Clock, KeySet, TokenCheck, Verifier, VerifierBuilder, VerifierError};
+pub use verifier::{
+    Clock, DEFAULT_CACHE_CAPACITY, KeySet, TokenCheck, Verifier, VerifierBuilder, VerifierError,
+};
 
 #[cfg(test)]
 mod tests;

@@ -1,9 +1,11 @@
 use std::marker::PhantomData;
 use std::ops::Deref;
+use std::sync::Arc;
 
 use axum::extract::{FromRef, FromRequestParts};
 use http::request::Parts;
 
+use crate::extract::bearer_token;
 use crate::{AuthError, Claims, Verifier};
 
 /// A scope a route requires, named by a type so the requirement is part of
@@ -100,14 +102,14 @@ macro_rules! scope {
 /// }
 /// ```
 pub struct RequireScope<S> {
-    claims: Claims,
+    claims: Arc<Claims>,
     _scopes: PhantomData<fn() -> S>,
 }
 
 impl<S> RequireScope<S> {
     /// The verified claims.
     pub fn into_claims(self) -> Claims {
-        self.claims
+        Arc::unwrap_or_clone(self.claims)
     }
 }
 
@@ -134,7 +136,8 @@ where
     type Rejection = AuthError;
 
     async fn from_request_parts(parts: &mut Parts, state: &St) -> Result<Self, Self::Rejection> {
-        let claims = Claims::from_request_parts(parts, state).await?;
+        let token = bearer_token(parts)?.ok_or(AuthError::Missing)?;
+        let claims = Verifier::from_ref(state).verify_shared(token)?;
         if S::granted(&claims) {
             Ok(Self {
                 claims,

@@ -214,3 +214,100 @@ async fn require_scope_still_answers_401_without_a_token() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(challenge.as_deref(), Some("Bearer"));
 }
+
+fn verifier_with_cache(capacity: usize, check: Option<Arc<dyn TokenCheck>>) -> Verifier {
+    let mut keys = KeySet::new();
+    keys.insert("k1", DecodingKey::from_secret(SECRET).unwrap());
+    let mut b = Verifier::builder(Algorithm::HS256, keys, ISSUER)
+        .clock(Arc::new(|| NOW))
+        .cache_capacity(capacity);
+    if let Some(c) = check {
+        b = b.check(c);
+    }
+    b.build()
+}
+
+#[test]
+fn a_verified_token_is_served_from_the_cache() {
+    let v = verifier_with_cache(100, None);
+    let token = sign(&claims(NOW + 60));
+    let first = v.verify_shared(&token).unwrap();
+    let second = v.verify_shared(&token).unwrap();
+    assert!(
+        Arc::ptr_eq(&first, &second),
+        "second use was verified again"
+    );
+
+    let uncached = verifier_with_cache(0, None);
+    let first = uncached.verify_shared(&token).unwrap();
+    let second = uncached.verify_shared(&token).unwrap();
+    assert!(!Arc::ptr_eq(&first, &second));
+    assert_eq!(first, second);
+}
+
+#[test]
+fn a_cached_token_still_goes_through_the_check_hook_every_time() {
+    struct Switch(std::sync::atomic::AtomicBool);
+    impl TokenCheck for Switch {
+        fn is_live(&self, _: &Claims) -> bool {
+            self.0.load(Ordering::Relaxed)
+        }
+    }
+    let switch = Arc::new(Switch(true.into()));
+    let v = verifier_with_cache(100, Some(switch.clone()));
+    let token = sign(&claims(NOW + 60));
+    assert!(v.verify(&token).is_ok());
+    switch.0.store(false, Ordering::Relaxed);
+    assert_eq!(v.verify(&token), Err(AuthError::Invalid));
+    switch.0.store(true, Ordering::Relaxed);
+    assert!(v.verify(&token).is_ok());
+}
+
+#[test]
+fn only_the_exact_token_bytes_hit_the_cache() {
+    let v = verifier_with_cache(100, None);
+    let token = sign(&claims(NOW + 60));
+    assert!(v.verify(&token).is_ok());
+    // Same header and payload, one signature character changed.
+    let mut tampered = token.clone().into_bytes();
+    let last = tampered.len() - 2;
+    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    assert_eq!(v.verify(&tampered), Err(AuthError::Invalid));
+    // Same claims, re-encoded with the payload's whitespace changed.
+    let (head, rest) = token.split_once('.').unwrap();
+    let (_, sig) = rest.rsplit_once('.').unwrap();
+    use base64::Engine;
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let spaced = engine.encode(format!(" {}", claims(NOW + 60)));
+    assert_eq!(
+        v.verify(&format!("{head}.{spaced}.{sig}")),
+        Err(AuthError::Invalid)
+    );
+}
+
+#[test]
+fn replacing_the_keys_forgets_cached_tokens() {
+    let v = verifier_with_cache(100, None);
+    let token = sign(&claims(NOW + 60));
+    assert!(v.verify(&token).is_ok());
+    let mut other = KeySet::new();
+    other.insert(
+        "k2",
+        DecodingKey::from_secret(b"another secret, another secret!!").unwrap(),
+    );
+    v.replace_keys(other);
+    assert_eq!(v.verify(&token), Err(AuthError::Invalid));
+}
+
+#[test]
+fn the_cache_stays_within_its_capacity() {
+    let v = verifier_with_cache(64, None);
+    for i in 0..2_000 {
+        let mut c = claims(NOW + 60);
+        c["jti"] = json!(format!("j{i}"));
+        assert!(v.verify(&sign(&c)).is_ok());
+    }
+    let cached = v.cached_tokens();
+    assert!(cached > 0 && cached <= 64, "{cached} tokens cached");
+}

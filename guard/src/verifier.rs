@@ -8,6 +8,8 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
+use crate::cache::TokenCache;
+
 use crate::{AuthError, Claims};
 
 /// Tokens longer than this are rejected before any parsing or crypto: a
@@ -130,11 +132,16 @@ struct Inner {
     validation: Validation,
     check: Option<Arc<dyn TokenCheck>>,
     clock: Option<Clock>,
+    cache: TokenCache,
 }
 
 /// Verifies warden access tokens: one pinned algorithm, a key set chosen by
 /// the verifier's owner, issuer (and audience, when set) checks, `typ`
 /// `at+jwt`, and an optional revocation hook. Cheap to clone.
+///
+/// Tokens that verified are cached (keyed by their exact bytes, bounded, see
+/// [`VerifierBuilder::cache_capacity`]); a cached token still has `exp`,
+/// `nbf` and the revocation hook checked on every use.
 #[derive(Clone)]
 pub struct Verifier {
     inner: Arc<Inner>,
@@ -157,9 +164,20 @@ pub struct VerifierBuilder {
     audience: Option<String>,
     check: Option<Arc<dyn TokenCheck>>,
     clock: Option<Clock>,
+    cache_capacity: usize,
 }
 
+/// How many verified tokens a [`Verifier`] remembers by default: a few MiB.
+pub const DEFAULT_CACHE_CAPACITY: usize = 10_000;
+
 impl VerifierBuilder {
+    /// Remember up to about `capacity` verified tokens (default
+    /// [`DEFAULT_CACHE_CAPACITY`]); 0 verifies every token from scratch.
+    pub fn cache_capacity(mut self, capacity: usize) -> Self {
+        self.cache_capacity = capacity;
+        self
+    }
+
     /// Require this `aud` claim.
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
         self.audience = Some(audience.into());
@@ -204,6 +222,7 @@ impl VerifierBuilder {
                 validation,
                 check: self.check,
                 clock: self.clock,
+                cache: TokenCache::new(self.cache_capacity),
             }),
         }
     }
@@ -224,6 +243,7 @@ impl Verifier {
             audience: None,
             check: None,
             clock: None,
+            cache_capacity: DEFAULT_CACHE_CAPACITY,
         }
     }
 
@@ -249,6 +269,14 @@ impl Verifier {
     /// finish with the set they started with.
     pub fn replace_keys(&self, keys: KeySet) {
         self.inner.keys.store(Arc::new(keys));
+        // A token verified under the old set may be signed by a key that is
+        // gone now: forget them all (they re-verify on next use).
+        self.inner.cache.invalidate();
+    }
+
+    #[cfg(test)]
+    pub(crate) fn cached_tokens(&self) -> usize {
+        self.inner.cache.len()
     }
 
     fn now(&self) -> i64 {
@@ -263,9 +291,46 @@ impl Verifier {
 
     /// Verifies `token` (the part after `Bearer `) and returns its claims.
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        self.verify_shared(token).map(Arc::unwrap_or_clone)
+    }
+
+    /// [`Verifier::verify`] without copying the claims: what the extractors
+    /// use, so a cache hit allocates nothing.
+    pub fn verify_shared(&self, token: &str) -> Result<Arc<Claims>, AuthError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(AuthError::Invalid);
         }
+        let inner = &*self.inner;
+        let now = self.now();
+        let (claims, generation) = match inner.cache.get(token) {
+            Some(claims) => (claims, None),
+            None => {
+                let generation = inner.cache.generation();
+                (Arc::new(self.decode(token)?), Some(generation))
+            }
+        };
+        // RFC 7519 §4.1.4: the current time must be *before* `exp`.
+        if now >= claims.exp {
+            return Err(AuthError::Expired);
+        }
+        if claims.nbf > now {
+            return Err(AuthError::Invalid);
+        }
+        if let Some(check) = &inner.check
+            && !check.is_live(&claims)
+        {
+            return Err(AuthError::Invalid);
+        }
+        if let Some(generation) = generation {
+            inner.cache.insert(token, claims.clone(), generation, now);
+        }
+        Ok(claims)
+    }
+
+    /// Everything about a token that depends only on its bytes and on our
+    /// keys: the JOSE header, the signature, and the claims' shape, issuer
+    /// and audience. (Time and revocation are checked on every use.)
+    fn decode(&self, token: &str) -> Result<Claims, AuthError> {
         let inner = &*self.inner;
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Invalid)?;
         // RFC 9068 §4: the `typ` must be `at+jwt` (or its full media type);
@@ -283,26 +348,11 @@ impl Verifier {
         let kid = header.kid.as_deref().ok_or(AuthError::Invalid)?;
         let keys = inner.keys.load();
         let key = keys.get(kid).ok_or(AuthError::Invalid)?;
-        let data = jsonwebtoken::decode::<Claims>(token, key, &inner.validation).map_err(|e| {
-            match e.kind() {
+        jsonwebtoken::decode::<Claims>(token, key, &inner.validation)
+            .map(|data| data.claims)
+            .map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => AuthError::Expired,
                 _ => AuthError::Invalid,
-            }
-        })?;
-        let claims = data.claims;
-        let now = self.now();
-        // RFC 7519 §4.1.4: the current time must be *before* `exp`.
-        if now >= claims.exp {
-            return Err(AuthError::Expired);
-        }
-        if claims.nbf > now {
-            return Err(AuthError::Invalid);
-        }
-        if let Some(check) = &inner.check
-            && !check.is_live(&claims)
-        {
-            return Err(AuthError::Invalid);
-        }
-        Ok(claims)
+            })
     }
 }
