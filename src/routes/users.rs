@@ -222,6 +222,55 @@ pub(crate) async fn patch_user(
 }
 
 /// Register a new account.
+/// The fields of a registration, validated.
+pub struct NewUser<'a> {
+    pub username: Username,
+    pub email: Email,
+    pub password: &'a str,
+    pub full_name: Option<String>,
+}
+
+/// Validates a `POST /users` body, collecting every problem into one 422.
+/// Pure, so the request fuzzer (`fuzz/`) drives it directly.
+pub fn parse_registration(body: &Map<String, Value>) -> Result<NewUser<'_>> {
+    let mut f = Fields::new(body);
+    let username = f.required_str("username");
+    let email = f.required_str("email");
+    let password = f.required_str("password");
+    let full_name = f.nullable_str("full_name").flatten();
+
+    let username = username.and_then(|u| {
+        Username::parse(u)
+            .map_err(|m| f.invalid("username", m))
+            .ok()
+    });
+    let email = email.and_then(|e| Email::parse(e).map_err(|m| f.invalid("email", m)).ok());
+    let full_name = full_name.and_then(|n| {
+        model::parse_full_name(n)
+            .map_err(|m| f.invalid("full_name", m))
+            .ok()
+    });
+    if let Some(p) = password {
+        let (u, e) = (
+            username.as_ref().map_or("", |u| u.as_str()),
+            email.as_ref().map_or("", |e| e.as_str()),
+        );
+        if let Err(m) = model::check_new_password(p, u, e) {
+            f.invalid("password", m);
+        }
+    }
+    f.finish()?;
+    let (Some(username), Some(email), Some(password)) = (username, email, password) else {
+        return Err(Error::Internal("validated fields missing".to_owned()));
+    };
+    Ok(NewUser {
+        username,
+        email,
+        password,
+        full_name,
+    })
+}
+
 #[utoipa::path(
     post,
     path = "/users",
@@ -257,36 +306,12 @@ pub async fn create_user(
         .await;
         return Err(Error::Throttled(wait, "registrations from this address"));
     }
-    let mut f = Fields::new(&body);
-    let username = f.required_str("username");
-    let email = f.required_str("email");
-    let password = f.required_str("password");
-    let full_name = f.nullable_str("full_name").flatten();
-
-    let username = username.and_then(|u| {
-        Username::parse(u)
-            .map_err(|m| f.invalid("username", m))
-            .ok()
-    });
-    let email = email.and_then(|e| Email::parse(e).map_err(|m| f.invalid("email", m)).ok());
-    let full_name = full_name.and_then(|n| {
-        model::parse_full_name(n)
-            .map_err(|m| f.invalid("full_name", m))
-            .ok()
-    });
-    if let Some(p) = password {
-        let (u, e) = (
-            username.as_ref().map_or("", |u| u.as_str()),
-            email.as_ref().map_or("", |e| e.as_str()),
-        );
-        if let Err(m) = model::check_new_password(p, u, e) {
-            f.invalid("password", m);
-        }
-    }
-    f.finish()?;
-    let (Some(username), Some(email), Some(password)) = (username, email, password) else {
-        return Err(Error::Internal("validated fields missing".to_owned()));
-    };
+    let NewUser {
+        username,
+        email,
+        password,
+        full_name,
+    } = parse_registration(&body)?;
 
     let password_hash = state.hasher.hash(Password::new(password)).await?;
     let now = tokens::now();
