@@ -33,6 +33,8 @@ pub mod body;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod cookies;
+pub mod cors;
 pub mod error;
 pub mod keys;
 pub mod model;
