@@ -13,7 +13,8 @@
 //! - `POST /logout` expires the cookie.
 //!
 //! `Path=/token` keeps the cookie off every other route: the browser sends
-//! it only to `/token` and `/token/revoke`.
+//! it only to `/token` and the paths under it (`/token/revoke`,
+//! `/token/introspect`, which ignore it).
 
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};

@@ -134,7 +134,7 @@ test('register, stay signed in across a reload, end another session, sign out', 
   await context.close();
 });
 
-test('a wrong password, a weak new password and throttling show readable messages', async () => {
+test('a wrong password and a weak new password show readable messages; password change; sign out everywhere', async () => {
   await warden.register('bob');
   const context = await browser.newContext();
   const { page } = await openAccount(context);
@@ -163,6 +163,13 @@ test('a wrong password, a weak new password and throttling show readable message
   await message(page, 'ok', 'Password changed');
   await page.reload();
   await signedInAs(page, 'bob');
+
+  // Sign out everywhere: this browser too, also after a reload.
+  await page.locator('#signout-all').click();
+  await signedOut(page);
+  await message(page, 'ok', 'Signed out everywhere.');
+  await page.reload();
+  await signedOut(page);
   await context.close();
 });
 
