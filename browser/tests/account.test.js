@@ -196,3 +196,22 @@ test('too many failed sign-ins show the 429 and how long to wait', async () => {
     await throttled.stop();
   }
 });
+
+test('opened at an address other than the issuer, a reload explains why it cannot stay signed in', async () => {
+  await warden.register('dave');
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  // Same server, other origin: the issuer is http://127.0.0.1:PORT.
+  const elsewhere = warden.url.replace('127.0.0.1', 'localhost');
+  await page.goto(`${elsewhere}/account`);
+  await signedOut(page);
+  await signIn(page, 'dave', PASSWORD);
+  await signedInAs(page, 'dave');
+  await page.reload();
+  await signedOut(page);
+  const text = await message(page, 'error', 'origin');
+  assert.match(text, /accepted only from warden's own origin/);
+  assert.match(text, new RegExp(`This page is at ${elsewhere}`));
+  await screenshot(page, 'account-other-origin');
+  await context.close();
+});

@@ -95,7 +95,9 @@
     }, Math.max(1, tokens.expires_in - lead) * 1000);
   }
 
-  // A refresh with the cookie: warden reads and rotates it.
+  // A refresh with the cookie: warden reads and rotates it. Sets `lastRefusal`
+  // when warden refused the cookie because of this page's origin.
+  let lastRefusal = null;
   async function refresh() {
     const r = await call('POST', '/token', { form: { grant_type: 'refresh_token' }, auth: false });
     if (r.ok) {
@@ -103,6 +105,8 @@
       return true;
     }
     access = null;
+    const detail = r.data && typeof r.data.detail === 'string' ? r.data.detail : '';
+    lastRefusal = r.status === 400 && /origin/i.test(detail) ? detail : null;
     return false;
   }
 
@@ -285,6 +289,10 @@
 
   (async () => {
     if (await refresh()) await showAccount();
-    else signedOut();
+    else if (lastRefusal) {
+      // Opened at an address that is not warden's issuer (localhost for
+      // 127.0.0.1, say): the cookie is there but may not be used.
+      signedOut(`${lastRefusal}. This page is at ${location.origin}; open it at warden's own address to stay signed in.`, 'error');
+    } else signedOut();
   })();
 })();
