@@ -25,7 +25,8 @@
 //! Modules: [`config`] (settings), [`storage`] (the database trait and its
 //! SQLite backend), [`passwords`] (the argon2id pool), [`keys`] (signing
 //! keys), [`tokens`] (issuing tokens, the in-memory revocation gate),
-//! [`routes`] (HTTP, one module per resource), [`cli`].
+//! [`routes`] (HTTP, one module per resource, and the `/account` page),
+//! [`cookies`] (the browser cookie mode), [`cors`] (allowed origins), [`cli`].
 
 pub mod app;
 pub mod audit;

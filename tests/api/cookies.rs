@@ -417,6 +417,10 @@ async fn the_account_page_is_served_with_a_strict_content_security_policy() {
     assert!(!html.contains("style="), "inline styles are blocked too");
     assert!(!html.contains("://"), "no other origin");
 
+    // A page, not an API route: not in the OpenAPI document.
+    let doc: Value = app.get("/openapi.json").await.json().await.unwrap();
+    assert!(doc["paths"].get("/account").is_none());
+
     for (path, content_type) in [
         ("/account/app.js", "text/javascript; charset=utf-8"),
         ("/account/style.css", "text/css; charset=utf-8"),
