@@ -146,7 +146,10 @@ pub fn router(state: AppState) -> Router {
                 .persist_authorization(false)
                 .try_it_out_enabled(true),
         );
-    api.merge(swagger)
+    let cors = crate::cors::layer(&state.config.cors_origins);
+    let app = api
+        .merge(swagger)
+        .merge(routes::account::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -155,7 +158,12 @@ pub fn router(state: AppState) -> Router {
             Duration::from_secs(30),
         ))
         .route_layer(middleware::from_fn(record_metrics))
-        .with_state(state)
+        .with_state(state);
+    // Outermost, so preflights are answered before routing.
+    match cors {
+        Some(cors) => app.layer(cors),
+        None => app,
+    }
 }
 
 /// The process-wide Prometheus recorder (a recorder can be installed once
@@ -209,6 +217,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     }));
     let state = AppState {
         refresh,
+        cookies: Arc::new(crate::cookies::CookiePolicy::new(&config)),
         throttle,
         users: Arc::new(crate::cache::UserCache::default()),
         config: Arc::new(config),

@@ -99,6 +99,9 @@ pub struct Config {
     pub header_read_timeout: std::time::Duration,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: crate::proxy::TrustedProxies,
+    /// Other origins whose pages may call warden (CORS with credentials)
+    /// and refresh with the cookie.
+    pub cors_origins: crate::cors::AllowedOrigins,
     pub log: String,
     pub log_format: LogFormat,
     pub argon2: Argon2Params,
@@ -145,6 +148,7 @@ const SETTINGS: &[&str] = &[
     "throttle_per_address",
     "throttle_per_account",
     "trusted_proxies",
+    "cors_origins",
     "header_read_timeout",
     "log",
     "log_format",
@@ -160,6 +164,10 @@ const SETTINGS: &[&str] = &[
 struct RoleTable {
     scopes: Vec<String>,
 }
+
+/// Settings that are lists: comma-separated in the environment, a
+/// comma-separated string or an array of strings in the file.
+const LIST_SETTINGS: &[&str] = &["trusted_proxies", "cors_origins"];
 
 /// A raw value and where it came from, for error messages.
 struct Raw {
@@ -264,6 +272,22 @@ impl Config {
                     toml::Value::String(s) => s,
                     toml::Value::Integer(i) => i.to_string(),
                     toml::Value::Boolean(b) => b.to_string(),
+                    toml::Value::Array(items) if LIST_SETTINGS.contains(&known) => {
+                        let mut list = Vec::with_capacity(items.len());
+                        for item in items {
+                            let toml::Value::String(s) = item else {
+                                return Err(ConfigError {
+                                    setting: format!("{key} in {shown}"),
+                                    message: format!(
+                                        "expected an array of strings, found {}",
+                                        item.type_str()
+                                    ),
+                                });
+                            };
+                            list.push(s);
+                        }
+                        list.join(",")
+                    }
                     other => {
                         return Err(ConfigError {
                             setting: format!("{key} in {shown}"),
@@ -392,6 +416,11 @@ impl Config {
             crate::proxy::TrustedProxies::default(),
             crate::proxy::TrustedProxies::parse,
         )?;
+        let cors_origins = s.parse(
+            "cors_origins",
+            crate::cors::AllowedOrigins::default(),
+            crate::cors::AllowedOrigins::parse,
+        )?;
         let header_read_timeout = s.parse(
             "header_read_timeout",
             crate::app::HEADER_READ_TIMEOUT,
@@ -462,6 +491,7 @@ impl Config {
             throttle_per_address,
             throttle_per_account,
             trusted_proxies,
+            cors_origins,
             header_read_timeout,
             log,
             log_format,
@@ -550,6 +580,41 @@ mod tests {
         assert_eq!(c.access_token_ttl, 120);
         assert_eq!(c.registration, Registration::Closed);
         assert!(c.roles.get("student").is_some());
+    }
+
+    #[test]
+    fn cors_origins_come_from_the_environment_or_a_file_array() {
+        let c = Config::load_from(
+            None,
+            env(&[(
+                "WARDEN_CORS_ORIGINS",
+                "https://app.example.com, http://localhost:5173",
+            )]),
+        )
+        .unwrap();
+        assert!(c.cors_origins.contains("https://app.example.com"));
+        assert!(c.cors_origins.contains("http://localhost:5173"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("warden.toml");
+        std::fs::write(&path, "cors_origins = [\"https://app.example.com\"]\n").unwrap();
+        let c = Config::load_from(Some(&path), env(&[])).unwrap();
+        assert!(c.cors_origins.contains("https://app.example.com"));
+        assert!(
+            Config::load_from(None, env(&[]))
+                .unwrap()
+                .cors_origins
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_wildcard_cors_origin_is_refused() {
+        let e = Config::load_from(None, env(&[("WARDEN_CORS_ORIGINS", "*")])).unwrap_err();
+        assert_eq!(e.setting, "WARDEN_CORS_ORIGINS");
+        assert!(e.message.contains("wildcard"), "{}", e.message);
+        let e = Config::load_from(None, env(&[("WARDEN_CORS_ORIGINS", "https://a.test/app")]))
+            .unwrap_err();
+        assert_eq!(e.setting, "WARDEN_CORS_ORIGINS");
     }
 
     #[test]

@@ -25,7 +25,8 @@
 //! Modules: [`config`] (settings), [`storage`] (the database trait and its
 //! SQLite backend), [`passwords`] (the argon2id pool), [`keys`] (signing
 //! keys), [`tokens`] (issuing tokens, the in-memory revocation gate),
-//! [`routes`] (HTTP, one module per resource), [`cli`].
+//! [`routes`] (HTTP, one module per resource, and the `/account` page),
+//! [`cookies`] (the browser cookie mode), [`cors`] (allowed origins), [`cli`].
 
 pub mod app;
 pub mod audit;
@@ -33,6 +34,8 @@ pub mod body;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod cookies;
+pub mod cors;
 pub mod error;
 pub mod keys;
 pub mod model;

@@ -1,5 +1,6 @@
 //! HTTP routes, one module per resource, each owning its router.
 
+pub mod account;
 pub mod audit;
 pub mod meta;
 pub mod sessions;
@@ -22,7 +23,8 @@ pub struct TokenResponse {
     pub expires_in: u64,
     /// The granted scopes, space-separated.
     pub scope: String,
-    /// Opaque; rotates on every use (`grant_type=refresh_token`).
+    /// Opaque; rotates on every use (`grant_type=refresh_token`). Absent in
+    /// cookie mode (`?cookie=true`), where it is an `HttpOnly` cookie.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
 }

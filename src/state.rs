@@ -28,4 +28,6 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// The key refresh-token successors are derived with.
     pub refresh: crate::sessions::RefreshTokens,
+    /// How the browser cookie mode writes and accepts refresh cookies.
+    pub cookies: Arc<crate::cookies::CookiePolicy>,
 }

@@ -15,6 +15,8 @@ pub const BACKEND: helpers::Backend = helpers::Backend::Postgres;
 mod audit;
 #[path = "api/authorization.rs"]
 mod authorization;
+#[path = "api/cookies.rs"]
+mod cookies;
 #[path = "api/jwt_attacks.rs"]
 mod jwt_attacks;
 #[path = "api/limits.rs"]

@@ -91,6 +91,15 @@ fn assert_config_error(o: &Output, setting: &str) {
 }
 
 #[test]
+fn a_wildcard_cors_origin_stops_serve_with_exit_code_2() {
+    let cli = Cli::new();
+    assert_config_error(
+        &cli.run(&["serve"], &[("WARDEN_CORS_ORIGINS", "*")]),
+        "WARDEN_CORS_ORIGINS",
+    );
+}
+
+#[test]
 fn unknown_algorithm_stops_serve_with_exit_code_2() {
     let cli = Cli::new();
     assert_config_error(

@@ -4,6 +4,7 @@
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -97,7 +98,7 @@ pub struct SessionView {
 
 /// End the current session (`?all=true`: every session of the user). The
 /// session's refresh token stops working at once, its access tokens on
-/// their next request.
+/// their next request. The browser's refresh cookie, if any, is cleared.
 #[utoipa::path(
     post,
     path = "/logout",
@@ -105,7 +106,7 @@ pub struct SessionView {
     params(("all" = Option<bool>, Query, description = "End every session of the user")),
     security(("OAuth2PasswordBearer" = []), ("bearerAuth" = [])),
     responses(
-        (status = 204, description = "Logged out"),
+        (status = 204, description = "Logged out; the refresh cookie is cleared"),
         (status = 401, description = "Missing, invalid or expired token", body = crate::routes::Detail),
     )
 )]
@@ -113,7 +114,7 @@ pub async fn logout(
     State(state): State<AppState>,
     claims: Claims,
     RawQuery(query): RawQuery,
-) -> Result<StatusCode> {
+) -> Result<Response> {
     let all = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .any(|(k, v)| k == "all" && matches!(v.as_ref(), "true" | "1"));
     let now = crate::tokens::now();
@@ -131,7 +132,11 @@ pub async fn logout(
             .detail("all", all),
     )
     .await;
-    Ok(StatusCode::NO_CONTENT)
+    // The cookie (Path=/token) is not sent here, and its session has just
+    // ended anyway; expiring it keeps the browser from holding a dead one.
+    Ok(state
+        .cookies
+        .cleared(StatusCode::NO_CONTENT.into_response()))
 }
 
 /// Your live sessions, newest first.

@@ -3,8 +3,8 @@
 use std::collections::BTreeSet;
 
 use axum::Json;
-use axum::extract::State;
-use axum::http::{HeaderValue, header};
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -15,6 +15,7 @@ use warden_guard::RequireScope;
 
 use crate::audit::{self, Event};
 use crate::body::OAuthParams;
+use crate::cookies;
 use crate::error::{Error, GrantError, Result};
 use crate::passwords::Password;
 use crate::roles::Roles;
@@ -43,7 +44,8 @@ pub struct TokenRequest {
     username: Option<String>,
     /// Password grant.
     password: Option<String>,
-    /// Refresh grant: the refresh token to rotate.
+    /// Refresh grant: the refresh token to rotate. Omitted in cookie mode:
+    /// then the `warden_refresh` cookie is used, from an allowed `Origin`.
     refresh_token: Option<String>,
     /// Space-separated scopes to request; all of the user's when omitted.
     scope: Option<String>,
@@ -51,13 +53,17 @@ pub struct TokenRequest {
 
 const BAD_CREDENTIALS: &str = "Incorrect username or password";
 
+fn missing(name: &str) -> Error {
+    Error::Grant(
+        GrantError::InvalidRequest,
+        format!("Missing required parameter: {name}"),
+    )
+}
+
 fn required<'a>(params: &'a OAuthParams, name: &str) -> Result<&'a str> {
     match params.0.get(name) {
         Some(v) if !v.is_empty() => Ok(v),
-        _ => Err(Error::Grant(
-            GrantError::InvalidRequest,
-            format!("Missing required parameter: {name}"),
-        )),
+        _ => Err(missing(name)),
     }
 }
 
@@ -107,10 +113,17 @@ pub fn grant_scopes(
 /// Takes `application/x-www-form-urlencoded` as OAuth 2.0 requires, and a
 /// JSON object with the same fields. An unknown user, a wrong password and a
 /// disabled account get the same answer, after the same amount of work.
+///
+/// With `?cookie=true` (for browsers) the refresh token is set as an
+/// `HttpOnly` cookie (`Path=/token`, `SameSite=Strict`) instead of being
+/// returned in the body. A refresh without `refresh_token` uses that
+/// cookie, only from warden's own origin or a configured CORS origin, and
+/// rotates it.
 #[utoipa::path(
     post,
     path = "/token",
     tag = "tokens",
+    params(("cookie" = Option<bool>, Query, description = "Browser cookie mode: the refresh token goes into an HttpOnly cookie, not the body")),
     request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "Token issued", body = TokenResponse),
@@ -124,17 +137,58 @@ pub fn grant_scopes(
 pub async fn issue_token(
     State(state): State<AppState>,
     client: ClientMeta,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
     params: OAuthParams,
-) -> Result<TokenResponse> {
+) -> Result<Response> {
+    let cookie_mode = cookies::wants_cookie(query.as_deref());
     match params.0.get("grant_type").map(String::as_str) {
-        None | Some("") | Some("password") => password_grant(&state, &client, &params).await,
-        Some("refresh_token") => refresh_grant(&state, &params).await,
+        None | Some("") | Some("password") => {
+            let tokens = password_grant(&state, &client, &params).await?;
+            Ok(state.cookies.respond(tokens, cookie_mode))
+        }
+        Some("refresh_token") => refresh(&state, &params, &headers, cookie_mode).await,
         Some(other) => Err(Error::Grant(
             GrantError::UnsupportedGrantType,
             format!("Unsupported grant_type: {other}"),
         )),
     }
 }
+
+/// The refresh grant, from the `refresh_token` field or, without one, the
+/// cookie. A refresh paid with the cookie always answers in cookie mode
+/// (the rotated token must replace the cookie, or the next reload would
+/// present a spent token); a dead cookie is cleared.
+async fn refresh(
+    state: &AppState,
+    params: &OAuthParams,
+    headers: &HeaderMap,
+    cookie_mode: bool,
+) -> Result<Response> {
+    if let Ok(token) = required(params, "refresh_token") {
+        let tokens = refresh_grant(state, token, params).await?;
+        return Ok(state.cookies.respond(tokens, cookie_mode));
+    }
+    let Some(token) = cookies::read(headers) else {
+        return Err(missing("refresh_token"));
+    };
+    if !state.cookies.origin_allowed(headers) {
+        return Err(Error::Grant(
+            GrantError::InvalidGrant,
+            COOKIE_ORIGIN_REFUSED.to_owned(),
+        ));
+    }
+    match refresh_grant(state, &token, params).await {
+        Ok(tokens) => Ok(state.cookies.respond(tokens, true)),
+        Err(e @ Error::Grant(GrantError::InvalidGrant, _)) => {
+            Ok(state.cookies.cleared(e.into_response()))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Why a cookie refresh from another origin is refused.
+pub const COOKIE_ORIGIN_REFUSED: &str = "The refresh token cookie is accepted only from warden's own origin or a configured CORS origin";
 
 async fn password_grant(
     state: &AppState,
@@ -229,8 +283,11 @@ fn invalid_refresh() -> Error {
 }
 
 /// `grant_type=refresh_token`: rotate the refresh token, issue a new pair.
-async fn refresh_grant(state: &AppState, params: &OAuthParams) -> Result<TokenResponse> {
-    let token = required(params, "refresh_token")?;
+async fn refresh_grant(
+    state: &AppState,
+    token: &str,
+    params: &OAuthParams,
+) -> Result<TokenResponse> {
     let requested = requested_scopes(
         &state.config.roles,
         params.0.get("scope").map(String::as_str),

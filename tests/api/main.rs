@@ -9,6 +9,7 @@ pub const BACKEND: helpers::Backend = helpers::Backend::Sqlite;
 
 mod audit;
 mod authorization;
+mod cookies;
 mod jwt_attacks;
 mod limits;
 mod ops;

@@ -1,8 +1,9 @@
 //! The current user's own routes: `/users/me` and `/users/me/password`.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use warden_guard::{AuthError, RequireScope};
 
 use super::{
@@ -108,11 +109,14 @@ pub async fn delete_current_user(
 }
 
 /// Change your password. Every earlier token of the account stops working;
-/// a fresh token is returned.
+/// a fresh token is returned. With `?cookie=true` the fresh refresh token
+/// replaces the browser's refresh cookie instead of appearing in the body
+/// (the old cookie's session has just ended).
 #[utoipa::path(
     put,
     path = "/users/me/password",
     tag = "users",
+    params(("cookie" = Option<bool>, Query, description = "Browser cookie mode, as for POST /token")),
     request_body = PasswordChange,
     security(("OAuth2PasswordBearer" = ["me"]), ("bearerAuth" = [])),
     responses(
@@ -129,8 +133,9 @@ pub async fn change_password(
     State(state): State<AppState>,
     client: ClientMeta,
     claims: RequireScope<Me>,
+    RawQuery(query): RawQuery,
     JsonObject(body): JsonObject,
-) -> Result<TokenResponse> {
+) -> Result<Response> {
     let user = token_user(&state, &claims).await?;
     let mut f = Fields::new(&body);
     let current = f.required_str("current_password");
@@ -164,6 +169,8 @@ pub async fn change_password(
             .ip(client.ip.as_deref()),
     )
     .await;
-    let (response, _) = open_session(&state, &user, claims.scope.clone(), &client, now).await?;
-    Ok(response)
+    let (tokens, _) = open_session(&state, &user, claims.scope.clone(), &client, now).await?;
+    Ok(state
+        .cookies
+        .respond(tokens, crate::cookies::wants_cookie(query.as_deref())))
 }

@@ -1,0 +1,66 @@
+//! `GET /account`: a small page, served from the binary, where a person
+//! registers, signs in, sees their sessions, signs out and changes their
+//! password. Plain HTML, CSS and JavaScript (no build step, no other
+//! origin), using the API like any single-page app would: the access token
+//! in page memory only, the refresh token in the `HttpOnly` cookie of the
+//! cookie mode (see [`crate::cookies`]).
+//!
+//! Not part of the OpenAPI document: these are pages, not API routes.
+
+use axum::Router;
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::state::AppState;
+
+const INDEX_HTML: &str = include_str!("account/index.html");
+const APP_JS: &str = include_str!("account/app.js");
+const STYLE_CSS: &str = include_str!("account/style.css");
+
+/// Only this origin's own script and stylesheet, no inline code, no
+/// framing: an injected `<script>` would not run.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+     style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; \
+     base-uri 'none'; frame-ancestors 'none'";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/account", get(index))
+        .route("/account/app.js", get(app_js))
+        .route("/account/style.css", get(style_css))
+}
+
+fn page(content_type: &'static str, body: &'static str) -> Response {
+    let headers: [(HeaderName, HeaderValue); 6] = [
+        (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        ),
+        (
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ),
+        (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+        (
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ),
+        // Small, and changes with the binary: always revalidate.
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+    ];
+    (headers, body).into_response()
+}
+
+async fn index() -> Response {
+    page("text/html; charset=utf-8", INDEX_HTML)
+}
+
+async fn app_js() -> Response {
+    page("text/javascript; charset=utf-8", APP_JS)
+}
+
+async fn style_css() -> Response {
+    page("text/css; charset=utf-8", STYLE_CSS)
+}
