@@ -238,9 +238,9 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
 /// same database).
 const SYNC_INTERVAL: Duration = Duration::from_millis(100);
 
-/// Every this many sync ticks (5 s) everything is reloaded even without a
-/// change: retired keys leave JWKS once their last token has expired, and a
-/// notification lost with a dropped listener connection is caught up.
+/// Every this many sync ticks (5 s) the signing keys are reloaded even
+/// without a change: retired keys leave JWKS once their last token has
+/// expired.
 const KEY_REFRESH_TICKS: u32 = 50;
 
 /// How often expired sessions and refresh tokens are deleted.
@@ -278,7 +278,10 @@ fn spawn_sync(state: AppState) {
             if !changed && !periodic {
                 continue;
             }
-            match sync_once(&state, changed || periodic).await {
+            // The periodic pass reloads the keys only: users are reloaded on
+            // a change, and a change the PostgreSQL listener may have missed
+            // while reconnecting counts as one (it bumps the marker).
+            match sync_once(&state, changed).await {
                 Ok(()) => failing = false,
                 Err(e) => {
                     if !failing {

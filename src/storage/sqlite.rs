@@ -4,6 +4,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::TryStreamExt;
 use sqlx::Row;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -21,10 +22,8 @@ const USER_COLUMNS: &str = "id, username, email, full_name, password_hash, roles
 
 pub struct SqliteStore {
     pool: SqlitePool,
-    /// A connection that never writes, kept for `PRAGMA data_version`: the
-    /// value is per connection and changes only when *another* connection
-    /// commits, so this one sees every write of the pool and of other
-    /// processes.
+    /// A connection of its own for polling the change counter ten times a
+    /// second, so the poll never waits behind the pool's writers.
     watcher: tokio::sync::Mutex<Option<sqlx::SqliteConnection>>,
     options: SqliteConnectOptions,
 }
@@ -290,24 +289,25 @@ impl Store for SqliteStore {
     }
 
     async fn user_security(&self) -> StoreResult<Vec<UserSecurity>> {
-        let rows = sqlx::query(
+        // Row by row: with a million users, holding every driver row at once
+        // would cost hundreds of MB of peak memory for a 48-byte record each.
+        let mut rows = sqlx::query(
             "select id, tokens_valid_after, disabled, security_version, revision from users",
         )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let id: String = row.try_get("id")?;
-                Ok(UserSecurity {
-                    id: Uuid::parse_str(&id)
-                        .map_err(|e| StoreError::Corrupt(format!("users.id: {e}")))?,
-                    tokens_valid_after: row.try_get("tokens_valid_after")?,
-                    disabled: row.try_get("disabled")?,
-                    security_version: row.try_get("security_version")?,
-                    revision: row.try_get("revision")?,
-                })
-            })
-            .collect()
+        .fetch(&self.pool);
+        let mut all = Vec::new();
+        while let Some(row) = rows.try_next().await? {
+            let id: String = row.try_get("id")?;
+            all.push(UserSecurity {
+                id: Uuid::parse_str(&id)
+                    .map_err(|e| StoreError::Corrupt(format!("users.id: {e}")))?,
+                tokens_valid_after: row.try_get("tokens_valid_after")?,
+                disabled: row.try_get("disabled")?,
+                security_version: row.try_get("security_version")?,
+                revision: row.try_get("revision")?,
+            });
+        }
+        Ok(all)
     }
 
     async fn change_marker(&self) -> StoreResult<i64> {
@@ -319,7 +319,9 @@ impl Store for SqliteStore {
         let Some(conn) = guard.as_mut() else {
             return Err(StoreError::Corrupt("watcher connection missing".to_owned()));
         };
-        match sqlx::query_scalar::<_, i64>("pragma data_version")
+        // Bumped by triggers (migration 0006) on the writes other servers
+        // must see — not by logins, unlike `pragma data_version`.
+        match sqlx::query_scalar::<_, i64>("select seq from change_counter where id = 1")
             .fetch_one(&mut *conn)
             .await
         {
