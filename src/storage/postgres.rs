@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::TryStreamExt;
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
 use uuid::Uuid;
@@ -333,24 +334,25 @@ impl Store for PostgresStore {
     }
 
     async fn user_security(&self) -> StoreResult<Vec<UserSecurity>> {
-        let rows = sqlx::query(
+        // Row by row: with a million users, holding every driver row at once
+        // would cost hundreds of MB of peak memory for a 48-byte record each.
+        let mut rows = sqlx::query(
             "select id, tokens_valid_after, disabled, security_version, revision from users",
         )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let id: String = row.try_get("id")?;
-                Ok(UserSecurity {
-                    id: Uuid::parse_str(&id)
-                        .map_err(|e| StoreError::Corrupt(format!("users.id: {e}")))?,
-                    tokens_valid_after: row.try_get("tokens_valid_after")?,
-                    disabled: row.try_get("disabled")?,
-                    security_version: row.try_get("security_version")?,
-                    revision: row.try_get("revision")?,
-                })
-            })
-            .collect()
+        .fetch(&self.pool);
+        let mut all = Vec::new();
+        while let Some(row) = rows.try_next().await? {
+            let id: String = row.try_get("id")?;
+            all.push(UserSecurity {
+                id: Uuid::parse_str(&id)
+                    .map_err(|e| StoreError::Corrupt(format!("users.id: {e}")))?,
+                tokens_valid_after: row.try_get("tokens_valid_after")?,
+                disabled: row.try_get("disabled")?,
+                security_version: row.try_get("security_version")?,
+                revision: row.try_get("revision")?,
+            });
+        }
+        Ok(all)
     }
 
     async fn change_marker(&self) -> StoreResult<i64> {
