@@ -24,6 +24,25 @@ use crate::error::Error;
 const SALT_LEN: usize = 16;
 const HASH_LEN: usize = 32;
 
+/// The nice value of hashing threads. When a core is shared, the scheduler
+/// gives the async executor (nice 0) about nine times a hash thread's share,
+/// so token checks are not queued behind a burst of logins; with the core to
+/// themselves, hash threads run at full speed.
+#[cfg(target_os = "linux")]
+const HASH_THREAD_NICE: i32 = 10;
+
+/// Lowers the calling thread's scheduling priority (on Linux, `setpriority`
+/// given a thread id applies to that thread alone). Best effort: a failure
+/// leaves the thread at normal priority.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) =
+        rustix::process::setpriority_process(Some(rustix::thread::gettid()), HASH_THREAD_NICE)
+    {
+        tracing::debug!(error = %e, "cannot lower the priority of a password-hashing thread");
+    }
+}
+
 /// A password that never shows up in `Debug` output or logs.
 pub struct Password(String);
 
@@ -214,7 +233,10 @@ impl PasswordHasher {
             let verified = verified.clone();
             std::thread::Builder::new()
                 .name(format!("warden-hash-{i}"))
-                .spawn(move || worker.run(rx, depth, verified))?;
+                .spawn(move || {
+                    lower_priority();
+                    worker.run(rx, depth, verified)
+                })?;
         }
         Ok(Self {
             jobs: tx,

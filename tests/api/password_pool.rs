@@ -100,3 +100,39 @@ async fn registration_also_answers_503_when_the_queue_is_full() {
             .all(|s| *s == StatusCode::CREATED || *s == StatusCode::SERVICE_UNAVAILABLE)
     );
 }
+
+/// Hashing threads run at a lower scheduling priority than the executor, so
+/// on a shared core token checks are served ahead of a burst of logins.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn hashing_threads_run_at_a_lower_priority_than_the_executor() {
+    // Field 19 of /proc/.../stat is the nice value; count after "(comm) ".
+    fn nice(stat: &str) -> i32 {
+        let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+        after_comm.split(' ').nth(16).unwrap().parse().unwrap()
+    }
+    let _app = TestApp::spawn().await;
+    let mut hash_threads = 0;
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let dir = task.unwrap().path();
+        let (Ok(comm), Ok(stat)) = (
+            std::fs::read_to_string(dir.join("comm")),
+            std::fs::read_to_string(dir.join("stat")),
+        ) else {
+            continue; // the thread ended meanwhile
+        };
+        if comm.trim().starts_with("warden-hash") {
+            hash_threads += 1;
+            assert_eq!(
+                nice(&stat),
+                10,
+                "{} runs at the wrong priority",
+                comm.trim()
+            );
+        }
+    }
+    assert!(hash_threads > 0, "no hashing threads found");
+    // This test's thread runs the server's executor (a current-thread runtime).
+    let executor = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+    assert_eq!(nice(&executor), 0);
+}
