@@ -26,7 +26,7 @@ use crate::error::Error;
 use crate::passwords::PasswordHasher;
 use crate::roles::Roles;
 use crate::routes;
-use crate::state::AppState;
+use crate::state::{AppState, Shared};
 use crate::storage::{self, Store};
 use crate::tokens::{self, TokenIssuer, UserGate};
 
@@ -215,7 +215,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         per_address: config.throttle_per_address,
         per_account: config.throttle_per_account,
     }));
-    let state = AppState {
+    let state = AppState::new(Shared {
         refresh,
         cookies: Arc::new(crate::cookies::CookiePolicy::new(&config)),
         throttle,
@@ -227,7 +227,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         gate,
         verifier,
         metrics: metrics_handle(),
-    };
+    });
     spawn_sync(state.clone());
     spawn_purge(state.clone());
     Ok(state)

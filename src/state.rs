@@ -11,8 +11,34 @@ use crate::passwords::PasswordHasher;
 use crate::storage::Store;
 use crate::tokens::{TokenIssuer, UserGate};
 
-#[derive(Clone, FromRef)]
-pub struct AppState {
+/// Cloned for every request (axum hands each handler and extractor its own
+/// copy), so it is one `Arc`: a clone is one atomic increment, not one per
+/// field. Fields are reached through `Deref`.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The protected-route extractors of `warden_guard` find the verifier here.
+impl FromRef<AppState> for Verifier {
+    fn from_ref(state: &AppState) -> Self {
+        state.verifier.clone()
+    }
+}
+
+pub struct Shared {
     pub config: Arc<Config>,
     pub store: Arc<dyn Store>,
     pub hasher: PasswordHasher,
