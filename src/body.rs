@@ -80,6 +80,13 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
 /// the parser, not a request.
 const MAX_FORM_FIELDS: usize = 32;
 
+fn too_many_parameters() -> Error {
+    Error::Grant(
+        crate::error::GrantError::InvalidRequest,
+        format!("Too many parameters (at most {MAX_FORM_FIELDS})"),
+    )
+}
+
 /// The parameters of an OAuth 2.0 endpoint: a form body, or — since posting
 /// JSON to a form endpoint is the most common mistake — a JSON object of
 /// string fields. A parameter sent twice is refused (RFC 6749 §3.2).
@@ -95,10 +102,7 @@ impl<S: Send + Sync> FromRequest<S> for OAuthParams {
             let mut map = HashMap::new();
             for (n, (k, v)) in form_urlencoded::parse(&bytes).enumerate() {
                 if n >= MAX_FORM_FIELDS {
-                    return Err(Error::Grant(
-                        crate::error::GrantError::InvalidRequest,
-                        format!("Too many parameters (at most {MAX_FORM_FIELDS})"),
-                    ));
+                    return Err(too_many_parameters());
                 }
                 if map.insert(k.to_string(), v.into_owned()).is_some() {
                     return Err(Error::Grant(
@@ -111,6 +115,11 @@ impl<S: Send + Sync> FromRequest<S> for OAuthParams {
         } else if is_json(&ct) {
             let bytes = read_bytes(req, state).await?;
             let object = parse_json_object(&bytes)?;
+            // The same bound as the form (found by the request fuzzer: the
+            // JSON form of these endpoints had none).
+            if object.len() > MAX_FORM_FIELDS {
+                return Err(too_many_parameters());
+            }
             let mut map = HashMap::new();
             for (k, v) in object {
                 match v {

@@ -27,6 +27,44 @@ async fn a_form_with_too_many_fields_is_400_not_parsed_forever() {
 }
 
 #[tokio::test]
+async fn the_json_form_of_the_token_endpoints_has_the_same_parameter_limit() {
+    let app = TestApp::spawn().await;
+    let object: serde_json::Map<String, Value> = (0..33)
+        .map(|i| (format!("f{i}"), Value::String("x".into())))
+        .collect();
+    // (`/token/introspect` asks for its bearer token before reading the body.)
+    for path in ["/token", "/token/revoke"] {
+        let r = app
+            .client
+            .post(app.at(path))
+            .json(&object)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{path}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_request", "{path}");
+        assert_eq!(body["detail"], "Too many parameters (at most 32)", "{path}");
+    }
+    // 32 are fine: the grant itself is what fails then.
+    let mut object: serde_json::Map<String, Value> = (0..29)
+        .map(|i| (format!("f{i}"), Value::String("x".into())))
+        .collect();
+    object.insert("grant_type".into(), "password".into());
+    object.insert("username".into(), "nobody".into());
+    object.insert("password".into(), PASSWORD.into());
+    let r = app
+        .client
+        .post(app.at("/token"))
+        .json(&object)
+        .send()
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_grant");
+}
+
+#[tokio::test]
 async fn deeply_nested_json_is_422_not_a_crash() {
     let app = TestApp::spawn().await;
     let nested = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
