@@ -118,18 +118,16 @@ async fn method_not_allowed() -> Response {
 /// Counts requests and their duration by matched route (never by raw path:
 /// ids would explode the label set).
 async fn record_metrics(req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
+    static HTTP: std::sync::LazyLock<crate::http_metrics::HttpMetrics> =
+        std::sync::LazyLock::new(Default::default);
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let start = Instant::now();
     let response = next.run(req).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("warden_http_requests_total", "route" => route.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!("warden_http_request_duration_seconds", "route" => route)
-        .record(start.elapsed().as_secs_f64());
+    HTTP.record(
+        route.as_ref().map_or("unmatched", |p| p.as_str()),
+        response.status().as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
     response
 }
 
@@ -168,6 +166,20 @@ pub fn router(state: AppState) -> Router {
 
 /// The process-wide Prometheus recorder (a recorder can be installed once
 /// per process; tests start many servers in one).
+/// Histogram samples wait in a buffer until drained into their summaries;
+/// without a Prometheus scrape nothing else drains it, and under load it
+/// would grow by megabytes a minute.
+fn spawn_metrics_upkeep(handle: Option<PrometheusHandle>) {
+    let Some(handle) = handle else { return };
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            handle.run_upkeep();
+        }
+    });
+}
+
 fn metrics_handle() -> Option<PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
@@ -230,6 +242,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     });
     spawn_sync(state.clone());
     spawn_purge(state.clone());
+    spawn_metrics_upkeep(state.metrics.clone());
     Ok(state)
 }
 

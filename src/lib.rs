@@ -37,6 +37,7 @@ pub mod config;
 pub mod cookies;
 pub mod cors;
 pub mod error;
+pub mod http_metrics;
 pub mod keys;
 pub mod model;
 pub mod passwords;
