@@ -69,17 +69,20 @@ fn bench(alg: Algorithm, iters: u32) {
     };
 
     let ids: Vec<Uuid> = (0..USERS).map(|_| Uuid::now_v7()).collect();
-    let gate = Arc::new(UserGate::new(
-        ids.iter()
-            .map(|&id| UserSecurity {
-                id,
-                tokens_valid_after: 0,
-                disabled: false,
-                security_version: 0,
-                revision: 0,
-            })
-            .collect(),
-    ));
+    // Every user watched (as if all had just changed their password): the
+    // gate's lookup finds an entry, its costlier path.
+    let watched: Vec<UserSecurity> = ids
+        .iter()
+        .map(|&id| UserSecurity {
+            id,
+            tokens_valid_after: 0,
+            disabled: false,
+            security_version: 0,
+            revision: 0,
+        })
+        .collect();
+    let gate = Arc::new(UserGate::default());
+    gate.reload(&watched, gate.reload_started());
     let verifier = Verifier::builder(alg, ring.key_set(), ISSUER)
         .check(gate.clone())
         .build();

@@ -200,9 +200,9 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     let store = storage::connect_with(&config.database_url, &config.database).await?;
     store.migrate().await?;
     let keys = crate::keys::load_or_create(&config, store.as_ref(), tokens::now()).await?;
-    let read_at = tokens::now();
-    let gate = Arc::new(UserGate::loaded(store.user_security().await?, read_at));
-    let horizon = tokens::now() - config.access_token_ttl as i64 - 1;
+    let gate = Arc::new(UserGate::default());
+    let horizon = gate_horizon(&config);
+    let log_read_at = load_gate(&gate, store.as_ref(), horizon).await?;
     gate.apply_revocations(&store.revoked_sessions(horizon).await?);
     let mut verifier =
         Verifier::builder(config.jwt_algorithm, keys.key_set(), config.issuer.clone())
@@ -240,7 +240,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         verifier,
         metrics: metrics_handle(),
     });
-    spawn_sync(state.clone());
+    spawn_sync(state.clone(), log_read_at);
     spawn_purge(state.clone());
     spawn_metrics_upkeep(state.metrics.clone());
     Ok(state)
@@ -259,13 +259,42 @@ const KEY_REFRESH_TICKS: u32 = 50;
 /// How often expired sessions and refresh tokens are deleted.
 const PURGE_INTERVAL: Duration = Duration::from_secs(600);
 
+/// How far before its previous read each read of the user change log
+/// starts: a change committed up to this long after it was logged is still
+/// seen.
+const CHANGE_LOG_OVERLAP: i64 = 60;
+
+/// Slack (seconds) past an access-token lifetime before the gate forgets a
+/// change: the clocks of instances and the database differ a little.
+const GATE_SLACK: i64 = 60;
+
+/// Changes, deletions and ended sessions from before this moment can no
+/// longer affect an unexpired access token.
+fn gate_horizon(config: &crate::config::Config) -> i64 {
+    tokens::now() - config.access_token_ttl as i64 - GATE_SLACK
+}
+
+/// Loads the token gate in full: the users to watch and the deletions since
+/// `horizon`. Returns the change log's read time, where the next read
+/// continues.
+async fn load_gate(gate: &UserGate, store: &dyn Store, horizon: i64) -> anyhow::Result<i64> {
+    let started = gate.reload_started();
+    let watched = store.users_to_watch(horizon).await?;
+    let log = store.user_changes(horizon).await?;
+    gate.reload(&watched, started);
+    gate.apply_changes(&log.changes, horizon);
+    Ok(log.read_at)
+}
+
 /// Keeps the in-memory state current with the database: the token gate
-/// (users' valid-after and disabled flags, ended sessions) and the signing
-/// keys. Polls the store's change marker; on a change, reloads. The gate
-/// merge never undoes a newer local change (see [`UserGate::apply_snapshot`]).
-fn spawn_sync(state: AppState) {
+/// (users changed or deleted, ended sessions), the user cache and the
+/// signing keys. Polls the store's change marker; on a change, reads the
+/// user change log from where the last read left off. Neither the gate nor
+/// the cache ever undoes a newer local write (see [`UserGate`]).
+fn spawn_sync(state: AppState, log_read_at: i64) {
     tokio::spawn(async move {
         let mut seen = state.store.change_marker().await.ok();
+        let mut log_read_at = log_read_at;
         let mut tick = tokio::time::interval(SYNC_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing = false;
@@ -291,10 +320,11 @@ fn spawn_sync(state: AppState) {
             if !changed && !periodic {
                 continue;
             }
-            // The periodic pass reloads the keys only: users are reloaded on
-            // a change, and a change the PostgreSQL listener may have missed
-            // while reconnecting counts as one (it bumps the marker).
-            match sync_once(&state, changed).await {
+            // The periodic pass reloads the keys and prunes the gate; users
+            // are read on a change, and a change the PostgreSQL listener may
+            // have missed while reconnecting counts as one (it bumps the
+            // marker).
+            match sync_once(&state, changed, &mut log_read_at).await {
                 Ok(()) => failing = false,
                 Err(e) => {
                     if !failing {
@@ -309,24 +339,26 @@ fn spawn_sync(state: AppState) {
     });
 }
 
-async fn sync_once(state: &AppState, changed: bool) -> anyhow::Result<()> {
+async fn sync_once(state: &AppState, changed: bool, log_read_at: &mut i64) -> anyhow::Result<()> {
     let now = tokens::now();
-    // Sessions ended longer ago than an access-token lifetime have no live
-    // access tokens left.
-    let horizon = now - state.config.access_token_ttl as i64 - 1;
+    let horizon = gate_horizon(&state.config);
     if changed {
-        let started = state.gate.snapshot_started();
-        let read_at = tokens::now();
-        let users = state.store.user_security().await?;
-        // Only once the database has answered: while it is down the cached
-        // users keep serving valid tokens.
-        let revisions = users.iter().map(|u| (u.id, u.revision)).collect();
-        state.users.retain_current(&revisions);
-        state.gate.apply_snapshot(users, started, read_at);
+        let since = *log_read_at - CHANGE_LOG_OVERLAP;
+        if since < now - crate::storage::USER_CHANGE_RETENTION + 3600 {
+            // Cut off for so long the log may have been purged since.
+            tracing::info!("sync: change log read long ago; reloading users in full");
+            state.users.clear();
+            *log_read_at = load_gate(&state.gate, state.store.as_ref(), horizon).await?;
+        } else {
+            let log = state.store.user_changes(since).await?;
+            state.users.apply_changes(&log.changes);
+            state.gate.apply_changes(&log.changes, horizon);
+            *log_read_at = log.read_at;
+        }
         let revoked = state.store.revoked_sessions(horizon).await?;
         state.gate.apply_revocations(&revoked);
     }
-    state.gate.prune_revocations(horizon);
+    state.gate.prune(horizon);
     if let Some(ring) = crate::keys::load_ring(&state.config, state.store.as_ref(), now).await? {
         let current = state.tokens.keys();
         let same = current.current.kid == ring.current.kid

@@ -3,16 +3,16 @@
 //! answering while the database is unreachable.
 //!
 //! Kept current by this process's writes ([`UserCache::put`],
-//! [`UserCache::remove`]); cleared whenever the sync loop sees a write made
-//! elsewhere, so another instance's change is visible here as soon as its
-//! notification arrives.
+//! [`UserCache::remove`]); a user changed elsewhere is dropped as soon as
+//! the sync loop reads the change from the database's log, so another
+//! instance's change is visible here as soon as its notification arrives.
 
 use std::sync::Arc;
 
 use dashmap::DashMap;
 use uuid::Uuid;
 
-use crate::storage::{Store, StoreResult, UserRecord};
+use crate::storage::{Store, StoreResult, UserChange, UserRecord};
 
 /// At most this many users are cached; past it the cache is cleared and
 /// refills with whoever is active. Bounds memory without bookkeeping on the
@@ -54,11 +54,17 @@ impl UserCache {
         self.users.remove(&id);
     }
 
-    /// Keeps only users whose cached copy is still current: present in
-    /// `revisions` (id → revision, read from the database) at the same
-    /// revision.
-    pub fn retain_current(&self, revisions: &std::collections::HashMap<Uuid, i64>) {
-        self.users
-            .retain(|id, u| revisions.get(id) == Some(&u.revision));
+    /// Drops the cached copies that `changes` (from the database's change
+    /// log) make stale.
+    pub fn apply_changes(&self, changes: &[UserChange]) {
+        for c in changes {
+            self.users.remove_if(&c.id, |_, cached| {
+                c.current.is_none_or(|now| now.revision != cached.revision)
+            });
+        }
+    }
+
+    pub fn clear(&self) {
+        self.users.clear();
     }
 }

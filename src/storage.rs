@@ -113,7 +113,7 @@ pub struct UserQuery {
     pub prefix: Option<String>,
 }
 
-/// What the in-memory token gate needs to know of every user.
+/// What the in-memory token gate needs to know of a user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UserSecurity {
     pub id: Uuid,
@@ -123,6 +123,30 @@ pub struct UserSecurity {
     /// The row's revision, for caches.
     pub revision: i64,
 }
+
+/// A user updated or deleted, from the `user_changes` log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserChange {
+    pub id: Uuid,
+    /// The user as they are now; `None` once deleted.
+    pub current: Option<UserSecurity>,
+    /// When the (latest) change was logged, by the database's clock.
+    pub changed_at: i64,
+}
+
+/// The `user_changes` log from some moment on.
+#[derive(Debug, Clone, Default)]
+pub struct UserChangeLog {
+    /// The database's clock (unix seconds) just before the log was read:
+    /// the next read starts a margin before it.
+    pub read_at: i64,
+    /// One entry per user, in no particular order.
+    pub changes: Vec<UserChange>,
+}
+
+/// How long (seconds) the `user_changes` log keeps a row, at least: a
+/// server that has not read the log for longer reloads in full.
+pub const USER_CHANGE_RETENTION: i64 = 24 * 3600;
 
 /// A signing key as stored.
 #[derive(Clone)]
@@ -261,8 +285,14 @@ pub trait Store: Send + Sync + 'static {
     async fn list_users(&self) -> StoreResult<Vec<UserRecord>>;
     /// One page of users, by id.
     async fn query_users(&self, query: &UserQuery) -> StoreResult<Vec<UserRecord>>;
-    /// The token-gate view of every user, loaded at start-up.
-    async fn user_security(&self) -> StoreResult<Vec<UserSecurity>>;
+    /// The users whose tokens need a check of their own: disabled, or
+    /// with a security change (`tokens_valid_after`) at or after `since`.
+    /// Everyone else's unexpired tokens were all issued after their last
+    /// change.
+    async fn users_to_watch(&self, since: i64) -> StoreResult<Vec<UserSecurity>>;
+    /// Users updated or deleted at or after `since` (database clock), each
+    /// with their current state.
+    async fn user_changes(&self, since: i64) -> StoreResult<UserChangeLog>;
     /// A value that changes whenever another connection or process has
     /// committed a write; the server polls it to resync its token gate
     /// after changes made elsewhere (the CLI, another instance).
@@ -312,8 +342,10 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_audit(&self, event: &AuditRecord) -> StoreResult<()>;
     async fn query_audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditRecord>>;
 
-    /// Deletes expired refresh tokens, and sessions that ended before
-    /// `ended_before`; returns how many rows went.
+    /// Deletes expired refresh tokens, sessions that ended before
+    /// `ended_before`, and `user_changes` rows older than
+    /// [`USER_CHANGE_RETENTION`] (and than `ended_before`); returns how many
+    /// rows went.
     async fn purge(&self, now: i64, ended_before: i64) -> StoreResult<u64>;
 }
 

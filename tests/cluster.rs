@@ -336,6 +336,58 @@ async fn three_instances_share_users_sessions_and_keys() {
         .unwrap();
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
 
+    // A profile edit through B shows on A, whose user cache holds alice,
+    // within a second.
+    assert_eq!(me(&client, &a, &new_token).await, StatusCode::OK);
+    let r = client
+        .patch(b.at("/users/me"))
+        .bearer_auth(&new_token)
+        .json(&json!({"full_name": "Alice Liddell"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let start = Instant::now();
+    loop {
+        let profile: Value = client
+            .get(a.at("/users/me"))
+            .bearer_auth(&new_token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if profile["full_name"] == "Alice Liddell" {
+            println!("profile edit through B reached A in {:?}", start.elapsed());
+            break;
+        }
+        assert!(start.elapsed() < second, "A still serves {profile}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Delete alice through C: her token fails on A and B, also on a route
+    // that reads no user record (only the token gate can refuse it there).
+    let r = client
+        .delete(c.at("/users/me"))
+        .bearer_auth(&new_token)
+        .json(&json!({"password": "a brand new secret"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    for i in [&a, &b] {
+        let took = until_me(&client, i, &new_token, StatusCode::UNAUTHORIZED, second).await;
+        println!("deletion through C reached {} in {took:?}", i.url);
+        let r = client
+            .get(i.at("/users/me/sessions"))
+            .bearer_auth(&new_token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{}", i.url);
+    }
+
     // The same username through all three at once: exactly one 201.
     let (ra, rb, rc) = tokio::join!(
         register(&client, &a, "bob"),

@@ -13,7 +13,8 @@ use uuid::Uuid;
 
 use super::{
     AuditQuery, AuditRecord, RefreshOutcome, RefreshRecord, SessionRecord, SigningKeyRecord, Store,
-    StoreError, StoreResult, UniqueField, UserChanges, UserQuery, UserRecord, UserSecurity,
+    StoreError, StoreResult, UniqueField, UserChange, UserChangeLog, UserChanges, UserQuery,
+    UserRecord, UserSecurity,
 };
 use crate::model::fold;
 
@@ -288,26 +289,65 @@ impl Store for SqliteStore {
         rows.iter().map(user_from_row).collect()
     }
 
-    async fn user_security(&self) -> StoreResult<Vec<UserSecurity>> {
-        // Row by row: with a million users, holding every driver row at once
-        // would cost hundreds of MB of peak memory for a 48-byte record each.
+    async fn users_to_watch(&self, since: i64) -> StoreResult<Vec<UserSecurity>> {
+        // Row by row: the scan visits every user, and only a few match.
         let mut rows = sqlx::query(
-            "select id, tokens_valid_after, disabled, security_version, revision from users",
+            "select id, tokens_valid_after, disabled, security_version, revision from users \
+             where disabled or tokens_valid_after >= $1",
         )
+        .bind(since)
         .fetch(&self.pool);
-        let mut all = Vec::new();
+        let mut found = Vec::new();
         while let Some(row) = rows.try_next().await? {
-            let id: String = row.try_get("id")?;
-            all.push(UserSecurity {
-                id: Uuid::parse_str(&id)
-                    .map_err(|e| StoreError::Corrupt(format!("users.id: {e}")))?,
+            found.push(UserSecurity {
+                id: uuid_column(&row, "id")?,
                 tokens_valid_after: row.try_get("tokens_valid_after")?,
                 disabled: row.try_get("disabled")?,
                 security_version: row.try_get("security_version")?,
                 revision: row.try_get("revision")?,
             });
         }
-        Ok(all)
+        Ok(found)
+    }
+
+    async fn user_changes(&self, since: i64) -> StoreResult<UserChangeLog> {
+        let read_at: i64 = sqlx::query_scalar("select cast(strftime('%s', 'now') as integer)")
+            .fetch_one(&self.pool)
+            .await?;
+        // `u.id` is the key of `u`, so its other columns may be selected
+        // ungrouped; it is null once the user is deleted.
+        let rows = sqlx::query(
+            "select c.user_id, max(c.changed_at) as changed_at, u.id, u.tokens_valid_after, \
+             u.disabled, u.security_version, u.revision \
+             from user_changes c left join users u on u.id = c.user_id \
+             where c.changed_at >= $1 group by c.user_id, u.id",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        let changes = rows
+            .iter()
+            .map(|row| {
+                let present: Option<String> = row.try_get("id")?;
+                let id = uuid_column(row, "user_id")?;
+                let current = match present {
+                    None => None,
+                    Some(_) => Some(UserSecurity {
+                        id,
+                        tokens_valid_after: row.try_get("tokens_valid_after")?,
+                        disabled: row.try_get("disabled")?,
+                        security_version: row.try_get("security_version")?,
+                        revision: row.try_get("revision")?,
+                    }),
+                };
+                Ok(UserChange {
+                    id,
+                    current,
+                    changed_at: row.try_get("changed_at")?,
+                })
+            })
+            .collect::<StoreResult<_>>()?;
+        Ok(UserChangeLog { read_at, changes })
     }
 
     async fn change_marker(&self) -> StoreResult<i64> {
@@ -680,6 +720,11 @@ impl Store for SqliteStore {
                 .execute(&self.pool)
                 .await?
                 .rows_affected();
-        Ok(tokens + sessions)
+        let changes = sqlx::query("delete from user_changes where changed_at < $1")
+            .bind((now - super::USER_CHANGE_RETENTION).min(ended_before - 3600))
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(tokens + sessions + changes)
     }
 }

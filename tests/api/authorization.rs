@@ -309,6 +309,56 @@ async fn deleting_a_user_ends_their_tokens_at_once() {
     assert_unauthorized(app.me(&token).await, "Invalid token").await;
 }
 
+/// Polls `path` with `token` (at most 2 s) until it answers 401.
+async fn until_unauthorized(app: &TestApp, path: &str, token: &str) -> StatusCode {
+    let mut status = StatusCode::OK;
+    for _ in 0..40 {
+        status = app
+            .client
+            .get(app.at(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if status == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    status
+}
+
+#[tokio::test]
+async fn users_deleted_or_disabled_in_the_database_lose_their_tokens() {
+    // An operator's SQL, not the API: the server learns of it from the
+    // database's change log. `/users/me/sessions` reads no user record, so
+    // only the in-memory token gate can refuse the token there.
+    let app = TestApp::spawn().await;
+    let (_, carol) = app.user_with_token("carol").await;
+    let (_, dave) = app.user_with_token("dave").await;
+    for token in [&carol, &dave] {
+        let r = app
+            .client
+            .get(app.at("/users/me/sessions"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    app.sql("delete from users where username = 'carol'").await;
+    app.sql("update users set disabled = true where username = 'dave'")
+        .await;
+    for (who, token) in [("carol", &carol), ("dave", &dave)] {
+        assert_eq!(
+            until_unauthorized(&app, "/users/me/sessions", token).await,
+            StatusCode::UNAUTHORIZED,
+            "{who}'s token still works 2 s after the SQL"
+        );
+    }
+}
+
 #[tokio::test]
 async fn cli_set_roles_reaches_the_running_server() {
     let app = TestApp::spawn().await;

@@ -246,7 +246,7 @@ pub async fn delete_user(
     if !state.store.delete_user(id).await? {
         return Err(Error::NotFound);
     }
-    state.gate.remove(id);
+    state.gate.remove(id, crate::tokens::now());
     state.users.remove(id);
     audit::record(
         state.store.as_ref(),

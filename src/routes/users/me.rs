@@ -96,7 +96,7 @@ pub async fn delete_current_user(
     f.finish()?;
     check_password(&state, &user, password.unwrap_or_default()).await?;
     state.store.delete_user(user.id).await?;
-    state.gate.remove(user.id);
+    state.gate.remove(user.id, crate::tokens::now());
     state.users.remove(user.id);
     audit::record(
         state.store.as_ref(),
