@@ -7,12 +7,48 @@
 //! the sync loop reads the change from the database's log, so another
 //! instance's change is visible here as soon as its notification arrives.
 
+use std::ops::Deref;
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use dashmap::DashMap;
 use uuid::Uuid;
 
+use crate::model::UserView;
 use crate::storage::{Store, StoreResult, UserChange, UserRecord};
+
+/// A cached user, with the JSON clients see of them serialized once: `GET
+/// /users/me` answers with these bytes, without copying or formatting a
+/// field.
+pub struct CachedUser {
+    record: UserRecord,
+    view_json: Bytes,
+}
+
+impl CachedUser {
+    fn new(record: UserRecord) -> Self {
+        // A `UserView` is strings, a bool and a list of strings: serializing
+        // it cannot fail.
+        let json = serde_json::to_vec(&UserView::from(&record)).unwrap_or_default();
+        Self {
+            record,
+            view_json: Bytes::from(json),
+        }
+    }
+
+    /// The user's [`UserView`], as JSON.
+    pub fn view_json(&self) -> Bytes {
+        self.view_json.clone()
+    }
+}
+
+impl Deref for CachedUser {
+    type Target = UserRecord;
+
+    fn deref(&self) -> &UserRecord {
+        &self.record
+    }
+}
 
 /// At most this many users are cached; past it the cache is cleared and
 /// refills with whoever is active. Bounds memory without bookkeeping on the
@@ -21,29 +57,29 @@ const MAX_USERS: usize = 100_000;
 
 #[derive(Default)]
 pub struct UserCache {
-    users: DashMap<Uuid, Arc<UserRecord>>,
+    users: DashMap<Uuid, Arc<CachedUser>>,
 }
 
 impl UserCache {
     /// The user, from memory or else from the store.
-    pub async fn get(&self, store: &dyn Store, id: Uuid) -> StoreResult<Option<Arc<UserRecord>>> {
+    pub async fn get(&self, store: &dyn Store, id: Uuid) -> StoreResult<Option<Arc<CachedUser>>> {
         if let Some(u) = self.users.get(&id) {
             return Ok(Some(u.clone()));
         }
         let Some(user) = store.user_by_id(id).await? else {
             return Ok(None);
         };
-        let user = Arc::new(user);
+        let user = Arc::new(CachedUser::new(user));
         self.insert(user.clone());
         Ok(Some(user))
     }
 
     /// Records a user this process just wrote.
     pub fn put(&self, user: &UserRecord) {
-        self.insert(Arc::new(user.clone()));
+        self.insert(Arc::new(CachedUser::new(user.clone())));
     }
 
-    fn insert(&self, user: Arc<UserRecord>) {
+    fn insert(&self, user: Arc<CachedUser>) {
         if self.users.len() >= MAX_USERS {
             self.users.clear();
         }

@@ -100,7 +100,10 @@ pub struct DeleteConfirmation {
 
 /// The record of the token's user, for a token that passed the gate. A
 /// token whose user vanished between the gate and here is simply invalid.
-pub(crate) async fn token_user(state: &AppState, claims: &Claims) -> Result<Arc<UserRecord>> {
+pub(crate) async fn token_user(
+    state: &AppState,
+    claims: &Claims,
+) -> Result<Arc<crate::cache::CachedUser>> {
     let id = Uuid::parse_str(&claims.sub).map_err(|_| AuthError::Invalid)?;
     match state.users.get(state.store.as_ref(), id).await? {
         Some(u) if !u.disabled => Ok(u),

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use warden_guard::{AuthError, RequireScope};
 
 use super::{
@@ -36,9 +36,15 @@ use crate::tokens;
 pub async fn get_current_user(
     State(state): State<AppState>,
     claims: RequireScope<Me>,
-) -> Result<Json<UserView>> {
+) -> Result<Response> {
     let user = token_user(&state, &claims).await?;
-    Ok(Json(UserView::from(&*user)))
+    // The same bytes `Json(UserView::from(..))` would write, serialized
+    // once when the user was cached.
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        user.view_json(),
+    )
+        .into_response())
 }
 
 /// Change your own username, email or full name. Roles and the disabled
