@@ -3,12 +3,11 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
@@ -115,22 +114,6 @@ async fn method_not_allowed() -> Response {
         .into_response()
 }
 
-/// Counts requests and their duration by matched route (never by raw path:
-/// ids would explode the label set).
-async fn record_metrics(req: Request, next: Next) -> Response {
-    static HTTP: std::sync::LazyLock<crate::http_metrics::HttpMetrics> =
-        std::sync::LazyLock::new(Default::default);
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    let start = Instant::now();
-    let response = next.run(req).await;
-    HTTP.record(
-        route.as_ref().map_or("unmatched", |p| p.as_str()),
-        response.status().as_u16(),
-        start.elapsed().as_secs_f64(),
-    );
-    response
-}
-
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
     let (api, mut openapi) = api().split_for_parts();
@@ -155,7 +138,7 @@ pub fn router(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(30),
         ))
-        .route_layer(middleware::from_fn(record_metrics))
+        .route_layer(crate::http_metrics::HttpMetricsLayer)
         .with_state(state);
     // Outermost, so preflights are answered before routing.
     match cors {

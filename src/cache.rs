@@ -57,7 +57,7 @@ const MAX_USERS: usize = 100_000;
 
 #[derive(Default)]
 pub struct UserCache {
-    users: DashMap<Uuid, Arc<CachedUser>>,
+    users: DashMap<Uuid, Arc<CachedUser>, foldhash::fast::RandomState>,
 }
 
 impl UserCache {

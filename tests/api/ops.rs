@@ -203,6 +203,14 @@ async fn metrics_count_logins_and_requests() {
         assert!(text.contains(name), "{name} missing from /metrics");
     }
     assert!(text.contains(r#"result="ok""#) && text.contains(r#"result="failed""#));
+    // By matched route and status, never by raw path.
+    for series in [
+        r#"warden_http_requests_total{route="/users",status="201"}"#,
+        r#"warden_http_requests_total{route="/token",status="200"}"#,
+        r#"warden_http_request_duration_seconds_count{route="/token"}"#,
+    ] {
+        assert!(text.contains(series), "{series} missing from /metrics");
+    }
 }
 
 #[tokio::test]
