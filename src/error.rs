@@ -73,6 +73,9 @@ pub enum Error {
     /// 409: username or email taken.
     #[error("conflict")]
     Conflict(UniqueField),
+    /// 408: the request took longer than [`crate::timeout::REQUEST_TIMEOUT`].
+    #[error("request timed out")]
+    Timeout,
     /// 413.
     #[error("payload too large")]
     PayloadTooLarge,
@@ -110,6 +113,7 @@ impl Error {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Timeout => StatusCode::REQUEST_TIMEOUT,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Throttled(..) => StatusCode::TOO_MANY_REQUESTS,
             Self::Busy | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -184,6 +188,7 @@ impl IntoResponse for Error {
             Self::PayloadTooLarge => {
                 Json(json!({ "detail": "Request body is larger than 64 KiB" })).into_response()
             }
+            Self::Timeout => Json(json!({ "detail": "Request timed out" })).into_response(),
             Self::UnsupportedMediaType(expected) => Json(json!({
                 "detail": format!("Unsupported media type: expected {expected}")
             }))

@@ -48,6 +48,7 @@ pub mod sessions;
 pub mod state;
 pub mod storage;
 pub mod throttle;
+pub mod timeout;
 pub mod tokens;
 
 pub use warden_guard as guard;
