@@ -132,11 +132,20 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::account::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(crate::timeout::RequestTimeoutLayer::new(
-            crate::timeout::REQUEST_TIMEOUT,
-        ))
-        .route_layer(crate::http_metrics::HttpMetricsLayer)
+        // One stack, applied once: every `Router::layer`/`route_layer` call
+        // wraps each route in another boxed service, which costs a clone and
+        // a boxed future per request (callgrind: 26,551 → 21,662
+        // instructions per cached-token `GET /users/me`). As a route layer,
+        // unmatched requests (404, 405) skip it: they read no body and
+        // answer at once.
+        .route_layer(
+            tower::ServiceBuilder::new()
+                .layer(crate::http_metrics::HttpMetricsLayer)
+                .layer(crate::timeout::RequestTimeoutLayer::new(
+                    crate::timeout::REQUEST_TIMEOUT,
+                ))
+                .layer(DefaultBodyLimit::max(MAX_BODY)),
+        )
         .with_state(state);
     // Outermost, so preflights are answered before routing.
     match cors {
