@@ -133,7 +133,8 @@ impl TokenIssuer {
             roles: &user.roles,
             username: &user.username,
         };
-        let token = jsonwebtoken::encode(&header, &claims, &key.encoding)
+        let token = key
+            .sign(&header, &claims)
             .map_err(|e| Error::Internal(format!("signing failed: {e}")))?;
         metrics::counter!("warden_tokens_issued_total", "grant" => grant).increment(1);
         Ok(AccessToken {
