@@ -60,30 +60,41 @@ impl Event {
     }
 }
 
+impl Event {
+    /// The row for this event, to be stored in the same transaction as
+    /// the change it records; [`log`] it once that has committed.
+    pub fn into_record(self) -> AuditRecord {
+        AuditRecord {
+            id: Uuid::now_v7(),
+            kind: self.kind.to_owned(),
+            user_id: self.user,
+            session_id: self.session,
+            ip: self.ip,
+            detail: (!self.detail.is_empty()).then(|| Value::Object(self.detail).to_string()),
+            created_at: crate::tokens::now(),
+        }
+    }
+}
+
+/// Writes the log line of a stored event.
+pub fn log(row: &AuditRecord) {
+    tracing::info!(
+        target: "warden::audit",
+        event = row.kind,
+        // Absent fields are left out rather than logged as `None`.
+        user_id = row.user_id.map(tracing::field::display),
+        session_id = row.session_id.map(tracing::field::display),
+        ip = row.ip.as_deref(),
+        detail = row.detail.as_deref().unwrap_or("{}"),
+        "security event"
+    );
+}
+
 /// Logs `event` and stores it. A failure to store is logged, never turned
 /// into an error for the request that caused the event.
 pub async fn record(store: &dyn Store, event: Event) {
-    let detail =
-        (!event.detail.is_empty()).then(|| Value::Object(event.detail.clone()).to_string());
-    tracing::info!(
-        target: "warden::audit",
-        event = event.kind,
-        // Absent fields are left out rather than logged as `None`.
-        user_id = event.user.map(tracing::field::display),
-        session_id = event.session.map(tracing::field::display),
-        ip = event.ip.as_deref(),
-        detail = detail.as_deref().unwrap_or("{}"),
-        "security event"
-    );
-    let row = AuditRecord {
-        id: Uuid::now_v7(),
-        kind: event.kind.to_owned(),
-        user_id: event.user,
-        session_id: event.session,
-        ip: event.ip,
-        detail,
-        created_at: crate::tokens::now(),
-    };
+    let row = event.into_record();
+    log(&row);
     if let Err(e) = store.insert_audit(&row).await {
         tracing::warn!(error = %e, event = row.kind, "could not store a security event");
     }

@@ -357,12 +357,23 @@ async fn set_roles(config: Config, user: String, roles: Vec<String>) -> Result<(
         roles: Some(roles.clone()),
         ..Default::default()
     };
+    // A role change ends every session, audited like the same change over
+    // HTTP; a running server picks it up from the database within its sync
+    // interval.
+    let event = crate::audit::Event::new("user_security_changed")
+        .user(record.id)
+        .detail("roles", roles.clone())
+        .detail("by", "cli")
+        .into_record();
     store
-        .update_user(record.id, &changes, tokens::next_valid_after(now), now)
+        .update_user(
+            record.id,
+            &changes,
+            tokens::next_valid_after(now),
+            now,
+            Some(&event),
+        )
         .await?;
-    // A role change ends every session; a running server picks this up
-    // from the database within its sync interval.
-    store.revoke_user_sessions(record.id, now).await?;
     println!("{}: roles set to {}", record.username, roles.join(", "));
     Ok(())
 }

@@ -90,6 +90,8 @@ pub struct Config {
     pub access_token_ttl: u64,
     pub refresh_token_ttl: u64,
     pub refresh_reuse_grace: u64,
+    /// Live sessions a user may have; a new login past it ends the oldest.
+    pub max_sessions_per_user: u32,
     pub registration: Registration,
     pub throttle_window: u64,
     pub throttle_per_pair: u32,
@@ -142,6 +144,7 @@ const SETTINGS: &[&str] = &[
     "access_token_ttl",
     "refresh_token_ttl",
     "refresh_reuse_grace",
+    "max_sessions_per_user",
     "registration",
     "throttle_window",
     "throttle_per_pair",
@@ -402,6 +405,7 @@ impl Config {
         let access_token_ttl = s.parse("access_token_ttl", 900, positive::<u64>)?;
         let refresh_token_ttl = s.parse("refresh_token_ttl", 2_592_000, positive::<u64>)?;
         let refresh_reuse_grace = s.parse("refresh_reuse_grace", 10, non_negative)?;
+        let max_sessions_per_user = s.parse("max_sessions_per_user", 100, positive::<u32>)?;
         let registration = s.parse("registration", Registration::Open, |v| match v {
             "open" => Ok(Registration::Open),
             "closed" => Ok(Registration::Closed),
@@ -485,6 +489,7 @@ impl Config {
             access_token_ttl,
             refresh_token_ttl,
             refresh_reuse_grace,
+            max_sessions_per_user,
             registration,
             throttle_window,
             throttle_per_pair,

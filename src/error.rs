@@ -73,6 +73,10 @@ pub enum Error {
     /// 409: username or email taken.
     #[error("conflict")]
     Conflict(UniqueField),
+    /// 409 `{"detail"}`: the request conflicts with the state of the
+    /// account (the last admin, a concurrent security change).
+    #[error("{0}")]
+    StateConflict(String),
     /// 408: the request took longer than [`crate::timeout::REQUEST_TIMEOUT`].
     #[error("request timed out")]
     Timeout,
@@ -97,6 +101,9 @@ pub enum Error {
     Internal(String),
 }
 
+/// The 409 detail when a change would leave no enabled admin.
+pub const LAST_ADMIN: &str = "This is the last admin account: it cannot be deleted, disabled or lose the admin role until another user is an admin";
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
@@ -111,7 +118,7 @@ impl Error {
             Self::Auth(e) => e.status(),
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
-            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Conflict(_) | Self::StateConflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -126,6 +133,7 @@ impl From<StoreError> for Error {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(field) => Self::Conflict(field),
+            StoreError::LastAdmin => Self::StateConflict(LAST_ADMIN.to_owned()),
             StoreError::Database(ref db) if is_unavailable(db) => Self::Unavailable(e.to_string()),
             other => Self::Internal(other.to_string()),
         }
@@ -175,7 +183,7 @@ impl IntoResponse for Error {
                     .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
                 r
             }
-            Self::BadRequest(detail) | Self::Forbidden(detail) => {
+            Self::BadRequest(detail) | Self::Forbidden(detail) | Self::StateConflict(detail) => {
                 Json(json!({ "detail": detail })).into_response()
             }
             Self::NotFound => Json(json!({ "detail": "Not Found" })).into_response(),

@@ -144,6 +144,11 @@ pub struct UserChangeLog {
     pub changes: Vec<UserChange>,
 }
 
+/// A `like` pattern that matches the JSON `roles` column of a user with
+/// the built-in `admin` role ([`crate::roles::ROLE_ADMIN`]): role names are
+/// stored as a JSON array of strings, so the quotes delimit the name.
+const ADMIN_ROLES_LIKE: &str = "%\"admin\"%";
+
 /// How long (seconds) the `user_changes` log keeps a row, at least: a
 /// server that has not read the log for longer reloads in full.
 pub const USER_CHANGE_RETENTION: i64 = 24 * 3600;
@@ -225,6 +230,38 @@ pub struct AuditQuery {
     pub kind: Option<String>,
 }
 
+/// A user after a change, with the sessions the change ended (every live
+/// session of the user for a security change, none otherwise).
+#[derive(Debug, Clone)]
+pub struct UserUpdate {
+    pub user: UserRecord,
+    pub ended_sessions: Vec<Uuid>,
+}
+
+/// What [`Store::set_password`] did.
+#[derive(Debug, Clone)]
+pub enum PasswordSet {
+    /// Set, every session ended, the audit event stored: one transaction.
+    Changed(Box<UserUpdate>),
+    /// The user's security version is no longer the one the caller checked
+    /// the current password against: nothing was written.
+    Stale,
+    /// No such user.
+    Missing,
+}
+
+/// What [`Store::create_session`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionOpened {
+    /// Stored; `ended` are the user's oldest live sessions it ended to keep
+    /// within the per-user cap.
+    Opened { ended: Vec<Uuid> },
+    /// The user was changed (password, roles, disabled), disabled or
+    /// deleted after the caller read them: nothing was stored, so no
+    /// session outlives a security change that its login preceded.
+    Stale,
+}
+
 /// Which unique field a write collided with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UniqueField {
@@ -237,6 +274,9 @@ pub enum StoreError {
     /// The username or email is taken (case-insensitively).
     #[error("{0:?} already taken")]
     Conflict(UniqueField),
+    /// The change would leave no enabled user with the `admin` role.
+    #[error("the last admin cannot be removed, disabled or demoted")]
+    LastAdmin,
     /// The database could not be reached or answered with an error.
     #[error(transparent)]
     Database(#[from] sqlx::Error),
@@ -261,26 +301,37 @@ pub trait Store: Send + Sync + 'static {
     async fn user_by_id(&self, id: Uuid) -> StoreResult<Option<UserRecord>>;
     /// By username or email, matched case-insensitively.
     async fn user_by_login(&self, login: &str) -> StoreResult<Option<UserRecord>>;
-    /// Applies `changes` (a security change also sets `tokens_valid_after`
-    /// to `valid_after`); `None` if the user does not exist.
+    /// Applies `changes`; `None` if the user does not exist. A security
+    /// change (roles, disabled) also sets `tokens_valid_after` to
+    /// `valid_after`, bumps the security version, ends every live session
+    /// of the user and stores `audit` — all in one transaction, so a crash
+    /// never leaves the change without its revocation. Refused with
+    /// [`StoreError::LastAdmin`] when it would leave no enabled admin.
     async fn update_user(
         &self,
         id: Uuid,
         changes: &UserChanges,
         valid_after: i64,
         now: i64,
-    ) -> StoreResult<Option<UserRecord>>;
-    /// Sets the password hash, `tokens_valid_after`, and bumps the security
-    /// version; `None` if no such user.
+        audit: Option<&AuditRecord>,
+    ) -> StoreResult<Option<UserUpdate>>;
+    /// Sets the password hash and `tokens_valid_after`, bumps the security
+    /// version, ends every live session of the user and stores `audit`, in
+    /// one transaction — only if the user's security version is still
+    /// `expected_version` (the one whose password the caller checked).
     async fn set_password(
         &self,
         id: Uuid,
         password_hash: &str,
+        expected_version: i64,
         valid_after: i64,
         now: i64,
-    ) -> StoreResult<Option<UserRecord>>;
-    /// `false` if no such user.
-    async fn delete_user(&self, id: Uuid) -> StoreResult<bool>;
+        audit: &AuditRecord,
+    ) -> StoreResult<PasswordSet>;
+    /// Deletes the user (their sessions go with them) and stores `audit`, in
+    /// one transaction; `false` if no such user. Refused with
+    /// [`StoreError::LastAdmin`] for the last enabled admin.
+    async fn delete_user(&self, id: Uuid, audit: &AuditRecord) -> StoreResult<bool>;
     /// Every user, oldest first (for the CLI).
     async fn list_users(&self) -> StoreResult<Vec<UserRecord>>;
     /// One page of users, by id.
@@ -311,13 +362,18 @@ pub trait Store: Send + Sync + 'static {
     /// first writer wins; every caller gets the stored value).
     async fn secret_or_insert(&self, name: &str, value: &[u8], now: i64) -> StoreResult<Vec<u8>>;
 
-    /// Stores a new session and its first refresh token.
+    /// Stores a new session and its first refresh token — only if the
+    /// user is still enabled at `expected_version` (the security version
+    /// the login checked), atomically with any concurrent security change.
+    /// Past `max_live` live sessions of the user, the oldest end.
     async fn create_session(
         &self,
         session: &SessionRecord,
         refresh_hash: &[u8],
         refresh_expires_at: i64,
-    ) -> StoreResult<()>;
+        expected_version: i64,
+        max_live: u32,
+    ) -> StoreResult<SessionOpened>;
     /// Presents a refresh token (by hash) for rotation into `successor_hash`;
     /// atomic, so concurrent presentations see one rotation.
     async fn rotate_refresh_token(
@@ -335,8 +391,14 @@ pub trait Store: Send + Sync + 'static {
     async fn user_sessions(&self, user: Uuid, now: i64) -> StoreResult<Vec<SessionRecord>>;
     /// Ends a session; `false` if it was not live.
     async fn revoke_session(&self, id: Uuid, now: i64) -> StoreResult<bool>;
-    /// Ends every live session of a user, returning their ids.
-    async fn revoke_user_sessions(&self, user: Uuid, now: i64) -> StoreResult<Vec<Uuid>>;
+    /// Ends every live session of a user, returning their ids, and stores
+    /// `audit` with it, in one transaction.
+    async fn revoke_user_sessions(
+        &self,
+        user: Uuid,
+        now: i64,
+        audit: Option<&AuditRecord>,
+    ) -> StoreResult<Vec<Uuid>>;
     /// Sessions revoked at or after `since`, with when.
     async fn revoked_sessions(&self, since: i64) -> StoreResult<Vec<(Uuid, i64)>>;
     async fn insert_audit(&self, event: &AuditRecord) -> StoreResult<()>;
@@ -360,5 +422,16 @@ pub async fn connect_with(url: &str, options: &DatabaseOptions) -> StoreResult<A
         Ok(Arc::new(PostgresStore::connect(url, options).await?))
     } else {
         Ok(Arc::new(SqliteStore::connect(url).await?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_admin_pattern_names_the_admin_role() {
+        assert_eq!(
+            super::ADMIN_ROLES_LIKE,
+            format!("%\"{}\"%", crate::roles::ROLE_ADMIN)
+        );
     }
 }

@@ -29,6 +29,8 @@ mod password_pool;
 mod profile;
 #[path = "api/registration.rs"]
 mod registration;
+#[path = "api/security_changes.rs"]
+mod security_changes;
 #[path = "api/sessions.rs"]
 mod sessions;
 #[path = "api/throttling.rs"]

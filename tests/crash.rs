@@ -57,6 +57,7 @@ async fn wait_ready(client: &Client, url: &str) {
 fn kill9(server: &mut Server) {
     let _ = Command::new("kill")
         .args(["-9", &server.child.id().to_string()])
+        .stderr(Stdio::null())
         .status();
     let _ = server.child.wait();
 }
@@ -238,4 +239,321 @@ async fn refresh_rotations_acknowledged_before_a_kill_9_survive_it() {
         "{total} acknowledged rotations in 20 sessions; every newest token works after kill -9"
     );
     kill9(&mut server);
+}
+
+/// Whether strace (for killing the server at a chosen fsync) can run here.
+/// CI installs it and sets `WARDEN_TEST_REQUIRE_STRACE`, so there a missing
+/// strace fails instead of skipping.
+fn strace_available() -> bool {
+    let ok = Command::new("strace")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var_os("WARDEN_TEST_REQUIRE_STRACE").is_none(),
+            "strace is required (WARDEN_TEST_REQUIRE_STRACE) but not installed"
+        );
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipping the fsync fault-injection test: strace is not installed (apt-get install strace)"
+        );
+    }
+    ok
+}
+
+/// Attaches strace to every thread of the running server so that the
+/// `nth` fsync/fdatasync of a thread kills the whole process with SIGKILL,
+/// as a crash at that point of a commit would. Returns the strace process.
+fn kill_at_fsync(server: &Server, nth: u32) -> Child {
+    let pid = server.child.id().to_string();
+    let mut strace = Command::new("strace")
+        .args(["-f", "-e", "trace=fsync,fdatasync", "-e"])
+        .arg(format!("inject=fsync,fdatasync:signal=KILL:when={nth}"))
+        .args(["-o", "/dev/null", "-p", &pid])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // strace says "Process N attached with M threads" once it holds them
+    // all; go on then.
+    let mut stderr = std::io::BufReader::new(strace.stderr.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let read = std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+        assert!(read > 0, "strace could not attach to the server");
+        if line.contains("attached") {
+            break;
+        }
+    }
+    // Keep draining, so strace never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    strace
+}
+
+fn sqlite_count(dir: &std::path::Path, query: &'static str) -> i64 {
+    let url = format!("sqlite://{}/warden.db?mode=ro", dir.display());
+    tokio::task::block_in_place(|| {
+        tokio::runtime::Handle::current().block_on(async {
+            let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+            let n: i64 = sqlx::query_scalar(query).fetch_one(&pool).await.unwrap();
+            pool.close().await;
+            n
+        })
+    })
+}
+
+async fn login(client: &Client, url: &str, username: &str, password: &str) -> Option<Value> {
+    let r = client
+        .post(format!("{url}/token"))
+        .form(&[("username", username), ("password", password)])
+        .send()
+        .await
+        .unwrap();
+    if r.status() != StatusCode::OK {
+        return None;
+    }
+    r.json().await.ok()
+}
+
+async fn refreshes(client: &Client, url: &str, refresh_token: &str) -> bool {
+    client
+        .post(format!("{url}/token"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .status()
+        == StatusCode::OK
+}
+
+fn cli(dir: &std::path::Path, args: &[&str]) {
+    let status = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("WARDEN_LOG", "warn")
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "warden {args:?}");
+}
+
+/// One security change, crashed at the `nth` fsync after it was sent.
+/// Returns whether the crash happened (else the change completed).
+async fn crash_during(
+    dir: &std::path::Path,
+    port: u16,
+    nth: u32,
+    change: impl AsyncFnOnce(&Client, &str) -> StatusCode,
+) -> bool {
+    let client = Client::new();
+    let mut server = start(dir, port);
+    wait_ready(&client, &server.url).await;
+    let mut strace = kill_at_fsync(&server, nth);
+    let status = change(&client, &server.url).await;
+    // The request either came back, or its server died under it.
+    let crashed = match server.child.try_wait().unwrap() {
+        Some(_) => true,
+        None => {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            server.child.try_wait().unwrap().is_some()
+        }
+    };
+    if !crashed {
+        assert_eq!(status, StatusCode::OK, "the change failed without a crash");
+    }
+    let _ = strace.kill();
+    let _ = strace.wait();
+    kill9(&mut server);
+    crashed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_change_killed_at_an_fsync_is_all_or_nothing() {
+    if !strace_available() {
+        return;
+    }
+    const NEW: &str = "an entirely new battery";
+    let mut crashes = 0;
+    for nth in 1..=3 {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let client = Client::new();
+        let mut server = start(dir.path(), port);
+        wait_ready(&client, &server.url).await;
+        let r = client
+            .post(format!("{}/users", server.url))
+            .json(
+                &json!({"username": "victim", "email": "victim@example.com", "password": PASSWORD}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let stolen = login(&client, &server.url, "victim", PASSWORD)
+            .await
+            .unwrap();
+        let owner = login(&client, &server.url, "victim", PASSWORD)
+            .await
+            .unwrap();
+        kill9(&mut server);
+
+        let access = owner["access_token"].as_str().unwrap().to_owned();
+        crashes += u32::from(
+            crash_during(dir.path(), port, nth, async |client, url| {
+                client
+                    .put(format!("{url}/users/me/password"))
+                    .bearer_auth(&access)
+                    .json(&json!({"current_password": PASSWORD, "new_password": NEW}))
+                    .send()
+                    .await
+                    .map(|r| r.status())
+                    .unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
+            })
+            .await,
+        );
+
+        integrity_check(dir.path()).await;
+        let mut server = start(dir.path(), port);
+        wait_ready(&client, &server.url).await;
+        let new_works = login(&client, &server.url, "victim", NEW).await.is_some();
+        let old_works = login(&client, &server.url, "victim", PASSWORD)
+            .await
+            .is_some();
+        let stolen_refreshes = refreshes(
+            &client,
+            &server.url,
+            stolen["refresh_token"].as_str().unwrap(),
+        )
+        .await;
+        let events = sqlite_count(
+            dir.path(),
+            "select count(*) from audit_events where type = 'password_changed'",
+        );
+        println!(
+            "fsync {nth}: new password {new_works}, old {old_works}, old session alive {stolen_refreshes}, events {events}"
+        );
+        assert_ne!(
+            new_works, old_works,
+            "fsync {nth}: exactly one password works"
+        );
+        if new_works {
+            assert!(
+                !stolen_refreshes,
+                "fsync {nth}: the old session survived the change"
+            );
+            assert_eq!(events, 1, "fsync {nth}: the change has no audit event");
+        } else {
+            assert!(
+                stolen_refreshes,
+                "fsync {nth}: half a change: the session ended"
+            );
+            assert_eq!(events, 0, "fsync {nth}");
+        }
+        kill9(&mut server);
+    }
+    assert!(crashes > 0, "no trial crashed: the injection never fired");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_demotion_killed_at_an_fsync_is_all_or_nothing() {
+    if !strace_available() {
+        return;
+    }
+    let mut crashes = 0;
+    for nth in 1..=3 {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let client = Client::new();
+        let mut server = start(dir.path(), port);
+        wait_ready(&client, &server.url).await;
+        let mut target_id = String::new();
+        for name in ["boss", "target"] {
+            let r = client
+                .post(format!("{}/users", server.url))
+                .json(&json!({"username": name, "email": format!("{name}@example.com"), "password": PASSWORD}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::CREATED);
+            let user: Value = r.json().await.unwrap();
+            target_id = user["id"].as_str().unwrap().to_owned();
+        }
+        kill9(&mut server);
+        cli(dir.path(), &["users", "set-roles", "boss", "admin"]);
+        cli(dir.path(), &["users", "set-roles", "target", "admin"]);
+        let mut server = start(dir.path(), port);
+        wait_ready(&client, &server.url).await;
+        let boss = login(&client, &server.url, "boss", PASSWORD).await.unwrap();
+        let target = login(&client, &server.url, "target", PASSWORD)
+            .await
+            .unwrap();
+        kill9(&mut server);
+
+        let boss = boss["access_token"].as_str().unwrap().to_owned();
+        let path = format!("/users/{target_id}");
+        crashes += u32::from(
+            crash_during(dir.path(), port, nth, async |client, url| {
+                client
+                    .patch(format!("{url}{path}"))
+                    .bearer_auth(&boss)
+                    .json(&json!({"roles": ["user"]}))
+                    .send()
+                    .await
+                    .map(|r| r.status())
+                    .unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
+            })
+            .await,
+        );
+
+        integrity_check(dir.path()).await;
+        let mut server = start(dir.path(), port);
+        wait_ready(&client, &server.url).await;
+        let scope = login(&client, &server.url, "target", PASSWORD)
+            .await
+            .unwrap()["scope"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let demoted = !scope.contains("users:write");
+        let old_refreshes = refreshes(
+            &client,
+            &server.url,
+            target["refresh_token"].as_str().unwrap(),
+        )
+        .await;
+        let events = sqlite_count(
+            dir.path(),
+            "select count(*) from audit_events where type = 'user_security_changed' \
+             and detail not like '%cli%'",
+        );
+        println!(
+            "fsync {nth}: demoted {demoted}, old admin session alive {old_refreshes}, events {events}"
+        );
+        if demoted {
+            assert!(
+                !old_refreshes,
+                "fsync {nth}: the admin session survived the demotion"
+            );
+            assert_eq!(events, 1, "fsync {nth}: the demotion has no audit event");
+        } else {
+            assert!(
+                old_refreshes,
+                "fsync {nth}: half a demotion: the session ended"
+            );
+            assert_eq!(events, 0, "fsync {nth}");
+        }
+        kill9(&mut server);
+    }
+    assert!(crashes > 0, "no trial crashed: the injection never fired");
 }

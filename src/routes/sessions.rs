@@ -19,7 +19,7 @@ use crate::roles::Me;
 use crate::routes::{ClientMeta, TokenResponse};
 use crate::sessions::RefreshTokens;
 use crate::state::AppState;
-use crate::storage::{SessionRecord, UserRecord};
+use crate::storage::{SessionOpened, SessionRecord, UserRecord};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -28,14 +28,19 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(delete_session))
 }
 
-/// Opens a session for `user` and returns its first token pair and its id.
+/// Opens a session for `user` — as the caller read them and checked
+/// their password — and returns its first token pair and its id. `None`
+/// when the user has had a security change (password, roles, disabled)
+/// since that read: then nothing was stored, and the caller decides again
+/// from the user as they are now. Past the per-user cap, the user's oldest
+/// sessions end.
 pub(crate) async fn open_session(
     state: &AppState,
     user: &UserRecord,
     scope: String,
     client: &ClientMeta,
     now: i64,
-) -> Result<(TokenResponse, Uuid)> {
+) -> Result<Option<(TokenResponse, Uuid)>> {
     let refresh = state.refresh.generate()?;
     let expires_at = now + state.config.refresh_token_ttl as i64;
     let session = SessionRecord {
@@ -49,12 +54,35 @@ pub(crate) async fn open_session(
         expires_at,
         revoked_at: None,
     };
-    state
+    let opened = state
         .store
-        .create_session(&session, &RefreshTokens::hash(&refresh), expires_at)
+        .create_session(
+            &session,
+            &RefreshTokens::hash(&refresh),
+            expires_at,
+            user.security_version,
+            state.config.max_sessions_per_user,
+        )
         .await?;
+    match opened {
+        SessionOpened::Stale => return Ok(None),
+        SessionOpened::Opened { ended } => {
+            if !ended.is_empty() {
+                sessions_ended(state, &ended, now);
+                audit::record(
+                    state.store.as_ref(),
+                    Event::new("sessions_over_limit_ended")
+                        .user(user.id)
+                        .session(session.id)
+                        .detail("ended", ended.len())
+                        .detail("limit", state.config.max_sessions_per_user),
+                )
+                .await;
+            }
+        }
+    }
     let issued = state.tokens.issue(user, &session.scope, session.id, now)?;
-    Ok((
+    Ok(Some((
         TokenResponse {
             access_token: issued.token,
             token_type: "bearer",
@@ -63,7 +91,15 @@ pub(crate) async fn open_session(
             refresh_token: Some(refresh),
         },
         session.id,
-    ))
+    )))
+}
+
+/// Tells this process's token gate that `ended` sessions (already ended
+/// in the database) are over; other instances read it from the database.
+pub(crate) fn sessions_ended(state: &AppState, ended: &[Uuid], now: i64) {
+    for &sid in ended {
+        state.gate.revoke_session(sid, now);
+    }
 }
 
 /// Ends one session: its refresh token at once, its access tokens on their
@@ -74,10 +110,22 @@ pub(crate) async fn end_session(state: &AppState, sid: Uuid, now: i64) -> Result
     Ok(ended)
 }
 
-/// Ends every session of a user.
-pub(crate) async fn end_user_sessions(state: &AppState, user: Uuid, now: i64) -> Result<()> {
-    for sid in state.store.revoke_user_sessions(user, now).await? {
-        state.gate.revoke_session(sid, now);
+/// Ends every session of a user, storing `event` (if any) in the same
+/// transaction.
+pub(crate) async fn end_user_sessions(
+    state: &AppState,
+    user: Uuid,
+    now: i64,
+    event: Option<Event>,
+) -> Result<()> {
+    let row = event.map(Event::into_record);
+    let ended = state
+        .store
+        .revoke_user_sessions(user, now, row.as_ref())
+        .await?;
+    sessions_ended(state, &ended, now);
+    if let Some(row) = &row {
+        audit::log(row);
     }
     Ok(())
 }
@@ -119,19 +167,19 @@ pub async fn logout(
         .any(|(k, v)| k == "all" && matches!(v.as_ref(), "true" | "1"));
     let now = crate::tokens::now();
     let sid = Uuid::parse_str(&claims.sid).map_err(|_| warden_guard::AuthError::Invalid)?;
-    end_session(&state, sid, now).await?;
+    let event = Event::new("logout")
+        .user_str(&claims.sub)
+        .session(sid)
+        .detail("all", all);
     if all {
+        // Every session, the current one included, and the event: one
+        // transaction.
         let user = Uuid::parse_str(&claims.sub).map_err(|_| warden_guard::AuthError::Invalid)?;
-        end_user_sessions(&state, user, now).await?;
+        end_user_sessions(&state, user, now, Some(event)).await?;
+    } else {
+        end_session(&state, sid, now).await?;
+        audit::record(state.store.as_ref(), event).await;
     }
-    audit::record(
-        state.store.as_ref(),
-        Event::new("logout")
-            .user_str(&claims.sub)
-            .session(sid)
-            .detail("all", all),
-    )
-    .await;
     // The cookie (Path=/token) is not sent here, and its session has just
     // ended anyway; expiring it keeps the browser from holding a dead one.
     Ok(state

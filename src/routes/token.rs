@@ -258,11 +258,41 @@ async fn password_grant(
             ));
         }
     };
-    let scope = grant_scopes(&state.config.roles, &user, requested.as_ref())?;
+    // The session is opened only if the user is still as the password
+    // check saw them. A password, role or disabled change that committed
+    // in between has ended every session of the user, and must end this
+    // login too: decide again from the user as they are now.
+    let mut user = user;
+    let mut retries = 0;
+    let (response, sid) = loop {
+        let scope = grant_scopes(&state.config.roles, &user, requested.as_ref())?;
+        if let Some(opened) =
+            sessions::open_session(state, &user, scope, client, tokens::now()).await?
+        {
+            break opened;
+        }
+        retries += 1;
+        match state.store.user_by_id(user.id).await? {
+            // Same password (a role change): the check still holds, under
+            // the new roles. Bounded, though a user changed three times
+            // during one login is already absurd.
+            Some(fresh)
+                if !fresh.disabled && fresh.password_hash == user.password_hash && retries < 3 =>
+            {
+                user = fresh;
+            }
+            // A new password, disabled, deleted: the password that was
+            // checked is no longer the account's.
+            _ => {
+                return Err(Error::Grant(
+                    GrantError::InvalidGrant,
+                    BAD_CREDENTIALS.to_owned(),
+                ));
+            }
+        }
+    };
     state.gate.set(&user);
     state.users.put(&user);
-    let (response, sid) =
-        sessions::open_session(state, &user, scope, client, tokens::now()).await?;
     metrics::counter!("warden_logins_total", "result" => "ok").increment(1);
     audit::record(
         state.store.as_ref(),

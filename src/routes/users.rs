@@ -201,25 +201,36 @@ pub(crate) async fn patch_user(
         disabled,
     };
     let now = tokens::now();
-    let updated = state
-        .store
-        .update_user(target, &changes, tokens::next_valid_after(now), now)
-        .await?
-        .ok_or(Error::NotFound)?;
-    state.users.put(&updated);
-    if changes.is_security_change() {
-        // Every earlier token of the user fails from this moment, and every
-        // session (so every refresh token) ends.
-        state.gate.set(&updated);
-        crate::routes::sessions::end_user_sessions(state, updated.id, now).await?;
-        let mut event = Event::new("user_security_changed").user(updated.id);
+    // A security change ends every session of the user and is audited in
+    // the same transaction.
+    let event = changes.is_security_change().then(|| {
+        let mut event = Event::new("user_security_changed").user(target);
         if let Some(roles) = &changes.roles {
             event = event.detail("roles", roles.clone());
         }
         if let Some(disabled) = changes.disabled {
             event = event.detail("disabled", disabled);
         }
-        audit::record(state.store.as_ref(), event).await;
+        event.into_record()
+    });
+    let update = state
+        .store
+        .update_user(
+            target,
+            &changes,
+            tokens::next_valid_after(now),
+            now,
+            event.as_ref(),
+        )
+        .await?
+        .ok_or(Error::NotFound)?;
+    let updated = update.user;
+    state.users.put(&updated);
+    if let Some(event) = &event {
+        // Every earlier token of the user fails from this moment.
+        state.gate.set(&updated);
+        crate::routes::sessions::sessions_ended(state, &update.ended_sessions, now);
+        audit::log(event);
     }
     Ok(updated)
 }

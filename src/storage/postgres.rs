@@ -13,13 +13,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
 use sqlx::Row;
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
 use uuid::Uuid;
 
 use super::{
-    AuditQuery, AuditRecord, DatabaseOptions, RefreshOutcome, RefreshRecord, SessionRecord,
-    SigningKeyRecord, Store, StoreError, StoreResult, UniqueField, UserChange, UserChangeLog,
-    UserChanges, UserQuery, UserRecord, UserSecurity,
+    ADMIN_ROLES_LIKE, AuditQuery, AuditRecord, DatabaseOptions, PasswordSet, RefreshOutcome,
+    RefreshRecord, SessionOpened, SessionRecord, SigningKeyRecord, Store, StoreError, StoreResult,
+    UniqueField, UserChange, UserChangeLog, UserChanges, UserQuery, UserRecord, UserSecurity,
+    UserUpdate,
 };
 use crate::model::fold;
 
@@ -164,6 +165,69 @@ fn escape_like(s: &str) -> String {
     out
 }
 
+/// Locks user `id`'s row for the rest of the transaction and says whether
+/// they are an enabled admin. For an admin it also takes a transaction
+/// lock that every change of an admin takes, so two admins removed at the
+/// same time cannot each count the other as the one who remains.
+async fn lock_user_and_admins(conn: &mut PgConnection, id: &str) -> StoreResult<bool> {
+    let admin: Option<bool> = sqlx::query_scalar(
+        "select not disabled and roles like $2 from users where id = $1 for update",
+    )
+    .bind(id)
+    .bind(ADMIN_ROLES_LIKE)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let admin = admin == Some(true);
+    if admin {
+        sqlx::query("select pg_advisory_xact_lock(hashtext('warden:admins'))")
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(admin)
+}
+
+async fn enabled_admins(conn: &mut PgConnection) -> StoreResult<i64> {
+    Ok(
+        sqlx::query_scalar("select count(*) from users where not disabled and roles like $1")
+            .bind(ADMIN_ROLES_LIKE)
+            .fetch_one(conn)
+            .await?,
+    )
+}
+
+async fn insert_audit_on(conn: &mut PgConnection, e: &AuditRecord) -> StoreResult<()> {
+    sqlx::query(
+        "insert into audit_events (id, type, user_id, session_id, ip, detail, created_at) \
+         values ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(e.id.to_string())
+    .bind(&e.kind)
+    .bind(e.user_id.map(|u| u.to_string()))
+    .bind(e.session_id.map(|u| u.to_string()))
+    .bind(&e.ip)
+    .bind(&e.detail)
+    .bind(e.created_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn revoke_user_sessions_on(
+    conn: &mut PgConnection,
+    user: &str,
+    now: i64,
+) -> StoreResult<Vec<Uuid>> {
+    let rows = sqlx::query(
+        "update sessions set revoked_at = $2 where user_id = $1 and revoked_at is null \
+         returning id",
+    )
+    .bind(user)
+    .bind(now)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(|r| uuid_column(r, "id")).collect()
+}
+
 fn roles_json(roles: &[String]) -> String {
     serde_json::to_string(roles).unwrap_or_else(|_| "[]".to_owned())
 }
@@ -233,11 +297,15 @@ impl Store for PostgresStore {
         c: &UserChanges,
         valid_after: i64,
         now: i64,
-    ) -> StoreResult<Option<UserRecord>> {
+        audit: Option<&AuditRecord>,
+    ) -> StoreResult<Option<UserUpdate>> {
         let (set_full_name, full_name) = match &c.full_name {
             Some(v) => (true, v.clone()),
             None => (false, None),
         };
+        let id_text = id.to_string();
+        let mut tx = self.pool.begin().await?;
+        let was_admin = c.is_security_change() && lock_user_and_admins(&mut tx, &id_text).await?;
         let sql = format!(
             "update users set \
                username = coalesce($2, username), \
@@ -254,7 +322,7 @@ impl Store for PostgresStore {
              where id = $1 returning {USER_COLUMNS}"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id.to_string())
+            .bind(&id_text)
             .bind(&c.username)
             .bind(c.username.as_deref().map(fold))
             .bind(&c.email)
@@ -266,40 +334,90 @@ impl Store for PostgresStore {
             .bind(c.is_security_change())
             .bind(valid_after)
             .bind(now)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(map_unique)?;
-        row.as_ref().map(user_from_row).transpose()
+        let Some(row) = row else { return Ok(None) };
+        let user = user_from_row(&row)?;
+        if was_admin && enabled_admins(&mut tx).await? == 0 {
+            return Err(StoreError::LastAdmin);
+        }
+        let mut ended_sessions = Vec::new();
+        if c.is_security_change() {
+            ended_sessions = revoke_user_sessions_on(&mut tx, &id_text, now).await?;
+        }
+        if let Some(audit) = audit {
+            insert_audit_on(&mut tx, audit).await?;
+        }
+        tx.commit().await?;
+        Ok(Some(UserUpdate {
+            user,
+            ended_sessions,
+        }))
     }
 
     async fn set_password(
         &self,
         id: Uuid,
         password_hash: &str,
+        expected_version: i64,
         valid_after: i64,
         now: i64,
-    ) -> StoreResult<Option<UserRecord>> {
+        audit: &AuditRecord,
+    ) -> StoreResult<PasswordSet> {
+        let id_text = id.to_string();
+        let mut tx = self.pool.begin().await?;
         let sql = format!(
             "update users set password_hash = $2, tokens_valid_after = $3, \
              security_version = security_version + 1, revision = revision + 1, updated_at = $4 \
-             where id = $1 returning {USER_COLUMNS}"
+             where id = $1 and security_version = $5 returning {USER_COLUMNS}"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id.to_string())
+            .bind(&id_text)
             .bind(password_hash)
             .bind(valid_after)
             .bind(now)
-            .fetch_optional(&self.pool)
+            .bind(expected_version)
+            .fetch_optional(&mut *tx)
             .await?;
-        row.as_ref().map(user_from_row).transpose()
+        let Some(row) = row else {
+            let exists: Option<i32> = sqlx::query_scalar("select 1 from users where id = $1")
+                .bind(&id_text)
+                .fetch_optional(&mut *tx)
+                .await?;
+            return Ok(if exists.is_some() {
+                PasswordSet::Stale
+            } else {
+                PasswordSet::Missing
+            });
+        };
+        let user = user_from_row(&row)?;
+        let ended_sessions = revoke_user_sessions_on(&mut tx, &id_text, now).await?;
+        insert_audit_on(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(PasswordSet::Changed(Box::new(UserUpdate {
+            user,
+            ended_sessions,
+        })))
     }
 
-    async fn delete_user(&self, id: Uuid) -> StoreResult<bool> {
+    async fn delete_user(&self, id: Uuid, audit: &AuditRecord) -> StoreResult<bool> {
+        let id_text = id.to_string();
+        let mut tx = self.pool.begin().await?;
+        let was_admin = lock_user_and_admins(&mut tx, &id_text).await?;
         let done = sqlx::query("delete from users where id = $1")
-            .bind(id.to_string())
-            .execute(&self.pool)
+            .bind(&id_text)
+            .execute(&mut *tx)
             .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        if was_admin && enabled_admins(&mut tx).await? == 0 {
+            return Err(StoreError::LastAdmin);
+        }
+        insert_audit_on(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn list_users(&self) -> StoreResult<Vec<UserRecord>> {
@@ -486,14 +604,30 @@ impl Store for PostgresStore {
         s: &SessionRecord,
         refresh_hash: &[u8],
         refresh_expires_at: i64,
-    ) -> StoreResult<()> {
+        expected_version: i64,
+        max_live: u32,
+    ) -> StoreResult<SessionOpened> {
+        let user = s.user_id.to_string();
         let mut tx = self.pool.begin().await?;
+        // `for share` waits for a security change in flight on this user
+        // (it holds the row lock) and then reads its result; a change that
+        // starts later waits for this transaction, and so ends this session
+        // with the others. Either way no session outlives a change that its
+        // login preceded.
+        let current: Option<(i64, bool)> =
+            sqlx::query_as("select security_version, disabled from users where id = $1 for share")
+                .bind(&user)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if current != Some((expected_version, false)) {
+            return Ok(SessionOpened::Stale);
+        }
         sqlx::query(
             "insert into sessions (id, user_id, scope, user_agent, ip, created_at, last_used_at, \
              expires_at, revoked_at) values ($1, $2, $3, $4, $5, $6, $7, $8, null)",
         )
         .bind(s.id.to_string())
-        .bind(s.user_id.to_string())
+        .bind(&user)
         .bind(&s.scope)
         .bind(&s.user_agent)
         .bind(&s.ip)
@@ -512,8 +646,25 @@ impl Store for PostgresStore {
         .bind(refresh_expires_at)
         .execute(&mut *tx)
         .await?;
+        // The newest `max_live` live sessions stay (ids are UUIDv7: creation
+        // order); older ones end.
+        let rows = sqlx::query(
+            "update sessions set revoked_at = $2 where id in (\
+               select id from sessions where user_id = $1 and revoked_at is null \
+                 and expires_at > $2 order by id desc offset $3) \
+             returning id",
+        )
+        .bind(&user)
+        .bind(s.created_at)
+        .bind(i64::from(max_live.max(1)))
+        .fetch_all(&mut *tx)
+        .await?;
+        let ended = rows
+            .iter()
+            .map(|r| uuid_column(r, "id"))
+            .collect::<StoreResult<_>>()?;
         tx.commit().await?;
-        Ok(())
+        Ok(SessionOpened::Opened { ended })
     }
 
     async fn rotate_refresh_token(
@@ -665,16 +816,19 @@ impl Store for PostgresStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn revoke_user_sessions(&self, user: Uuid, now: i64) -> StoreResult<Vec<Uuid>> {
-        let rows = sqlx::query(
-            "update sessions set revoked_at = $2 where user_id = $1 and revoked_at is null \
-             returning id",
-        )
-        .bind(user.to_string())
-        .bind(now)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(|r| uuid_column(r, "id")).collect()
+    async fn revoke_user_sessions(
+        &self,
+        user: Uuid,
+        now: i64,
+        audit: Option<&AuditRecord>,
+    ) -> StoreResult<Vec<Uuid>> {
+        let mut tx = self.pool.begin().await?;
+        let ended = revoke_user_sessions_on(&mut tx, &user.to_string(), now).await?;
+        if let Some(audit) = audit {
+            insert_audit_on(&mut tx, audit).await?;
+        }
+        tx.commit().await?;
+        Ok(ended)
     }
 
     async fn revoked_sessions(&self, since: i64) -> StoreResult<Vec<(Uuid, i64)>> {
@@ -688,20 +842,8 @@ impl Store for PostgresStore {
     }
 
     async fn insert_audit(&self, e: &AuditRecord) -> StoreResult<()> {
-        sqlx::query(
-            "insert into audit_events (id, type, user_id, session_id, ip, detail, created_at) \
-             values ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(e.id.to_string())
-        .bind(&e.kind)
-        .bind(e.user_id.map(|u| u.to_string()))
-        .bind(e.session_id.map(|u| u.to_string()))
-        .bind(&e.ip)
-        .bind(&e.detail)
-        .bind(e.created_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let mut conn = self.pool.acquire().await?;
+        insert_audit_on(&mut conn, e).await
     }
 
     async fn query_audit(&self, q: &AuditQuery) -> StoreResult<Vec<AuditRecord>> {

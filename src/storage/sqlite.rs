@@ -7,14 +7,15 @@ use async_trait::async_trait;
 use futures_util::TryStreamExt;
 use sqlx::Row;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow,
 };
 use uuid::Uuid;
 
 use super::{
-    AuditQuery, AuditRecord, RefreshOutcome, RefreshRecord, SessionRecord, SigningKeyRecord, Store,
-    StoreError, StoreResult, UniqueField, UserChange, UserChangeLog, UserChanges, UserQuery,
-    UserRecord, UserSecurity,
+    ADMIN_ROLES_LIKE, AuditQuery, AuditRecord, PasswordSet, RefreshOutcome, RefreshRecord,
+    SessionOpened, SessionRecord, SigningKeyRecord, Store, StoreError, StoreResult, UniqueField,
+    UserChange, UserChangeLog, UserChanges, UserQuery, UserRecord, UserSecurity, UserUpdate,
 };
 use crate::model::fold;
 
@@ -120,6 +121,64 @@ fn escape_like(s: &str) -> String {
     out
 }
 
+/// A transaction that takes SQLite's write lock at once: one that read
+/// first and wrote later could fail with `SQLITE_BUSY` (which the busy
+/// timeout does not retry) when another connection wrote in between.
+const BEGIN_WRITE: &str = "begin immediate";
+
+/// Whether user `id` is enabled and has the `admin` role.
+async fn is_enabled_admin(conn: &mut SqliteConnection, id: &str) -> StoreResult<bool> {
+    let admin: Option<bool> =
+        sqlx::query_scalar("select not disabled and roles like $2 from users where id = $1")
+            .bind(id)
+            .bind(ADMIN_ROLES_LIKE)
+            .fetch_optional(conn)
+            .await?;
+    Ok(admin == Some(true))
+}
+
+async fn enabled_admins(conn: &mut SqliteConnection) -> StoreResult<i64> {
+    Ok(
+        sqlx::query_scalar("select count(*) from users where not disabled and roles like $1")
+            .bind(ADMIN_ROLES_LIKE)
+            .fetch_one(conn)
+            .await?,
+    )
+}
+
+async fn insert_audit_on(conn: &mut SqliteConnection, e: &AuditRecord) -> StoreResult<()> {
+    sqlx::query(
+        "insert into audit_events (id, type, user_id, session_id, ip, detail, created_at) \
+         values ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(e.id.to_string())
+    .bind(&e.kind)
+    .bind(e.user_id.map(|u| u.to_string()))
+    .bind(e.session_id.map(|u| u.to_string()))
+    .bind(&e.ip)
+    .bind(&e.detail)
+    .bind(e.created_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn revoke_user_sessions_on(
+    conn: &mut SqliteConnection,
+    user: &str,
+    now: i64,
+) -> StoreResult<Vec<Uuid>> {
+    let rows = sqlx::query(
+        "update sessions set revoked_at = $2 where user_id = $1 and revoked_at is null \
+         returning id",
+    )
+    .bind(user)
+    .bind(now)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(|r| uuid_column(r, "id")).collect()
+}
+
 fn roles_json(roles: &[String]) -> String {
     serde_json::to_string(roles).unwrap_or_else(|_| "[]".to_owned())
 }
@@ -189,11 +248,15 @@ impl Store for SqliteStore {
         c: &UserChanges,
         valid_after: i64,
         now: i64,
-    ) -> StoreResult<Option<UserRecord>> {
+        audit: Option<&AuditRecord>,
+    ) -> StoreResult<Option<UserUpdate>> {
         let (set_full_name, full_name) = match &c.full_name {
             Some(v) => (true, v.clone()),
             None => (false, None),
         };
+        let id_text = id.to_string();
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+        let was_admin = c.is_security_change() && is_enabled_admin(&mut tx, &id_text).await?;
         let sql = format!(
             "update users set \
                username = coalesce($2, username), \
@@ -210,7 +273,7 @@ impl Store for SqliteStore {
              where id = $1 returning {USER_COLUMNS}"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id.to_string())
+            .bind(&id_text)
             .bind(&c.username)
             .bind(c.username.as_deref().map(fold))
             .bind(&c.email)
@@ -222,40 +285,90 @@ impl Store for SqliteStore {
             .bind(c.is_security_change())
             .bind(valid_after)
             .bind(now)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(map_unique)?;
-        row.as_ref().map(user_from_row).transpose()
+        let Some(row) = row else { return Ok(None) };
+        let user = user_from_row(&row)?;
+        if was_admin && enabled_admins(&mut tx).await? == 0 {
+            return Err(StoreError::LastAdmin);
+        }
+        let mut ended_sessions = Vec::new();
+        if c.is_security_change() {
+            ended_sessions = revoke_user_sessions_on(&mut tx, &id_text, now).await?;
+        }
+        if let Some(audit) = audit {
+            insert_audit_on(&mut tx, audit).await?;
+        }
+        tx.commit().await?;
+        Ok(Some(UserUpdate {
+            user,
+            ended_sessions,
+        }))
     }
 
     async fn set_password(
         &self,
         id: Uuid,
         password_hash: &str,
+        expected_version: i64,
         valid_after: i64,
         now: i64,
-    ) -> StoreResult<Option<UserRecord>> {
+        audit: &AuditRecord,
+    ) -> StoreResult<PasswordSet> {
+        let id_text = id.to_string();
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
         let sql = format!(
             "update users set password_hash = $2, tokens_valid_after = $3, \
              security_version = security_version + 1, revision = revision + 1, updated_at = $4 \
-             where id = $1 returning {USER_COLUMNS}"
+             where id = $1 and security_version = $5 returning {USER_COLUMNS}"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id.to_string())
+            .bind(&id_text)
             .bind(password_hash)
             .bind(valid_after)
             .bind(now)
-            .fetch_optional(&self.pool)
+            .bind(expected_version)
+            .fetch_optional(&mut *tx)
             .await?;
-        row.as_ref().map(user_from_row).transpose()
+        let Some(row) = row else {
+            let exists: Option<i64> = sqlx::query_scalar("select 1 from users where id = $1")
+                .bind(&id_text)
+                .fetch_optional(&mut *tx)
+                .await?;
+            return Ok(if exists.is_some() {
+                PasswordSet::Stale
+            } else {
+                PasswordSet::Missing
+            });
+        };
+        let user = user_from_row(&row)?;
+        let ended_sessions = revoke_user_sessions_on(&mut tx, &id_text, now).await?;
+        insert_audit_on(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(PasswordSet::Changed(Box::new(UserUpdate {
+            user,
+            ended_sessions,
+        })))
     }
 
-    async fn delete_user(&self, id: Uuid) -> StoreResult<bool> {
+    async fn delete_user(&self, id: Uuid, audit: &AuditRecord) -> StoreResult<bool> {
+        let id_text = id.to_string();
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+        let was_admin = is_enabled_admin(&mut tx, &id_text).await?;
         let done = sqlx::query("delete from users where id = $1")
-            .bind(id.to_string())
-            .execute(&self.pool)
+            .bind(&id_text)
+            .execute(&mut *tx)
             .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        if was_admin && enabled_admins(&mut tx).await? == 0 {
+            return Err(StoreError::LastAdmin);
+        }
+        insert_audit_on(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn list_users(&self) -> StoreResult<Vec<UserRecord>> {
@@ -455,22 +568,34 @@ impl Store for SqliteStore {
         s: &SessionRecord,
         refresh_hash: &[u8],
         refresh_expires_at: i64,
-    ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
+        expected_version: i64,
+        max_live: u32,
+    ) -> StoreResult<SessionOpened> {
+        let user = s.user_id.to_string();
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+        // Conditional on the user as the login saw them: a password, role
+        // or disabled change committed since (it ended every session of
+        // the user) makes this insert store nothing.
+        let inserted = sqlx::query(
             "insert into sessions (id, user_id, scope, user_agent, ip, created_at, last_used_at, \
-             expires_at, revoked_at) values ($1, $2, $3, $4, $5, $6, $7, $8, null)",
+             expires_at, revoked_at) \
+             select $1, $2, $3, $4, $5, $6, $7, $8, null from users \
+             where id = $2 and security_version = $9 and not disabled",
         )
         .bind(s.id.to_string())
-        .bind(s.user_id.to_string())
+        .bind(&user)
         .bind(&s.scope)
         .bind(&s.user_agent)
         .bind(&s.ip)
         .bind(s.created_at)
         .bind(s.last_used_at)
         .bind(s.expires_at)
+        .bind(expected_version)
         .execute(&mut *tx)
         .await?;
+        if inserted.rows_affected() != 1 {
+            return Ok(SessionOpened::Stale);
+        }
         sqlx::query(
             "insert into refresh_tokens (hash, session_id, created_at, expires_at) \
              values ($1, $2, $3, $4)",
@@ -481,8 +606,25 @@ impl Store for SqliteStore {
         .bind(refresh_expires_at)
         .execute(&mut *tx)
         .await?;
+        // The newest `max_live` live sessions stay (ids are UUIDv7: creation
+        // order); older ones end.
+        let rows = sqlx::query(
+            "update sessions set revoked_at = $2 where id in (\
+               select id from sessions where user_id = $1 and revoked_at is null \
+                 and expires_at > $2 order by id desc limit -1 offset $3) \
+             returning id",
+        )
+        .bind(&user)
+        .bind(s.created_at)
+        .bind(i64::from(max_live.max(1)))
+        .fetch_all(&mut *tx)
+        .await?;
+        let ended = rows
+            .iter()
+            .map(|r| uuid_column(r, "id"))
+            .collect::<StoreResult<_>>()?;
         tx.commit().await?;
-        Ok(())
+        Ok(SessionOpened::Opened { ended })
     }
 
     async fn rotate_refresh_token(
@@ -634,16 +776,19 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn revoke_user_sessions(&self, user: Uuid, now: i64) -> StoreResult<Vec<Uuid>> {
-        let rows = sqlx::query(
-            "update sessions set revoked_at = $2 where user_id = $1 and revoked_at is null \
-             returning id",
-        )
-        .bind(user.to_string())
-        .bind(now)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(|r| uuid_column(r, "id")).collect()
+    async fn revoke_user_sessions(
+        &self,
+        user: Uuid,
+        now: i64,
+        audit: Option<&AuditRecord>,
+    ) -> StoreResult<Vec<Uuid>> {
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+        let ended = revoke_user_sessions_on(&mut tx, &user.to_string(), now).await?;
+        if let Some(audit) = audit {
+            insert_audit_on(&mut tx, audit).await?;
+        }
+        tx.commit().await?;
+        Ok(ended)
     }
 
     async fn revoked_sessions(&self, since: i64) -> StoreResult<Vec<(Uuid, i64)>> {
@@ -657,20 +802,8 @@ impl Store for SqliteStore {
     }
 
     async fn insert_audit(&self, e: &AuditRecord) -> StoreResult<()> {
-        sqlx::query(
-            "insert into audit_events (id, type, user_id, session_id, ip, detail, created_at) \
-             values ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(e.id.to_string())
-        .bind(&e.kind)
-        .bind(e.user_id.map(|u| u.to_string()))
-        .bind(e.session_id.map(|u| u.to_string()))
-        .bind(&e.ip)
-        .bind(&e.detail)
-        .bind(e.created_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let mut conn = self.pool.acquire().await?;
+        insert_audit_on(&mut conn, e).await
     }
 
     async fn query_audit(&self, q: &AuditQuery) -> StoreResult<Vec<AuditRecord>> {

@@ -374,6 +374,7 @@ impl TestApp {
                 &changes,
                 warden::tokens::next_valid_after(now),
                 now,
+                None,
             )
             .await
             .unwrap();

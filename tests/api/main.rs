@@ -16,6 +16,7 @@ mod ops;
 mod password_pool;
 mod profile;
 mod registration;
+mod security_changes;
 mod sessions;
 mod throttling;
 mod token_endpoint;

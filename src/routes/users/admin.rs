@@ -243,18 +243,16 @@ pub async fn delete_user(
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
     let id = parse_id(&id)?;
-    if !state.store.delete_user(id).await? {
+    let event = Event::new("user_deleted")
+        .user(id)
+        .detail("by", auth.sub.clone())
+        .into_record();
+    if !state.store.delete_user(id, &event).await? {
         return Err(Error::NotFound);
     }
+    audit::log(&event);
     state.gate.remove(id, crate::tokens::now());
     state.users.remove(id);
-    audit::record(
-        state.store.as_ref(),
-        Event::new("user_deleted")
-            .user(id)
-            .detail("by", auth.sub.clone()),
-    )
-    .await;
     Ok(StatusCode::NO_CONTENT)
 }
 

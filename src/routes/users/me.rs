@@ -16,10 +16,20 @@ use crate::error::{Error, Result};
 use crate::model::{self, UserView};
 use crate::passwords::Password;
 use crate::roles::Me;
-use crate::routes::sessions::{end_user_sessions, open_session};
+use crate::routes::sessions::{open_session, sessions_ended};
 use crate::routes::{ClientMeta, TokenResponse};
 use crate::state::AppState;
+use crate::storage::PasswordSet;
 use crate::tokens;
+
+/// 409 detail: a security change of the account landed while a password
+/// change was being checked.
+const CHANGED_MEANWHILE: &str =
+    "The account was changed while this request was being handled; try again";
+/// 409 detail: the password was changed, but the account changed again
+/// before the fresh session could be opened.
+const CHANGED_AFTER: &str =
+    "The password was changed, but the account changed again at the same time; sign in again";
 
 /// The current user.
 #[utoipa::path(
@@ -101,16 +111,14 @@ pub async fn delete_current_user(
     let password = f.required_str("password");
     f.finish()?;
     check_password(&state, &user, password.unwrap_or_default()).await?;
-    state.store.delete_user(user.id).await?;
+    let event = Event::new("user_deleted")
+        .user(user.id)
+        .detail("by", "self")
+        .into_record();
+    state.store.delete_user(user.id, &event).await?;
+    audit::log(&event);
     state.gate.remove(user.id, crate::tokens::now());
     state.users.remove(user.id);
-    audit::record(
-        state.store.as_ref(),
-        Event::new("user_deleted")
-            .user(user.id)
-            .detail("by", "self"),
-    )
-    .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -158,24 +166,39 @@ pub async fn change_password(
     check_password(&state, &user, current).await?;
     let hash = state.hasher.hash(Password::new(new)).await?;
     let now = tokens::now();
-    let valid_after = tokens::next_valid_after(now);
-    let user = state
+    // The new password, the end of every session and the audit event are
+    // one transaction, made only if the account is still the one whose
+    // password was just checked.
+    let event = Event::new("password_changed")
+        .user(user.id)
+        .ip(client.ip.as_deref())
+        .into_record();
+    let changed = match state
         .store
-        .set_password(user.id, &hash, valid_after, now)
+        .set_password(
+            user.id,
+            &hash,
+            user.security_version,
+            tokens::next_valid_after(now),
+            now,
+            &event,
+        )
         .await?
-        .ok_or(AuthError::Invalid)?;
+    {
+        PasswordSet::Changed(changed) => changed,
+        PasswordSet::Stale => return Err(Error::StateConflict(CHANGED_MEANWHILE.to_owned())),
+        PasswordSet::Missing => return Err(AuthError::Invalid.into()),
+    };
+    audit::log(&event);
+    sessions_ended(&state, &changed.ended_sessions, now);
+    let user = changed.user;
     state.gate.set(&user);
     state.users.put(&user);
-    // Every session ends; the caller continues in a fresh one.
-    end_user_sessions(&state, user.id, now).await?;
-    audit::record(
-        state.store.as_ref(),
-        Event::new("password_changed")
-            .user(user.id)
-            .ip(client.ip.as_deref()),
-    )
-    .await;
-    let (tokens, _) = open_session(&state, &user, claims.scope.clone(), &client, now).await?;
+    // The caller continues in a fresh session.
+    let Some((tokens, _)) = open_session(&state, &user, claims.scope.clone(), &client, now).await?
+    else {
+        return Err(Error::StateConflict(CHANGED_AFTER.to_owned()));
+    };
     Ok(state
         .cookies
         .respond(tokens, crate::cookies::wants_cookie(query.as_deref())))
