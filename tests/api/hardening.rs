@@ -5,7 +5,7 @@
 //! personal answers; the `/docs` CSP and framing rules).
 
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::helpers::{PASSWORD, TestApp, error_locs};
 
@@ -136,4 +136,125 @@ async fn the_forwarded_header_setting_is_validated() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("WARDEN_FORWARDED_HEADER"), "{err}");
+}
+
+/// Strings with a control character: NUL, another C0, DEL, a C1.
+const CONTROLS: &[&str] = &["al\u{0}ice", "al\u{1b}ice", "al\u{7f}ice", "al\u{85}ice"];
+
+#[tokio::test]
+async fn control_characters_in_the_token_form_and_its_json_are_422_not_500() {
+    // PostgreSQL refuses NUL in text: this was a 500, unauthenticated.
+    let app = TestApp::spawn().await;
+    app.register_ok("alice").await;
+    for bad in CONTROLS {
+        let r = app.login(bad, PASSWORD).await;
+        assert_eq!(error_locs(r).await, [["body", "username"]], "{bad:?}");
+        let r = app
+            .client
+            .post(app.at("/token"))
+            .json(&json!({"username": bad, "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(error_locs(r).await, [["body", "username"]], "{bad:?}");
+        let r = app
+            .client
+            .post(app.at("/token/revoke"))
+            .form(&[("token", "x"), ("token_type_hint", bad)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(error_locs(r).await, [["body", "token_type_hint"]], "{bad:?}");
+    }
+    // A form field name with NUL, too.
+    let r = app
+        .client
+        .post(app.at("/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("username=alice&password=x&sc%00ope=me")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    // Secrets are only hashed or compared, never stored: a password with a
+    // control character is simply wrong, as before.
+    let r = app.login("alice", "pass\u{0}word").await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn control_characters_in_json_bodies_are_422_at_their_location() {
+    let app = TestApp::spawn().await;
+    let r = app
+        .register(json!({"username": "a\u{0}b", "email": "b@example.com", "password": PASSWORD}))
+        .await;
+    assert_eq!(error_locs(r).await, [["body", "username"]]);
+    let (_, token) = app.user_with_token("alice").await;
+    let r = app
+        .client
+        .patch(app.at("/users/me"))
+        .bearer_auth(&token)
+        .json(&json!({"full_name": "x", "roles": ["user", "ad\u{0}min"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_locs(r).await, [["body", "roles", "1"]]);
+    let r = app
+        .client
+        .put(app.at("/users/me/password"))
+        .bearer_auth(&token)
+        .json(&json!({"current_password": PASSWORD, "new_password": "new\u{0}passphrase here"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_locs(r).await, [["body", "new_password"]]);
+}
+
+#[tokio::test]
+async fn control_characters_in_list_queries_are_422_not_500() {
+    let app = TestApp::spawn().await;
+    let (_, admin) = app.admin_token("root").await;
+    for (path, param) in [
+        ("/users?q=ro%00ot", "q"),
+        ("/users?q=%1B", "q"),
+        ("/audit?type=login%00failed", "type"),
+        ("/audit?type=%C2%85", "type"),
+        ("/users?cursor=%00", "cursor"),
+        ("/audit?cursor=%00", "cursor"),
+    ] {
+        let r = app
+            .client
+            .get(app.at(path))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(error_locs(r).await, [["query", param]], "{path}");
+    }
+}
+
+#[tokio::test]
+async fn q_is_at_most_254_characters() {
+    // 30 k underscores were "LIKE or GLOB pattern too complex" on SQLite:
+    // a 500.
+    let app = TestApp::spawn().await;
+    let (_, admin) = app.admin_token("root").await;
+    for q in ["_".repeat(30_000), "a".repeat(255)] {
+        let r = app
+            .client
+            .get(app.at(&format!("/users?q={q}")))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(error_locs(r).await, [["query", "q"]]);
+    }
+    let r = app
+        .client
+        .get(app.at(&format!("/users?q={}", "r".repeat(254))))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
 }
