@@ -258,3 +258,83 @@ async fn q_is_at_most_254_characters() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn every_personal_answer_is_no_store() {
+    let app = TestApp::spawn().await;
+    let (alice, token) = app.user_with_token("alice").await;
+    let (_, admin) = app.admin_token("root").await;
+    let id = alice["id"].as_str().unwrap();
+    let get = |path: String, token: String| {
+        let req = app.client.get(app.at(&path)).bearer_auth(token);
+        async move { req.send().await.unwrap() }
+    };
+    let mut answers = vec![
+        ("GET /users/me", get("/users/me".into(), token.clone()).await),
+        (
+            "GET /users/me/sessions",
+            get("/users/me/sessions".into(), token.clone()).await,
+        ),
+        ("GET /users/{id}", get(format!("/users/{id}"), admin.clone()).await),
+        ("GET /users", get("/users".into(), admin.clone()).await),
+        ("GET /audit", get("/audit".into(), admin.clone()).await),
+    ];
+    answers.push((
+        "PATCH /users/me",
+        app.client
+            .patch(app.at("/users/me"))
+            .bearer_auth(&token)
+            .json(&json!({"full_name": "Alice"}))
+            .send()
+            .await
+            .unwrap(),
+    ));
+    answers.push((
+        "PATCH /users/{id}",
+        app.client
+            .patch(app.at(&format!("/users/{id}")))
+            .bearer_auth(&admin)
+            .json(&json!({"full_name": "Alice A."}))
+            .send()
+            .await
+            .unwrap(),
+    ));
+    answers.push(("POST /users", app.register(json!({
+        "username": "bob", "email": "bob@example.com", "password": PASSWORD
+    })).await));
+    answers.push(("401", get("/users/me".into(), "nope".into()).await));
+    for (what, r) in answers {
+        assert!(r.status().as_u16() < 500, "{what}: {}", r.status());
+        assert_eq!(
+            r.headers().get("cache-control").map(|v| v.to_str().unwrap()),
+            Some("no-store"),
+            "{what}"
+        );
+    }
+    // Public documents keep their own caching.
+    let r = app.get("/.well-known/jwks.json").await;
+    assert_eq!(r.headers()["cache-control"], "public, max-age=300");
+}
+
+#[tokio::test]
+async fn docs_have_a_content_security_policy_and_may_not_be_framed() {
+    let app = TestApp::spawn().await;
+    for path in ["/docs/", "/docs/swagger-initializer.js", "/docs/swagger-ui.css"] {
+        let r = app.get(path).await;
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        let h = r.headers();
+        let csp = h["content-security-policy"].to_str().unwrap();
+        for directive in [
+            "default-src 'none'",
+            "script-src 'self';",
+            "frame-ancestors 'none'",
+            "img-src 'self' data:",
+        ] {
+            assert!(csp.contains(directive), "{path}: {csp}");
+        }
+        assert!(!csp.contains("unsafe"), "{csp}");
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["cache-control"], "no-cache", "{path}");
+    }
+}
