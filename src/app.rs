@@ -127,8 +127,8 @@ pub fn router(state: AppState) -> Router {
                 .persist_authorization(false)
                 .try_it_out_enabled(true),
         );
-    let swagger = Router::from(swagger)
-        .layer(axum::middleware::map_response(routes::meta::docs_headers));
+    let swagger =
+        Router::from(swagger).layer(axum::middleware::map_response(routes::meta::docs_headers));
     let cors = crate::cors::layer(&state.config.cors_origins);
     let app = api
         .merge(swagger)

@@ -212,7 +212,9 @@ impl<S: Send + Sync> FromRequest<S> for OAuthParams {
                     ));
                 }
             }
-            let object = map.iter().map(|(k, v)| (k.clone(), Value::String(v.clone())));
+            let object = map
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())));
             refuse_controls(&object.collect())?;
             Ok(Self(map))
         } else if is_json(&ct) {

@@ -5,8 +5,8 @@ use std::sync::LazyLock;
 
 use serde::Serialize;
 use time::OffsetDateTime;
-use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 use time::format_description::well_known::Rfc3339;
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -270,7 +270,10 @@ mod tests {
         assert!(Email::parse("a..b@example.com").is_err());
         assert!(Email::parse(".a@example.com").is_err());
         assert!(Email::parse("a b@example.com").is_err());
-        assert!(Email::parse("ålice@example.com").is_err(), "Unicode local part");
+        assert!(
+            Email::parse("ålice@example.com").is_err(),
+            "Unicode local part"
+        );
         assert!(Email::parse("аlice@example.com").is_err(), "Cyrillic а");
         assert!(Email::parse(&format!("{}@example.com", "a".repeat(65))).is_err());
         assert!(Email::parse("o'brien+tag@example.co.uk").is_ok());
@@ -280,14 +283,14 @@ mod tests {
     #[test]
     fn emails_refuse_control_and_format_characters() {
         for bad in [
-            "alice\u{200b}@example.com",   // zero-width space
-            "alice@exam\u{200d}ple.com",   // zero-width joiner
-            "alice@example.com\u{202e}",   // right-to-left override
-            "al\u{2066}ice@example.com",   // left-to-right isolate
-            "alice@ex\u{ad}ample.com",     // soft hyphen (IDNA would drop it)
-            "\u{feff}alice@example.com",   // byte order mark
+            "alice\u{200b}@example.com", // zero-width space
+            "alice@exam\u{200d}ple.com", // zero-width joiner
+            "alice@example.com\u{202e}", // right-to-left override
+            "al\u{2066}ice@example.com", // left-to-right isolate
+            "alice@ex\u{ad}ample.com",   // soft hyphen (IDNA would drop it)
+            "\u{feff}alice@example.com", // byte order mark
             "alice\u{0}@example.com",
-            "alice@example.com\u{85}",     // C1 next line
+            "alice@example.com\u{85}", // C1 next line
             "alice\u{7f}@example.com",
         ] {
             assert!(Email::parse(bad).is_err(), "{bad:?}");
@@ -302,14 +305,20 @@ mod tests {
         );
         // A look-alike of example.com with a Cyrillic а shows as what it is.
         let lookalike = Email::parse("alice@exаmple.com").unwrap();
-        assert!(lookalike.as_str().starts_with("alice@xn--"), "{lookalike:?}");
+        assert!(
+            lookalike.as_str().starts_with("alice@xn--"),
+            "{lookalike:?}"
+        );
         assert!(Email::parse("alice@xn--bcher-kva.example").is_ok());
         assert!(Email::parse("alice@bü_cher.example").is_err());
     }
 
     #[test]
     fn full_names_refuse_control_and_format_characters() {
-        assert_eq!(parse_full_name("Zoë O'Brien-Łukasz").unwrap(), "Zoë O'Brien-Łukasz");
+        assert_eq!(
+            parse_full_name("Zoë O'Brien-Łukasz").unwrap(),
+            "Zoë O'Brien-Łukasz"
+        );
         assert_eq!(parse_full_name("山田 太郎").unwrap(), "山田 太郎");
         for bad in [
             "Alice\u{0}",

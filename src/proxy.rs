@@ -287,8 +287,14 @@ mod tests {
     #[test]
     fn ports_and_brackets_are_stripped() {
         let t = TrustedProxies::parse("10.0.0.0/8").unwrap();
-        assert_eq!(xff(&t, "10.0.0.1", &["203.0.113.5:5678"]), ip("203.0.113.5"));
-        assert_eq!(xff(&t, "10.0.0.1", &["[2001:db8::7]:80"]), ip("2001:db8::7"));
+        assert_eq!(
+            xff(&t, "10.0.0.1", &["203.0.113.5:5678"]),
+            ip("203.0.113.5")
+        );
+        assert_eq!(
+            xff(&t, "10.0.0.1", &["[2001:db8::7]:80"]),
+            ip("2001:db8::7")
+        );
         assert_eq!(xff(&t, "10.0.0.1", &["[2001:db8::7]"]), ip("2001:db8::7"));
         assert_eq!(xff(&t, "10.0.0.1", &["2001:db8::7"]), ip("2001:db8::7"));
         // A trusted hop with a port is still trusted.
@@ -296,7 +302,10 @@ mod tests {
             xff(&t, "10.0.0.1", &["203.0.113.5:1, 10.0.0.3:2"]),
             ip("203.0.113.5")
         );
-        assert_eq!(xff(&t, "10.0.0.1", &["::ffff:203.0.113.5"]), ip("203.0.113.5"));
+        assert_eq!(
+            xff(&t, "10.0.0.1", &["::ffff:203.0.113.5"]),
+            ip("203.0.113.5")
+        );
     }
 
     #[test]
@@ -333,21 +342,37 @@ mod tests {
             ip("2001:db8:cafe::17")
         );
         assert_eq!(
-            fwd(&t, "10.0.0.1", &["For=\"203.0.113.5:80\";proto=https;by=10.0.0.1"]),
+            fwd(
+                &t,
+                "10.0.0.1",
+                &["For=\"203.0.113.5:80\";proto=https;by=10.0.0.1"]
+            ),
             ip("203.0.113.5")
         );
         assert_eq!(
             fwd(
                 &t,
                 "10.0.0.1",
-                &["for=6.6.6.6, for=203.0.113.5;host=\"a,b;c\"", "for=10.0.0.2"]
+                &[
+                    "for=6.6.6.6, for=203.0.113.5;host=\"a,b;c\"",
+                    "for=10.0.0.2"
+                ]
             ),
             ip("203.0.113.5")
         );
         // Obfuscated, unknown, or no `for=` at all: the boundary.
-        assert_eq!(fwd(&t, "10.0.0.1", &["for=6.6.6.6, for=_hidden"]), ip("10.0.0.1"));
-        assert_eq!(fwd(&t, "10.0.0.1", &["for=6.6.6.6, for=unknown"]), ip("10.0.0.1"));
-        assert_eq!(fwd(&t, "10.0.0.1", &["for=6.6.6.6, proto=http"]), ip("10.0.0.1"));
+        assert_eq!(
+            fwd(&t, "10.0.0.1", &["for=6.6.6.6, for=_hidden"]),
+            ip("10.0.0.1")
+        );
+        assert_eq!(
+            fwd(&t, "10.0.0.1", &["for=6.6.6.6, for=unknown"]),
+            ip("10.0.0.1")
+        );
+        assert_eq!(
+            fwd(&t, "10.0.0.1", &["for=6.6.6.6, proto=http"]),
+            ip("10.0.0.1")
+        );
         assert_eq!(
             fwd(&t, "10.0.0.1", &["for=6.6.6.6, for=_hidden, for=10.0.0.2"]),
             ip("10.0.0.2")

@@ -515,7 +515,10 @@ async fn a_cookie_mode_password_change_from_a_foreign_origin_is_refused() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert!(set_cookies(r.headers()).is_empty());
     let body: Value = r.json().await.unwrap();
-    assert!(body["detail"].as_str().unwrap().contains("own origin"), "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("own origin"),
+        "{body}"
+    );
     // Nothing changed.
     assert_eq!(app.login("alice", PASSWORD).await.status(), StatusCode::OK);
     assert_eq!(app.me(&access).await.status(), StatusCode::OK);

@@ -164,7 +164,11 @@ async fn control_characters_in_the_token_form_and_its_json_are_422_not_500() {
             .send()
             .await
             .unwrap();
-        assert_eq!(error_locs(r).await, [["body", "token_type_hint"]], "{bad:?}");
+        assert_eq!(
+            error_locs(r).await,
+            [["body", "token_type_hint"]],
+            "{bad:?}"
+        );
     }
     // A form field name with NUL, too.
     let r = app
@@ -270,12 +274,18 @@ async fn every_personal_answer_is_no_store() {
         async move { req.send().await.unwrap() }
     };
     let mut answers = vec![
-        ("GET /users/me", get("/users/me".into(), token.clone()).await),
+        (
+            "GET /users/me",
+            get("/users/me".into(), token.clone()).await,
+        ),
         (
             "GET /users/me/sessions",
             get("/users/me/sessions".into(), token.clone()).await,
         ),
-        ("GET /users/{id}", get(format!("/users/{id}"), admin.clone()).await),
+        (
+            "GET /users/{id}",
+            get(format!("/users/{id}"), admin.clone()).await,
+        ),
         ("GET /users", get("/users".into(), admin.clone()).await),
         ("GET /audit", get("/audit".into(), admin.clone()).await),
     ];
@@ -299,14 +309,20 @@ async fn every_personal_answer_is_no_store() {
             .await
             .unwrap(),
     ));
-    answers.push(("POST /users", app.register(json!({
-        "username": "bob", "email": "bob@example.com", "password": PASSWORD
-    })).await));
+    answers.push((
+        "POST /users",
+        app.register(json!({
+            "username": "bob", "email": "bob@example.com", "password": PASSWORD
+        }))
+        .await,
+    ));
     answers.push(("401", get("/users/me".into(), "nope".into()).await));
     for (what, r) in answers {
         assert!(r.status().as_u16() < 500, "{what}: {}", r.status());
         assert_eq!(
-            r.headers().get("cache-control").map(|v| v.to_str().unwrap()),
+            r.headers()
+                .get("cache-control")
+                .map(|v| v.to_str().unwrap()),
             Some("no-store"),
             "{what}"
         );
@@ -319,7 +335,11 @@ async fn every_personal_answer_is_no_store() {
 #[tokio::test]
 async fn docs_have_a_content_security_policy_and_may_not_be_framed() {
     let app = TestApp::spawn().await;
-    for path in ["/docs/", "/docs/swagger-initializer.js", "/docs/swagger-ui.css"] {
+    for path in [
+        "/docs/",
+        "/docs/swagger-initializer.js",
+        "/docs/swagger-ui.css",
+    ] {
         let r = app.get(path).await;
         assert_eq!(r.status(), StatusCode::OK, "{path}");
         let h = r.headers();

@@ -337,9 +337,14 @@ async fn idn_domains_are_stored_in_punycode() {
     assert_eq!(r.status(), StatusCode::CREATED);
     let user: Value = r.json().await.unwrap();
     let email = user["email"].as_str().unwrap();
-    assert!(email.starts_with("admin@xn--") && email.is_ascii(), "{email}");
+    assert!(
+        email.starts_with("admin@xn--") && email.is_ascii(),
+        "{email}"
+    );
     let r = app
-        .register(json!({"username": "bert", "email": "bert@b\u{fc}cher.example", "password": PASSWORD}))
+        .register(
+            json!({"username": "bert", "email": "bert@b\u{fc}cher.example", "password": PASSWORD}),
+        )
         .await;
     let user: Value = r.json().await.unwrap();
     assert_eq!(user["email"], "bert@xn--bcher-kva.example");
@@ -353,9 +358,15 @@ async fn idn_domains_are_stored_in_punycode() {
 #[tokio::test]
 async fn full_names_with_format_or_control_characters_are_422() {
     let app = TestApp::spawn().await;
-    for (i, name) in ["Ali\u{200b}ce", "\u{202e}ecilA", "Alice\u{0}", "Alice\u{1b}[2J", "Alice\u{9b}"]
-        .iter()
-        .enumerate()
+    for (i, name) in [
+        "Ali\u{200b}ce",
+        "\u{202e}ecilA",
+        "Alice\u{0}",
+        "Alice\u{1b}[2J",
+        "Alice\u{9b}",
+    ]
+    .iter()
+    .enumerate()
     {
         let r = app
             .register(json!({
