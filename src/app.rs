@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
+use tower_http::set_header::SetResponseHeaderLayer;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{
     Flow, HttpAuthScheme, HttpBuilder, OAuth2, Password, Scopes, SecurityScheme,
@@ -126,6 +127,8 @@ pub fn router(state: AppState) -> Router {
                 .persist_authorization(false)
                 .try_it_out_enabled(true),
         );
+    let swagger =
+        Router::from(swagger).layer(axum::middleware::map_response(routes::meta::docs_headers));
     let cors = crate::cors::layer(&state.config.cors_origins);
     let app = api
         .merge(swagger)
@@ -141,6 +144,14 @@ pub fn router(state: AppState) -> Router {
         .route_layer(
             tower::ServiceBuilder::new()
                 .layer(crate::http_metrics::HttpMetricsLayer)
+                // Users, sessions, audit events, tokens: most answers are
+                // personal, so none may be stored by a browser or a shared
+                // cache unless its handler says otherwise (JWKS and the
+                // metadata are public; the pages revalidate).
+                .layer(SetResponseHeaderLayer::if_not_present(
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("no-store"),
+                ))
                 .layer(crate::timeout::RequestTimeoutLayer::new(
                     crate::timeout::REQUEST_TIMEOUT,
                 ))

@@ -4,6 +4,13 @@
 //! [`Fields`]), so a missing field, a wrong type and an invalid value each
 //! get the contract's `{"detail": [{"loc", "msg", "type"}]}` entry rather
 //! than serde's one-line message.
+//!
+//! Control characters (C0 with NUL, DEL, C1) are refused here, once, with
+//! a 422, in every string of every JSON body and form and in the query
+//! strings of the list routes ([`query_pairs`]): no handler has to
+//! remember it, and none reaches a database (PostgreSQL refuses NUL in
+//! text with an error that would be a 500). Secrets are the exception, see
+//! [`SECRET_FIELDS`].
 
 use std::collections::HashMap;
 
@@ -61,6 +68,98 @@ fn parse_json_object(bytes: &[u8]) -> Result<Map<String, Value>, Error> {
     }
 }
 
+/// Fields whose values are never stored or logged, only hashed or compared:
+/// passwords and tokens. They are not checked for control characters, so a
+/// password accepted before this rule still signs its owner in; new
+/// passwords are checked by [`crate::model::check_new_password`].
+pub const SECRET_FIELDS: &[&str] = &[
+    "password",
+    "current_password",
+    "new_password",
+    "refresh_token",
+    "token",
+];
+
+/// Whether `s` holds a control character (Unicode `Cc`: C0, DEL, C1).
+pub fn has_control(s: &str) -> bool {
+    s.chars().any(char::is_control)
+}
+
+fn control_error(loc: Vec<String>) -> FieldError {
+    FieldError {
+        loc,
+        msg: "String should not contain control characters".to_owned(),
+        kind: "string_control_character".to_owned(),
+    }
+}
+
+/// Every string below `value` (object keys included) that holds a control
+/// character, as a 422 entry at its location.
+fn find_controls(value: &Value, loc: &mut Vec<String>, errors: &mut Vec<FieldError>) {
+    match value {
+        Value::String(s) if has_control(s) => errors.push(control_error(loc.clone())),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                loc.push(i.to_string());
+                find_controls(item, loc, errors);
+                loc.pop();
+            }
+        }
+        Value::Object(map) => {
+            for (k, v) in map {
+                loc.push(k.clone());
+                if has_control(k) {
+                    errors.push(control_error(loc.clone()));
+                } else {
+                    find_controls(v, loc, errors);
+                }
+                loc.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `Err(422)` if any string of the body's top-level `object` (other than a
+/// secret) holds a control character.
+fn refuse_controls(object: &Map<String, Value>) -> Result<(), Error> {
+    let mut errors = Vec::new();
+    let mut loc = vec!["body".to_owned()];
+    for (k, v) in object {
+        loc.push(k.clone());
+        if has_control(k) {
+            errors.push(control_error(loc.clone()));
+        } else if !SECRET_FIELDS.contains(&k.as_str()) {
+            find_controls(v, &mut loc, &mut errors);
+        }
+        loc.pop();
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Validation(errors))
+    }
+}
+
+/// The pairs of a query string, decoded; `Err(422)` (at `["query", name]`)
+/// when a name or value holds a control character.
+pub fn query_pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, Error> {
+    let mut errors = Vec::new();
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    for (k, v) in &pairs {
+        if has_control(k) || has_control(v) {
+            errors.push(control_error(vec!["query".to_owned(), k.clone()]));
+        }
+    }
+    if errors.is_empty() {
+        Ok(pairs)
+    } else {
+        Err(Error::Validation(errors))
+    }
+}
+
 /// A JSON object body (`Content-Type: application/json`, else 415).
 pub struct JsonObject(pub Map<String, Value>);
 
@@ -72,7 +171,9 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
             return Err(Error::UnsupportedMediaType("application/json"));
         }
         let bytes = read_bytes(req, state).await?;
-        parse_json_object(&bytes).map(Self)
+        let object = parse_json_object(&bytes)?;
+        refuse_controls(&object)?;
+        Ok(Self(object))
     }
 }
 
@@ -111,6 +212,10 @@ impl<S: Send + Sync> FromRequest<S> for OAuthParams {
                     ));
                 }
             }
+            let object = map
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())));
+            refuse_controls(&object.collect())?;
             Ok(Self(map))
         } else if is_json(&ct) {
             let bytes = read_bytes(req, state).await?;
@@ -120,6 +225,7 @@ impl<S: Send + Sync> FromRequest<S> for OAuthParams {
             if object.len() > MAX_FORM_FIELDS {
                 return Err(too_many_parameters());
             }
+            refuse_controls(&object)?;
             let mut map = HashMap::new();
             for (k, v) in object {
                 match v {

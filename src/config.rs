@@ -101,6 +101,8 @@ pub struct Config {
     pub header_read_timeout: std::time::Duration,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: crate::proxy::TrustedProxies,
+    /// The one forwarding header the trusted proxies write.
+    pub forwarded_header: crate::proxy::ForwardedHeader,
     /// Other origins whose pages may call warden (CORS with credentials)
     /// and refresh with the cookie.
     pub cors_origins: crate::cors::AllowedOrigins,
@@ -151,6 +153,7 @@ const SETTINGS: &[&str] = &[
     "throttle_per_address",
     "throttle_per_account",
     "trusted_proxies",
+    "forwarded_header",
     "cors_origins",
     "header_read_timeout",
     "log",
@@ -420,6 +423,11 @@ impl Config {
             crate::proxy::TrustedProxies::default(),
             crate::proxy::TrustedProxies::parse,
         )?;
+        let forwarded_header = s.parse(
+            "forwarded_header",
+            crate::proxy::ForwardedHeader::default(),
+            crate::proxy::ForwardedHeader::parse,
+        )?;
         let cors_origins = s.parse(
             "cors_origins",
             crate::cors::AllowedOrigins::default(),
@@ -496,6 +504,7 @@ impl Config {
             throttle_per_address,
             throttle_per_account,
             trusted_proxies,
+            forwarded_header,
             cors_origins,
             header_read_timeout,
             log,

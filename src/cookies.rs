@@ -11,6 +11,13 @@
 //!   issuer) or one of `WARDEN_CORS_ORIGINS`; otherwise 400 `invalid_grant`.
 //!   The rotated token goes back into the cookie, never into the body.
 //! - `POST /logout` expires the cookie.
+//! - Cookie mode itself (`?cookie=true`, any grant, and the password
+//!   change) is refused when the request carries an `Origin` that may not
+//!   spend the cookie: otherwise a page of any site could sign a victim's
+//!   browser in to the attacker's account (login CSRF). Browsers send
+//!   `Origin` with every cross-site POST, so a request without one is not
+//!   a cross-site browser request; non-browser clients send none and keep
+//!   working (see docs/hardening.md).
 //!
 //! `Path=/token` keeps the cookie off every other route: the browser sends
 //! it only to `/token` and the paths under it (`/token/revoke`,
@@ -91,6 +98,14 @@ impl CookiePolicy {
         self.own_origin.as_deref() == Some(origin) || self.allowed.contains(origin)
     }
 
+    /// Whether this request may be answered in cookie mode, i.e. have a
+    /// refresh cookie set: no `Origin` at all, or one that may spend the
+    /// cookie ([`Self::origin_allowed`]). `Origin: null` and several
+    /// `Origin`s are refused.
+    pub fn may_set_cookie(&self, headers: &HeaderMap) -> bool {
+        !headers.contains_key(header::ORIGIN) || self.origin_allowed(headers)
+    }
+
     /// The token response: as JSON, or in cookie mode with the refresh
     /// token moved from the body into the cookie.
     pub fn respond(&self, mut body: TokenResponse, cookie_mode: bool) -> Response {
@@ -132,6 +147,9 @@ fn needs_secure(issuer: &str, bind: std::net::IpAddr) -> bool {
     };
     !(url.scheme() == "http" && loopback_host && bind.is_loopback())
 }
+
+/// Why cookie mode was refused for the request's `Origin`.
+pub const COOKIE_MODE_ORIGIN_REFUSED: &str = "Cookie mode (cookie=true) is accepted only from warden's own origin or a configured CORS origin";
 
 /// Whether the query string asks for cookie mode (`cookie=true` or `1`).
 pub fn wants_cookie(query: Option<&str>) -> bool {

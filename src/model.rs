@@ -6,6 +6,7 @@ use std::sync::LazyLock;
 use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -63,20 +64,68 @@ impl Username {
     }
 }
 
-/// A syntactically valid email address of at most 254 bytes.
+/// Whether `s` holds a Unicode format character (`Cf`: zero-width space
+/// and joiners, bidi overrides and isolates, the soft hyphen, tag
+/// characters...): invisible, they make two different strings look alike.
+pub fn has_format_char(s: &str) -> bool {
+    s.chars()
+        .any(|c| c.general_category() == GeneralCategory::Format)
+}
+
+/// RFC 5322 `atext`: the characters of a dot-atom's atoms.
+fn is_atext(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&b)
+}
+
+/// A syntactically valid email address of at most 254 bytes: exactly one
+/// `@`, an ASCII dot-atom local part (no quoted strings, no comments, no
+/// Unicode: `"admin@example.com"@evil.com` and look-alike letters are
+/// refused) of at most 64 bytes, and a domain with a dot. A Unicode
+/// (IDN) domain is stored in its ASCII form (punycode, `xn--`), so a
+/// look-alike of a known domain shows as what it is; an ASCII domain is
+/// stored as given.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email(String);
 
 impl Email {
     pub fn parse(s: &str) -> Result<Self, String> {
-        if s.len() > 254 {
+        const INVALID: &str = "value is not a valid email address";
+        if s.chars().any(char::is_control) || has_format_char(s) {
+            return Err(
+                "Email must not contain control or invisible formatting characters".to_owned(),
+            );
+        }
+        let mut parts = s.split('@');
+        let (Some(local), Some(domain), None) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(format!("{INVALID}: it must contain exactly one @"));
+        };
+        let dot_atom = !local.is_empty()
+            && local.len() <= 64
+            && local
+                .split('.')
+                .all(|atom| !atom.is_empty() && atom.bytes().all(is_atext));
+        if !dot_atom {
+            return Err(format!(
+                "{INVALID}: the part before the @ may contain only ASCII letters, digits, dots and !#$%&'*+-/=?^_`{{|}}~"
+            ));
+        }
+        let domain = if domain.is_ascii() {
+            domain.to_owned()
+        } else {
+            // UTS 46 with the strict (STD3, DNS length) rules, as browsers
+            // map host names.
+            idna::domain_to_ascii_strict(domain)
+                .map_err(|_| format!("{INVALID}: the domain is not a valid domain name"))?
+        };
+        let email = format!("{local}@{domain}");
+        if email.len() > 254 {
             return Err("Email must be at most 254 bytes long".to_owned());
         }
-        // `email_address` follows RFC 5322's addr-spec; we additionally
-        // require a dotted domain, since a bare `user@localhost` is nearly
-        // always a typo for a real account.
+        // `email_address` checks the rest of RFC 5322's addr-spec on the
+        // ASCII form; we additionally require a dotted domain, since a bare
+        // `user@localhost` is nearly always a typo for a real account.
         let valid = email_address::EmailAddress::parse_with_options(
-            s,
+            &email,
             email_address::Options {
                 allow_display_text: false,
                 ..email_address::Options::default()
@@ -86,9 +135,9 @@ impl Email {
         )
         .is_ok();
         if !valid {
-            return Err("value is not a valid email address".to_owned());
+            return Err(INVALID.to_owned());
         }
-        Ok(Self(s.to_owned()))
+        Ok(Self(email))
     }
 
     pub fn as_str(&self) -> &str {
@@ -100,13 +149,20 @@ impl Email {
     }
 }
 
-/// An optional display name of at most 128 characters.
+/// An optional display name of at most 128 characters, without control or
+/// format characters (zero-width, bidi overrides: see [`has_format_char`]).
 pub fn parse_full_name(s: &str) -> Result<String, String> {
     if s.chars().count() > 128 {
         return Err("Full name must be at most 128 characters long".to_owned());
     }
     if s.chars().any(char::is_control) {
         return Err("Full name must not contain control characters".to_owned());
+    }
+    if has_format_char(s) {
+        return Err(
+            "Full name must not contain invisible formatting characters (zero-width, bidi)"
+                .to_owned(),
+        );
     }
     Ok(s.to_owned())
 }
@@ -120,6 +176,10 @@ pub fn check_new_password(password: &str, username: &str, email: &str) -> Result
     }
     if len > 1024 {
         return Err("Password must be at most 1024 characters long".to_owned());
+    }
+    // Not typable, and refused in every other field (see `crate::body`).
+    if password.chars().any(char::is_control) {
+        return Err("Password must not contain control characters".to_owned());
     }
     let folded = fold(password);
     if COMMON_PASSWORDS.contains(folded.as_str()) {
@@ -203,6 +263,77 @@ mod tests {
     }
 
     #[test]
+    fn emails_have_exactly_one_at_and_an_ascii_dot_atom_local_part() {
+        assert!(Email::parse("\"admin@example.com\"@evil.com").is_err());
+        assert!(Email::parse("a@b@example.com").is_err());
+        assert!(Email::parse("\"quoted\"@example.com").is_err());
+        assert!(Email::parse("a..b@example.com").is_err());
+        assert!(Email::parse(".a@example.com").is_err());
+        assert!(Email::parse("a b@example.com").is_err());
+        assert!(
+            Email::parse("ålice@example.com").is_err(),
+            "Unicode local part"
+        );
+        assert!(Email::parse("аlice@example.com").is_err(), "Cyrillic а");
+        assert!(Email::parse(&format!("{}@example.com", "a".repeat(65))).is_err());
+        assert!(Email::parse("o'brien+tag@example.co.uk").is_ok());
+        assert!(Email::parse("Alice@Example.COM").unwrap().as_str() == "Alice@Example.COM");
+    }
+
+    #[test]
+    fn emails_refuse_control_and_format_characters() {
+        for bad in [
+            "alice\u{200b}@example.com", // zero-width space
+            "alice@exam\u{200d}ple.com", // zero-width joiner
+            "alice@example.com\u{202e}", // right-to-left override
+            "al\u{2066}ice@example.com", // left-to-right isolate
+            "alice@ex\u{ad}ample.com",   // soft hyphen (IDNA would drop it)
+            "\u{feff}alice@example.com", // byte order mark
+            "alice\u{0}@example.com",
+            "alice@example.com\u{85}", // C1 next line
+            "alice\u{7f}@example.com",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn idn_domains_are_stored_in_punycode() {
+        assert_eq!(
+            Email::parse("alice@bücher.example").unwrap().as_str(),
+            "alice@xn--bcher-kva.example"
+        );
+        // A look-alike of example.com with a Cyrillic а shows as what it is.
+        let lookalike = Email::parse("alice@exаmple.com").unwrap();
+        assert!(
+            lookalike.as_str().starts_with("alice@xn--"),
+            "{lookalike:?}"
+        );
+        assert!(Email::parse("alice@xn--bcher-kva.example").is_ok());
+        assert!(Email::parse("alice@bü_cher.example").is_err());
+    }
+
+    #[test]
+    fn full_names_refuse_control_and_format_characters() {
+        assert_eq!(
+            parse_full_name("Zoë O'Brien-Łukasz").unwrap(),
+            "Zoë O'Brien-Łukasz"
+        );
+        assert_eq!(parse_full_name("山田 太郎").unwrap(), "山田 太郎");
+        for bad in [
+            "Alice\u{0}",
+            "Alice\u{1b}[31m",
+            "Alice\u{9f}",
+            "Ali\u{200b}ce",
+            "\u{202e}ecilA",
+            "Alice\u{2067}",
+            "Alice\u{e0041}", // tag character
+        ] {
+            assert!(parse_full_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn passwords() {
         assert!(check_new_password("correct horse battery", "alice", "a@example.com").is_ok());
         assert!(check_new_password("short", "alice", "a@example.com").is_err());
@@ -211,6 +342,7 @@ mod tests {
         assert!(check_new_password("alice-the-great", "alice-the-great", "a@example.com").is_err());
         assert!(check_new_password("Alice@Example.com", "alice", "alice@example.com").is_err());
         assert!(check_new_password(&"x".repeat(1025), "alice", "a@example.com").is_err());
+        assert!(check_new_password("correct\u{0}horse battery", "alice", "a@example.com").is_err());
         // Length is counted in characters, not bytes.
         assert!(check_new_password("ééééééé", "alice", "a@example.com").is_err());
     }

@@ -69,14 +69,15 @@ impl axum::extract::FromRequestParts<crate::state::AppState> for ClientMeta {
             .extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .map(|c| {
-                let forwarded = parts
-                    .headers
-                    .get("x-forwarded-for")
-                    .and_then(|v| v.to_str().ok());
-                state
-                    .config
+                let config = &state.config;
+                let lines = parts.headers.get_all(config.forwarded_header.name());
+                config
                     .trusted_proxies
-                    .client_ip(c.0.ip(), forwarded)
+                    .client_ip(
+                        c.0.ip(),
+                        config.forwarded_header,
+                        lines.iter().map(|v| v.as_bytes()),
+                    )
                     .to_string()
             });
         Ok(Self { user_agent, ip })

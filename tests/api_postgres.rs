@@ -17,6 +17,8 @@ mod audit;
 mod authorization;
 #[path = "api/cookies.rs"]
 mod cookies;
+#[path = "api/hardening.rs"]
+mod hardening;
 #[path = "api/jwt_attacks.rs"]
 mod jwt_attacks;
 #[path = "api/limits.rs"]

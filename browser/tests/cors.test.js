@@ -104,8 +104,23 @@ test('an app on an unlisted origin can read nothing, and its cookie refresh is r
   // Without CORS headers the browser hides every response from the script.
   assert.deepEqual(outcome.login, { error: 'TypeError' });
   assert.deepEqual(outcome.refresh, { error: 'TypeError' });
-  // The login's cookie was stored all the same (the browser hid only the
-  // response): the position of a victim who signed in to warden earlier.
+  // The browser hid only the response: warden itself refused the cookie
+  // login by its Origin (login CSRF), so no cookie was set.
+  assert.ok(!(await context.cookies()).some((c) => c.name === 'warden_refresh'), 'no cookie from a foreign login');
+
+  // A victim who signed in on warden's own origin earlier holds a cookie.
+  const own = await context.newPage();
+  await own.goto(`${warden.url}/healthz`);
+  const status = await own.evaluate(async (password) => {
+    const r = await fetch('/token?cookie=true', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ username: 'erin', password }),
+    });
+    return r.status;
+  }, PASSWORD);
+  assert.equal(status, 200);
+  await own.close();
   const cookies = await context.cookies();
   assert.ok(cookies.some((c) => c.name === 'warden_refresh'), 'the browser holds a refresh cookie');
 

@@ -21,11 +21,34 @@ after(async () => {
 
 const OP = '#operations-users-get_current_user';
 
+/// Every Content-Security-Policy violation the page reports, from the
+/// console (Chromium logs each "Refused to ...") and from the DOM event.
+function cspViolations(page) {
+  const seen = [];
+  page.on('console', (msg) => {
+    if (/Content Security Policy|Refused to/i.test(msg.text())) seen.push(msg.text());
+  });
+  page.on('pageerror', (e) => seen.push(`pageerror: ${e.message}`));
+  page.addInitScript(() => {
+    document.addEventListener('securitypolicyviolation', (e) => {
+      console.error(`Refused to load (Content Security Policy): ${e.violatedDirective} ${e.blockedURI}`);
+    });
+  });
+  return seen;
+}
+
 async function openDocs() {
   const page = await browser.newPage();
   const foreign = onlyOrigin(page, warden.url);
-  await page.goto(`${warden.url}/docs/`);
+  const violations = cspViolations(page);
+  const docs = await page.goto(`${warden.url}/docs/`);
+  // Served with a policy, and never in a frame.
+  const headers = docs.headers();
+  assert.match(headers['content-security-policy'], /script-src 'self';/);
+  assert.match(headers['content-security-policy'], /frame-ancestors 'none'/);
+  assert.equal(headers['x-frame-options'], 'DENY');
   await page.locator(OP).waitFor();
+  page.violations = violations;
   // Expand GET /users/me; "Try it out" is on from the start
   // (tryItOutEnabled), so Execute is there at once.
   await page.locator(`${OP} .opblock-summary-control`).click();
@@ -102,6 +125,7 @@ test('Authorize with a username and password, then GET /users/me shows 200 and t
   await screenshot(page, 'swagger-after-logout-401', page.locator(OP));
 
   assert.deepEqual(foreign, [], 'Swagger UI requested another origin');
+  assert.deepEqual(page.violations, [], 'Swagger UI broke its Content-Security-Policy');
   await page.close();
 });
 
@@ -121,5 +145,6 @@ test('a wrong token pasted under bearerAuth visibly fails with 401 Invalid token
   assert.match(r.body, /"detail": "Invalid token"/);
   await screenshot(page, 'swagger-wrong-bearer-401', page.locator(OP));
   assert.deepEqual(foreign, [], 'Swagger UI requested another origin');
+  assert.deepEqual(page.violations, [], 'Swagger UI broke its Content-Security-Policy');
   await page.close();
 });

@@ -71,8 +71,8 @@ fn parse(raw: Option<&str>) -> Result<AuditQuery> {
         kind: None,
     };
     let mut errors = Vec::new();
-    for (key, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-        match key.as_ref() {
+    for (key, value) in crate::body::query_pairs(raw)? {
+        match key.as_str() {
             "limit" => match value.parse::<u32>() {
                 Ok(n) if (1..=200).contains(&n) => q.limit = n,
                 _ => errors.push(FieldError::new(
@@ -97,7 +97,7 @@ fn parse(raw: Option<&str>) -> Result<AuditQuery> {
                     "uuid_parsing",
                 )),
             },
-            "type" if !value.is_empty() => q.kind = Some(value.into_owned()),
+            "type" if !value.is_empty() => q.kind = Some(value),
             _ => {}
         }
     }

@@ -1,4 +1,5 @@
-//! Keys and operations: JWKS, health, readiness, metrics.
+//! Keys and operations: JWKS, health, readiness, metrics; the headers of
+//! the Swagger UI pages at `/docs`.
 
 use axum::Json;
 use axum::extract::State;
@@ -8,6 +9,43 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::state::AppState;
+
+/// What Swagger UI at `/docs` needs, and nothing more: its scripts and
+/// stylesheets are files of warden's own (its initializer too, no inline
+/// script); its icons are `data:` images in its stylesheet; it fetches
+/// `/openapi.json` and calls the API on this origin; and nothing may frame
+/// it (clickjacking the Authorize dialog). The one inline style is the
+/// `<style>` inside the top bar's SVG logo, allowed by its hash rather than
+/// by `'unsafe-inline'`. Checked in a real browser by
+/// `browser/tests/swagger.test.js`, which fails on any CSP violation (and
+/// so when a Swagger UI upgrade changes that style).
+pub const DOCS_CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+     style-src 'self' 'sha256-RL3ie0nH+Lzz2YNqQN83mnU0J1ot4QL7b99vMdIX99w='; img-src 'self' data:; font-src 'self'; connect-src 'self'; \
+     form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+/// Adds the page headers of `/docs` (and `/openapi.json`, served by the
+/// same router) to `response`. `no-cache`: the files change with the
+/// binary, so the browser revalidates rather than stores them for good.
+pub async fn docs_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(DOCS_CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-cache"));
+    response
+}
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

@@ -118,7 +118,8 @@ pub fn grant_scopes(
 /// `HttpOnly` cookie (`Path=/token`, `SameSite=Strict`) instead of being
 /// returned in the body. A refresh without `refresh_token` uses that
 /// cookie, only from warden's own origin or a configured CORS origin, and
-/// rotates it.
+/// rotates it. Cookie mode is refused (400 `invalid_request`) for a request
+/// whose `Origin` is any other.
 #[utoipa::path(
     post,
     path = "/token",
@@ -142,6 +143,15 @@ pub async fn issue_token(
     params: OAuthParams,
 ) -> Result<Response> {
     let cookie_mode = cookies::wants_cookie(query.as_deref());
+    // Before any work: a foreign page must not get a cookie set (login
+    // CSRF). invalid_request, not invalid_grant: the credentials were not
+    // judged, the request is malformed for its context (RFC 6749 §5.2).
+    if cookie_mode && !state.cookies.may_set_cookie(&headers) {
+        return Err(Error::Grant(
+            GrantError::InvalidRequest,
+            cookies::COOKIE_MODE_ORIGIN_REFUSED.to_owned(),
+        ));
+    }
     match params.0.get("grant_type").map(String::as_str) {
         None | Some("") | Some("password") => {
             let tokens = password_grant(&state, &client, &params).await?;

@@ -432,3 +432,94 @@ async fn the_account_page_is_served_with_a_strict_content_security_policy() {
         assert!(!r.text().await.unwrap().contains("://"), "{path}");
     }
 }
+
+const EVIL: &str = "https://evil.example";
+
+/// `POST /token?cookie=true` (a password login) with `origin`, if any.
+async fn cookie_login_from(app: &TestApp, origin: Option<&str>, password: &str) -> Response {
+    let mut req = app
+        .client
+        .post(app.at("/token?cookie=true"))
+        .form(&[("username", "alice"), ("password", password)]);
+    if let Some(origin) = origin {
+        req = req.header("origin", origin);
+    }
+    req.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn cookie_login_from_a_foreign_origin_is_refused_login_csrf() {
+    let app = TestApp::spawn_with(&[("WARDEN_CORS_ORIGINS", OTHER_APP)]).await;
+    app.register_ok("alice").await;
+    for origin in [EVIL, "null", "http://127.0.0.1:1"] {
+        let r = cookie_login_from(&app, Some(origin), PASSWORD).await;
+        assert!(set_cookies(r.headers()).is_empty(), "{origin}");
+        let body = assert_grant_error(r, "invalid_request").await;
+        assert!(
+            body["detail"].as_str().unwrap().contains("own origin"),
+            "{body}"
+        );
+    }
+    // Refused before the password is looked at: wrong guesses from a
+    // foreign page neither count nor tell anything.
+    for _ in 0..8 {
+        let r = cookie_login_from(&app, Some(EVIL), "wrong password").await;
+        assert_grant_error(r, "invalid_request").await;
+    }
+    // warden's own origin, a configured one, and no Origin at all (not a
+    // browser: browsers send Origin with every cross-site POST) may.
+    let own = app.url.clone();
+    for origin in [Some(own.as_str()), Some(OTHER_APP), None] {
+        let r = cookie_login_from(&app, origin, PASSWORD).await;
+        assert_eq!(r.status(), StatusCode::OK, "{origin:?}");
+        the_cookie(r.headers());
+    }
+}
+
+#[tokio::test]
+async fn a_cookie_mode_refresh_from_a_foreign_origin_is_refused_and_spends_nothing() {
+    let app = TestApp::spawn().await;
+    app.register_ok("alice").await;
+    let body: Value = app.login("alice", PASSWORD).await.json().await.unwrap();
+    let refresh = body["refresh_token"].as_str().unwrap();
+    // The attacker's own refresh token, planted as the victim's cookie.
+    let r = app
+        .client
+        .post(app.at("/token?cookie=true"))
+        .header("origin", EVIL)
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh)])
+        .send()
+        .await
+        .unwrap();
+    assert!(set_cookies(r.headers()).is_empty());
+    assert_grant_error(r, "invalid_request").await;
+    let r = app
+        .login_form(&[("grant_type", "refresh_token"), ("refresh_token", refresh)])
+        .await;
+    assert_eq!(r.status(), StatusCode::OK, "the token was not spent");
+}
+
+#[tokio::test]
+async fn a_cookie_mode_password_change_from_a_foreign_origin_is_refused() {
+    let app = TestApp::spawn().await;
+    let (_, access) = app.user_with_token("alice").await;
+    let r = app
+        .client
+        .put(app.at("/users/me/password?cookie=true"))
+        .header("origin", EVIL)
+        .bearer_auth(&access)
+        .json(&json!({"current_password": PASSWORD, "new_password": "a brand new passphrase"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(set_cookies(r.headers()).is_empty());
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["detail"].as_str().unwrap().contains("own origin"),
+        "{body}"
+    );
+    // Nothing changed.
+    assert_eq!(app.login("alice", PASSWORD).await.status(), StatusCode::OK);
+    assert_eq!(app.me(&access).await.status(), StatusCode::OK);
+}

@@ -10,6 +10,7 @@ pub const BACKEND: helpers::Backend = helpers::Backend::Sqlite;
 mod audit;
 mod authorization;
 mod cookies;
+mod hardening;
 mod jwt_attacks;
 mod limits;
 mod ops;

@@ -244,3 +244,31 @@ async fn delete_me_without_password_returns_422() {
         .unwrap();
     assert_eq!(error_locs(r).await, [["body", "password"]]);
 }
+
+#[tokio::test]
+async fn patch_me_refuses_smuggled_emails_and_invisible_characters_in_full_name() {
+    let app = TestApp::spawn().await;
+    let (_, token) = app.user_with_token("alice").await;
+    for (field, value) in [
+        ("email", "\"admin@example.com\"@evil.com"),
+        ("email", "alice\u{200b}@example.com"),
+        ("email", "alice\u{0}@example.com"),
+        ("full_name", "Alice\u{202e}"),
+        ("full_name", "Al\u{200d}ice"),
+        ("full_name", "Alice\u{0}"),
+        ("username", "ali\u{0}ce"),
+    ] {
+        let r = app
+            .client
+            .patch(app.at("/users/me"))
+            .bearer_auth(&token)
+            .json(&json!({ field: value }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(error_locs(r).await, [["body", field]], "{value:?}");
+    }
+    let me: Value = app.me(&token).await.json().await.unwrap();
+    assert_eq!(me["email"], "alice@example.com");
+    assert_eq!(me["full_name"], Value::Null);
+}

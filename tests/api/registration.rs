@@ -299,3 +299,81 @@ async fn passwords_are_stored_as_argon2id_with_owasp_parameters_by_default() {
         (19456, 2, 1)
     );
 }
+
+/// Issue 14's look-alike and smuggled addresses: two `@`, invisible
+/// format characters, control characters, Unicode local parts.
+const BAD_EMAILS: &[&str] = &[
+    "\"admin@example.com\"@evil.com",
+    "admin@example.com@evil.com",
+    "ad\u{200b}min@example.com",
+    "admin@exam\u{200d}ple.com",
+    "admin@example.com\u{202e}",
+    "ad\u{2066}min@example.com",
+    "admin@ex\u{ad}ample.com",
+    "\u{430}dmin@example.com",
+    "admin\u{0}@example.com",
+    "admin@example.com\u{85}",
+];
+
+#[tokio::test]
+async fn smuggled_and_look_alike_emails_are_422() {
+    let app = TestApp::spawn().await;
+    for (i, email) in BAD_EMAILS.iter().enumerate() {
+        let r = app
+            .register(json!({"username": format!("user{i}"), "email": email, "password": PASSWORD}))
+            .await;
+        assert_eq!(error_locs(r).await, [["body", "email"]], "{email:?}");
+    }
+}
+
+#[tokio::test]
+async fn idn_domains_are_stored_in_punycode() {
+    let app = TestApp::spawn().await;
+    // A Cyrillic а in "exаmple.com": stored as what it is, not as a
+    // look-alike of example.com.
+    let r = app
+        .register(json!({"username": "mallory", "email": "admin@ex\u{430}mple.com", "password": PASSWORD}))
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let user: Value = r.json().await.unwrap();
+    let email = user["email"].as_str().unwrap();
+    assert!(
+        email.starts_with("admin@xn--") && email.is_ascii(),
+        "{email}"
+    );
+    let r = app
+        .register(
+            json!({"username": "bert", "email": "bert@b\u{fc}cher.example", "password": PASSWORD}),
+        )
+        .await;
+    let user: Value = r.json().await.unwrap();
+    assert_eq!(user["email"], "bert@xn--bcher-kva.example");
+    // The Unicode and the punycode spelling are one address.
+    let r = app
+        .register(json!({"username": "bert2", "email": "bert@xn--bcher-kva.example", "password": PASSWORD}))
+        .await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn full_names_with_format_or_control_characters_are_422() {
+    let app = TestApp::spawn().await;
+    for (i, name) in [
+        "Ali\u{200b}ce",
+        "\u{202e}ecilA",
+        "Alice\u{0}",
+        "Alice\u{1b}[2J",
+        "Alice\u{9b}",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let r = app
+            .register(json!({
+                "username": format!("user{i}"), "email": format!("user{i}@example.com"),
+                "password": PASSWORD, "full_name": name,
+            }))
+            .await;
+        assert_eq!(error_locs(r).await, [["body", "full_name"]], "{name:?}");
+    }
+}

@@ -26,6 +26,8 @@ use crate::storage::UserQuery;
 
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 200;
+/// The longest `q` (characters): as long as the longest email.
+const MAX_Q: usize = 254;
 
 /// Query of `GET /users`.
 #[derive(Debug, IntoParams)]
@@ -36,7 +38,8 @@ pub struct ListQuery {
     limit: Option<u32>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
-    /// Case-insensitive prefix of the username or the email.
+    /// Case-insensitive prefix of the username or the email (at most 254
+    /// characters).
     q: Option<String>,
 }
 
@@ -65,8 +68,8 @@ fn parse_list_query(raw: Option<&str>) -> Result<UserQuery> {
         prefix: None,
     };
     let mut errors = Vec::new();
-    for (key, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-        match key.as_ref() {
+    for (key, value) in crate::body::query_pairs(raw)? {
+        match key.as_str() {
             "limit" => match value.parse::<u32>() {
                 Ok(n) if (1..=MAX_LIMIT).contains(&n) => query.limit = n,
                 Ok(_) => errors.push(FieldError::new(
@@ -88,7 +91,15 @@ fn parse_list_query(raw: Option<&str>) -> Result<UserQuery> {
                     "value_error",
                 )),
             },
-            "q" if !value.is_empty() => query.prefix = Some(value.into_owned()),
+            // Emails are at most 254 bytes: a longer prefix matches nothing,
+            // and an unbounded one is an unbounded LIKE pattern (SQLite
+            // refuses one of 50 k bytes as "too complex").
+            "q" if value.chars().count() > MAX_Q => errors.push(FieldError::new(
+                &["query", "q"],
+                format!("String should have at most {MAX_Q} characters"),
+                "string_too_long",
+            )),
+            "q" if !value.is_empty() => query.prefix = Some(value),
             _ => {}
         }
     }
@@ -126,7 +137,7 @@ fn is_self(claims: &Claims, id: Uuid) -> bool {
         (status = 200, description = "A page of users", body = UserPage),
         (status = 401, description = "Missing, invalid or expired token", body = crate::routes::Detail),
         (status = 403, description = "Token lacks scope `users:read`", body = crate::routes::Detail),
-        (status = 422, description = "Invalid `limit` or `cursor`", body = crate::routes::ValidationErrorBody),
+        (status = 422, description = "Invalid `limit`, `cursor` or `q`", body = crate::routes::ValidationErrorBody),
     )
 )]
 pub async fn list_users(

@@ -135,7 +135,7 @@ pub async fn delete_current_user(
     security(("OAuth2PasswordBearer" = ["me"]), ("bearerAuth" = [])),
     responses(
         (status = 200, description = "Changed; a fresh token", body = TokenResponse),
-        (status = 400, description = "Incorrect current password", body = crate::routes::Detail),
+        (status = 400, description = "Incorrect current password, or cookie mode from another origin", body = crate::routes::Detail),
         (status = 401, description = "Missing, invalid or expired token", body = crate::routes::Detail),
         (status = 413, description = "Body over 64 KiB", body = crate::routes::Detail),
         (status = 415, description = "Not JSON", body = crate::routes::Detail),
@@ -148,8 +148,15 @@ pub async fn change_password(
     client: ClientMeta,
     claims: RequireScope<Me>,
     RawQuery(query): RawQuery,
+    headers: axum::http::HeaderMap,
     JsonObject(body): JsonObject,
 ) -> Result<Response> {
+    let cookie_mode = crate::cookies::wants_cookie(query.as_deref());
+    if cookie_mode && !state.cookies.may_set_cookie(&headers) {
+        return Err(Error::BadRequest(
+            crate::cookies::COOKIE_MODE_ORIGIN_REFUSED.to_owned(),
+        ));
+    }
     let user = token_user(&state, &claims).await?;
     let mut f = Fields::new(&body);
     let current = f.required_str("current_password");
@@ -199,7 +206,5 @@ pub async fn change_password(
     else {
         return Err(Error::StateConflict(CHANGED_AFTER.to_owned()));
     };
-    Ok(state
-        .cookies
-        .respond(tokens, crate::cookies::wants_cookie(query.as_deref())))
+    Ok(state.cookies.respond(tokens, cookie_mode))
 }
