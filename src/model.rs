@@ -19,6 +19,20 @@ pub fn fold(s: &str) -> String {
     s.to_lowercase()
 }
 
+/// The folded form of a login as typed (a username or an email): like
+/// [`fold`], with an email's Unicode domain in its ASCII (punycode) form,
+/// which is how [`Email::parse`] stores it — so `bob@bücher.example`
+/// finds the account stored as `bob@xn--bcher-kva.example`.
+pub fn fold_login(login: &str) -> String {
+    if let Some((local, domain)) = login.rsplit_once('@')
+        && !domain.is_ascii()
+        && let Ok(ascii) = idna::domain_to_ascii(domain)
+    {
+        return fold(&format!("{local}@{ascii}"));
+    }
+    fold(login)
+}
+
 /// The 10,000 most common passwords (zxcvbn's list; see `data/README.md`),
 /// compiled into the binary: nothing is downloaded at run time.
 static COMMON_PASSWORDS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {

@@ -280,7 +280,7 @@ impl Store for PostgresStore {
     }
 
     async fn user_by_login(&self, login: &str) -> StoreResult<Option<UserRecord>> {
-        let folded = fold(login);
+        let folded = crate::model::fold_login(login);
         let sql = format!(
             "select {USER_COLUMNS} from users where username_folded = $1 or email_folded = $1"
         );

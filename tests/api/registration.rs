@@ -353,6 +353,14 @@ async fn idn_domains_are_stored_in_punycode() {
         .register(json!({"username": "bert2", "email": "bert@xn--bcher-kva.example", "password": PASSWORD}))
         .await;
     assert_eq!(r.status(), StatusCode::CONFLICT);
+    // And either spelling signs in.
+    for login in ["bert@b\u{fc}cher.example", "BERT@xn--bcher-kva.example"] {
+        assert_eq!(
+            app.login(login, PASSWORD).await.status(),
+            StatusCode::OK,
+            "{login}"
+        );
+    }
 }
 
 #[tokio::test]
