@@ -131,6 +131,7 @@ pub fn grant_scopes(
         (status = 400, description = "invalid_grant, invalid_request, invalid_scope or unsupported_grant_type", body = crate::routes::OAuthErrorBody),
         (status = 413, description = "Body over 64 KiB", body = crate::routes::Detail),
         (status = 415, description = "Not a form or JSON body", body = crate::routes::Detail),
+        (status = 422, description = "A field or its name contains control characters", body = crate::routes::ValidationErrorBody),
         (status = 429, description = "Too many failed logins; see Retry-After", body = crate::routes::Detail),
         (status = 503, description = "Password hashing queue full; see Retry-After", body = crate::routes::Detail),
     )
@@ -425,6 +426,7 @@ pub struct RevokeRequest {
         (status = 400, description = "No `token` parameter", body = crate::routes::OAuthErrorBody),
         (status = 413, description = "Body over 64 KiB", body = crate::routes::Detail),
         (status = 415, description = "Not a form or JSON body", body = crate::routes::Detail),
+        (status = 422, description = "A field or its name contains control characters", body = crate::routes::ValidationErrorBody),
     )
 )]
 pub async fn revoke_token(State(state): State<AppState>, params: OAuthParams) -> Result<Response> {
@@ -518,6 +520,7 @@ pub struct Introspection {
         (status = 403, description = "Bearer token lacks `tokens:introspect`", body = crate::routes::Detail),
         (status = 413, description = "Body over 64 KiB", body = crate::routes::Detail),
         (status = 415, description = "Not a form or JSON body", body = crate::routes::Detail),
+        (status = 422, description = "A field or its name contains control characters", body = crate::routes::ValidationErrorBody),
     )
 )]
 pub async fn introspect_token(
