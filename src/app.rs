@@ -377,8 +377,9 @@ async fn sync_once(state: &AppState, changed: bool, log_read_at: &mut i64) -> an
     Ok(())
 }
 
-/// Deletes expired refresh tokens and long-ended sessions, so the tables do
-/// not grow without bound.
+/// Deletes long-ended sessions, expired pre-upgrade refresh tokens and
+/// audit events past their retention, so the tables do not grow without
+/// bound.
 fn spawn_purge(state: AppState) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(PURGE_INTERVAL);
@@ -387,9 +388,13 @@ fn spawn_purge(state: AppState) {
             let now = tokens::now();
             state.throttle.sweep(now);
             let ended_before = now - state.config.access_token_ttl as i64 - 1;
-            match state.store.purge(now, ended_before).await {
+            let audit_before = state
+                .config
+                .audit_retention_days
+                .map(|days| now - days as i64 * 86_400);
+            match state.store.purge(now, ended_before, audit_before).await {
                 Ok(0) => {}
-                Ok(n) => tracing::info!(rows = n, "purged expired sessions and refresh tokens"),
+                Ok(n) => tracing::info!(rows = n, "purged ended sessions and old audit events"),
                 Err(e) => tracing::warn!(error = %e, "purge failed"),
             }
         }

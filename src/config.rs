@@ -92,6 +92,11 @@ pub struct Config {
     pub refresh_reuse_grace: u64,
     /// Live sessions a user may have; a new login past it ends the oldest.
     pub max_sessions_per_user: u32,
+    /// Seconds a session lives from its login however often it is
+    /// refreshed; its refresh tokens never outlive it.
+    pub session_max_lifetime: u64,
+    /// Days audit events are kept; `None` keeps them for ever.
+    pub audit_retention_days: Option<u64>,
     pub registration: Registration,
     pub throttle_window: u64,
     pub throttle_per_pair: u32,
@@ -147,6 +152,8 @@ const SETTINGS: &[&str] = &[
     "refresh_token_ttl",
     "refresh_reuse_grace",
     "max_sessions_per_user",
+    "session_max_lifetime",
+    "audit_retention_days",
     "registration",
     "throttle_window",
     "throttle_per_pair",
@@ -409,6 +416,22 @@ impl Config {
         let refresh_token_ttl = s.parse("refresh_token_ttl", 2_592_000, positive::<u64>)?;
         let refresh_reuse_grace = s.parse("refresh_reuse_grace", 10, non_negative)?;
         let max_sessions_per_user = s.parse("max_sessions_per_user", 100, positive::<u32>)?;
+        // At most 100 years: the expiry arithmetic stays far from overflow.
+        let session_max_lifetime =
+            s.parse("session_max_lifetime", 7_776_000, |v| {
+                match positive::<u64>(v)? {
+                    n if n <= 3_153_600_000 => Ok(n),
+                    _ => Err("must be at most 3153600000 (100 years)".to_owned()),
+                }
+            })?;
+        let audit_retention_days = s.parse("audit_retention_days", Some(90), |v| {
+            match v.parse::<u64>() {
+                Err(_) => Err(format!("expected a whole number of days, got {v:?}")),
+                Ok(0) => Ok(None),
+                Ok(n) if n <= 36_500 => Ok(Some(n)),
+                Ok(_) => Err("must be at most 36500 (100 years), or 0 to keep for ever".to_owned()),
+            }
+        })?;
         let registration = s.parse("registration", Registration::Open, |v| match v {
             "open" => Ok(Registration::Open),
             "closed" => Ok(Registration::Closed),
@@ -498,6 +521,8 @@ impl Config {
             refresh_token_ttl,
             refresh_reuse_grace,
             max_sessions_per_user,
+            session_max_lifetime,
+            audit_retention_days,
             registration,
             throttle_window,
             throttle_per_pair,
@@ -537,6 +562,31 @@ mod tests {
         assert_eq!(c.jwt_algorithm, Algorithm::EdDSA);
         assert_eq!(c.access_token_ttl, 900);
         assert_eq!(c.argon2, Argon2Params::default());
+    }
+
+    #[test]
+    fn session_lifetime_and_audit_retention_have_defaults_and_bounds() {
+        let c = Config::load_from(None, env(&[])).unwrap();
+        assert_eq!(c.session_max_lifetime, 7_776_000);
+        assert_eq!(c.audit_retention_days, Some(90));
+        let c = Config::load_from(
+            None,
+            env(&[
+                ("WARDEN_SESSION_MAX_LIFETIME", "60"),
+                ("WARDEN_AUDIT_RETENTION_DAYS", "0"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!((c.session_max_lifetime, c.audit_retention_days), (60, None));
+        for (name, value) in [
+            ("WARDEN_SESSION_MAX_LIFETIME", "0"),
+            ("WARDEN_SESSION_MAX_LIFETIME", "99999999999"),
+            ("WARDEN_AUDIT_RETENTION_DAYS", "-1"),
+            ("WARDEN_AUDIT_RETENTION_DAYS", "ninety"),
+        ] {
+            let e = Config::load_from(None, env(&[(name, value)])).unwrap_err();
+            assert_eq!(e.setting, name, "{value}");
+        }
     }
 
     #[test]

@@ -158,7 +158,7 @@ pub fn wants_cookie(query: Option<&str>) -> bool {
 }
 
 /// The refresh token from the request's cookies, if it has one that looks
-/// like a refresh token (base64url; anything else is ignored).
+/// like a refresh token (base64url and dots; anything else is ignored).
 pub fn read(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(header::COOKIE)
@@ -173,7 +173,7 @@ pub fn read(headers: &HeaderMap) -> Option<String> {
                 && value.len() <= 128
                 && value
                     .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         })
         .map(str::to_owned)
 }

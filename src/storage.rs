@@ -183,13 +183,127 @@ impl SessionRecord {
     }
 }
 
-/// A stored refresh token (by hash) and its session.
+/// A presented refresh token, once known to be genuine (see
+/// [`crate::sessions::RefreshTokens::resolve`]): which session and
+/// generation it stands for, and its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresentedRefresh {
+    pub session: Uuid,
+    /// `-1` for a token that had been used before the upgrade to
+    /// per-session generations (older than every stored generation).
+    pub generation: i64,
+    pub hash: [u8; 32],
+}
+
+/// A session's refresh-token state: one row per session however often it
+/// rotates, which is all that rotation, grace retries and reuse detection
+/// need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshState {
+    /// Generation of the current token: 0 at login, +1 per rotation.
+    pub generation: i64,
+    /// SHA-256 of the current token; `None` for a session that had no
+    /// usable token when it was upgraded.
+    pub hash: Option<Vec<u8>>,
+    /// When the current token was issued, which is when the previous one
+    /// was used.
+    pub issued_at: i64,
+    /// SHA-256 of the previous token (generation - 1), for the grace retry.
+    pub previous_hash: Option<Vec<u8>>,
+}
+
+/// A session with its refresh-token state.
 #[derive(Debug, Clone)]
 pub struct RefreshRecord {
     pub session: SessionRecord,
-    pub created_at: i64,
-    pub expires_at: i64,
-    pub used_at: Option<i64>,
+    pub refresh: RefreshState,
+}
+
+impl RefreshRecord {
+    /// Whether the session is live and younger than `max_lifetime` (a
+    /// session refreshed before the absolute lifetime existed may have an
+    /// expiry beyond it).
+    pub fn is_live(&self, now: i64, max_lifetime: i64) -> bool {
+        self.session.is_live(now) && self.session.created_at.saturating_add(max_lifetime) > now
+    }
+
+    /// Whether `presented` is this session's current, usable token.
+    pub fn is_current(&self, presented: &PresentedRefresh, now: i64, max_lifetime: i64) -> bool {
+        self.is_live(now, max_lifetime)
+            && presented.generation == self.refresh.generation
+            && same_hash(self.refresh.hash.as_deref(), &presented.hash)
+    }
+}
+
+fn same_hash(stored: Option<&[u8]>, presented: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    stored.is_some_and(|s| bool::from(s.ct_eq(presented)))
+}
+
+/// What presenting a refresh token to a session does; decided by
+/// [`refresh_step`] under the session row's lock, on every backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshStep {
+    /// The current token: rotate into its successor.
+    Rotate,
+    /// The previous token, within the grace period (so its successor has
+    /// not been used): answer with the same successor again.
+    Retry,
+    /// A genuine older token: a replay. Revoke the session.
+    Reuse,
+    /// Not usable, and no evidence of theft.
+    Invalid,
+}
+
+/// The refresh state machine, shared by the backends.
+pub fn refresh_step(
+    record: &RefreshRecord,
+    presented: &PresentedRefresh,
+    successor_hash: &[u8],
+    now: i64,
+    lifetimes: RefreshLifetimes,
+) -> RefreshStep {
+    let state = &record.refresh;
+    if !record.is_live(now, lifetimes.max_lifetime) {
+        return RefreshStep::Invalid;
+    }
+    if record.is_current(presented, now, lifetimes.max_lifetime) {
+        return RefreshStep::Rotate;
+    }
+    let newest = state.generation;
+    if presented.generation == newest - 1
+        && same_hash(state.previous_hash.as_deref(), &presented.hash)
+        && now - state.issued_at < lifetimes.grace
+        && same_hash(state.hash.as_deref(), successor_hash)
+    {
+        return RefreshStep::Retry;
+    }
+    if presented.generation < newest {
+        // Genuine (the caller checked its tag or found its legacy row) and
+        // superseded: someone else may hold the session (RFC 9700 §4.14.2).
+        return RefreshStep::Reuse;
+    }
+    // The current generation with the wrong secret, or one from the future
+    // (a database restored from a backup): no proof of theft.
+    RefreshStep::Invalid
+}
+
+/// When a session rotated at `now` ends: a refresh-token lifetime from
+/// now, but never past its absolute lifetime.
+pub fn refreshed_expiry(created_at: i64, now: i64, ttl: i64, max_lifetime: i64) -> i64 {
+    now.saturating_add(ttl)
+        .min(created_at.saturating_add(max_lifetime))
+}
+
+/// How long refresh tokens and sessions live, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefreshLifetimes {
+    /// Of each refresh token from its issue.
+    pub ttl: i64,
+    /// Of a session from its creation, however often it is refreshed.
+    pub max_lifetime: i64,
+    /// In which the previous token may be retried for the same successor.
+    pub grace: i64,
 }
 
 /// What presenting a refresh token did.
@@ -206,6 +320,10 @@ pub enum RefreshOutcome {
     /// Unknown, expired, or its session ended.
     Invalid,
 }
+
+/// Rows the background purge deletes per statement, so that no single
+/// delete holds SQLite's write lock for long.
+pub const PURGE_BATCH: i64 = 1000;
 
 /// A security event as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -362,33 +480,44 @@ pub trait Store: Send + Sync + 'static {
     /// first writer wins; every caller gets the stored value).
     async fn secret_or_insert(&self, name: &str, value: &[u8], now: i64) -> StoreResult<Vec<u8>>;
 
-    /// Stores a new session and its first refresh token — only if the
-    /// user is still enabled at `expected_version` (the security version
-    /// the login checked), atomically with any concurrent security change.
-    /// Past `max_live` live sessions of the user, the oldest end.
+    /// Stores a new session with the hash of its first refresh token
+    /// (generation 0, expiring with the session) — only if the user is
+    /// still enabled at `expected_version` (the security version the login
+    /// checked), atomically with any concurrent security change. Past
+    /// `max_live` live sessions of the user, the oldest end.
     async fn create_session(
         &self,
         session: &SessionRecord,
         refresh_hash: &[u8],
-        refresh_expires_at: i64,
         expected_version: i64,
         max_live: u32,
     ) -> StoreResult<SessionOpened>;
-    /// Presents a refresh token (by hash) for rotation into `successor_hash`;
-    /// atomic, so concurrent presentations see one rotation.
+    /// Presents a genuine refresh token for rotation into `successor_hash`
+    /// (see [`refresh_step`]); atomic, so concurrent presentations see one
+    /// rotation. The successor expires `ttl` seconds from `now`, but never
+    /// more than `max_lifetime` seconds after the session was created.
     async fn rotate_refresh_token(
         &self,
-        hash: &[u8],
+        presented: &PresentedRefresh,
         successor_hash: &[u8],
         now: i64,
-        ttl: i64,
-        grace: i64,
+        lifetimes: RefreshLifetimes,
     ) -> StoreResult<RefreshOutcome>;
-    /// A refresh token by hash, with its session.
-    async fn refresh_token(&self, hash: &[u8]) -> StoreResult<Option<RefreshRecord>>;
+    /// A session with its refresh-token state.
+    async fn refresh_record(&self, session: Uuid) -> StoreResult<Option<RefreshRecord>>;
+    /// A refresh token issued before the upgrade to per-session
+    /// generations, by hash: its session, and whether it had been used.
+    async fn legacy_refresh_token(&self, hash: &[u8]) -> StoreResult<Option<(Uuid, bool)>>;
     async fn session(&self, id: Uuid) -> StoreResult<Option<SessionRecord>>;
-    /// Live sessions of a user, newest first.
-    async fn user_sessions(&self, user: Uuid, now: i64) -> StoreResult<Vec<SessionRecord>>;
+    /// Live sessions of a user, newest first, at most `limit`, and only
+    /// those older than `before` (the last id of the previous page).
+    async fn user_sessions(
+        &self,
+        user: Uuid,
+        now: i64,
+        before: Option<Uuid>,
+        limit: u32,
+    ) -> StoreResult<Vec<SessionRecord>>;
     /// Ends a session; `false` if it was not live.
     async fn revoke_session(&self, id: Uuid, now: i64) -> StoreResult<bool>;
     /// Ends every live session of a user, returning their ids, and stores
@@ -404,11 +533,17 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_audit(&self, event: &AuditRecord) -> StoreResult<()>;
     async fn query_audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditRecord>>;
 
-    /// Deletes expired refresh tokens, sessions that ended before
-    /// `ended_before`, and `user_changes` rows older than
-    /// [`USER_CHANGE_RETENTION`] (and than `ended_before`); returns how many
-    /// rows went.
-    async fn purge(&self, now: i64, ended_before: i64) -> StoreResult<u64>;
+    /// Deletes expired pre-upgrade refresh tokens, sessions that ended
+    /// before `ended_before`, `user_changes` rows older than
+    /// [`USER_CHANGE_RETENTION`] (and than `ended_before`), and audit events
+    /// created before `audit_before` (if set), [`PURGE_BATCH`] rows per
+    /// statement; returns how many rows went.
+    async fn purge(
+        &self,
+        now: i64,
+        ended_before: i64,
+        audit_before: Option<i64>,
+    ) -> StoreResult<u64>;
 }
 
 /// Opens the store named by `url` (`sqlite://...` or `postgres://...`).
@@ -427,11 +562,80 @@ pub async fn connect_with(url: &str, options: &DatabaseOptions) -> StoreResult<A
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn the_admin_pattern_names_the_admin_role() {
         assert_eq!(
-            super::ADMIN_ROLES_LIKE,
+            ADMIN_ROLES_LIKE,
             format!("%\"{}\"%", crate::roles::ROLE_ADMIN)
         );
+    }
+
+    fn record(generation: i64, issued_at: i64) -> RefreshRecord {
+        RefreshRecord {
+            session: SessionRecord {
+                id: Uuid::now_v7(),
+                user_id: Uuid::now_v7(),
+                scope: "me".to_owned(),
+                user_agent: None,
+                ip: None,
+                created_at: 0,
+                last_used_at: issued_at,
+                expires_at: 1000,
+                revoked_at: None,
+            },
+            refresh: RefreshState {
+                generation,
+                hash: Some(vec![generation as u8; 32]),
+                issued_at,
+                previous_hash: Some(vec![generation as u8 - 1; 32]),
+            },
+        }
+    }
+
+    fn token(r: &RefreshRecord, generation: i64) -> PresentedRefresh {
+        PresentedRefresh {
+            session: r.session.id,
+            generation,
+            hash: [generation as u8; 32],
+        }
+    }
+
+    #[test]
+    fn the_refresh_state_machine() {
+        let r = record(5, 100);
+        let current = [5u8; 32];
+        let lifetimes = RefreshLifetimes {
+            ttl: 100,
+            max_lifetime: 900,
+            grace: 10,
+        };
+        let step = |p: &PresentedRefresh, now: i64| refresh_step(&r, p, &current, now, lifetimes);
+        assert_eq!(step(&token(&r, 5), 101), RefreshStep::Rotate);
+        // The previous token: retried within the grace, reused after it.
+        assert_eq!(step(&token(&r, 4), 109), RefreshStep::Retry);
+        assert_eq!(step(&token(&r, 4), 110), RefreshStep::Reuse);
+        // Older generations are always a reuse.
+        assert_eq!(step(&token(&r, 1), 101), RefreshStep::Reuse);
+        assert_eq!(step(&token(&r, -1), 101), RefreshStep::Reuse);
+        // The current generation with the wrong secret, or a future one.
+        let mut wrong = token(&r, 5);
+        wrong.hash = [9; 32];
+        assert_eq!(step(&wrong, 101), RefreshStep::Invalid);
+        assert_eq!(step(&token(&r, 6), 101), RefreshStep::Invalid);
+        // An ended session answers nothing else.
+        assert_eq!(step(&token(&r, 5), 1000), RefreshStep::Invalid);
+        assert_eq!(step(&token(&r, 1), 1000), RefreshStep::Invalid);
+        // So does one past its absolute lifetime, whatever its expiry says.
+        assert_eq!(step(&token(&r, 5), 900), RefreshStep::Invalid);
+        assert_eq!(step(&token(&r, 4), 900), RefreshStep::Invalid);
+    }
+
+    #[test]
+    fn a_refresh_never_extends_a_session_past_its_lifetime() {
+        assert_eq!(refreshed_expiry(0, 10, 100, 1000), 110);
+        assert_eq!(refreshed_expiry(0, 950, 100, 1000), 1000);
+        assert_eq!(refreshed_expiry(0, 1, i64::MAX, i64::MAX), i64::MAX);
     }
 }

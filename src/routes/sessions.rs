@@ -3,19 +3,20 @@
 
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 use warden_guard::{Claims, RequireScope};
 
 use crate::audit::{self, Event};
-use crate::error::Result;
+use crate::error::{Error, FieldError, Result};
 use crate::model::rfc3339;
 use crate::roles::Me;
+use crate::routes::users::{decode_cursor, encode_cursor};
 use crate::routes::{ClientMeta, TokenResponse};
 use crate::sessions::RefreshTokens;
 use crate::state::AppState;
@@ -41,10 +42,18 @@ pub(crate) async fn open_session(
     client: &ClientMeta,
     now: i64,
 ) -> Result<Option<(TokenResponse, Uuid)>> {
-    let refresh = state.refresh.generate()?;
-    let expires_at = now + state.config.refresh_token_ttl as i64;
+    let id = Uuid::now_v7();
+    let refresh = state.refresh.generate(id)?;
+    // The first token, like every later one, ends with the session at the
+    // latest.
+    let expires_at = crate::storage::refreshed_expiry(
+        now,
+        now,
+        state.config.refresh_token_ttl as i64,
+        state.config.session_max_lifetime as i64,
+    );
     let session = SessionRecord {
-        id: Uuid::now_v7(),
+        id,
         user_id: user.id,
         scope,
         user_agent: client.user_agent.clone(),
@@ -59,7 +68,6 @@ pub(crate) async fn open_session(
         .create_session(
             &session,
             &RefreshTokens::hash(&refresh),
-            expires_at,
             user.security_version,
             state.config.max_sessions_per_user,
         )
@@ -136,7 +144,8 @@ pub struct SessionView {
     pub id: Uuid,
     pub created_at: String,
     pub last_used_at: String,
-    /// When its refresh token expires.
+    /// When its refresh token expires (never after the session's absolute
+    /// lifetime, `WARDEN_SESSION_MAX_LIFETIME` from `created_at`).
     pub expires_at: String,
     pub user_agent: Option<String>,
     pub ip: Option<String>,
@@ -187,28 +196,103 @@ pub async fn logout(
         .cleared(StatusCode::NO_CONTENT.into_response()))
 }
 
-/// Your live sessions, newest first.
+const DEFAULT_LIMIT: u32 = 50;
+const MAX_LIMIT: u32 = 200;
+
+/// Query of `GET /users/me/sessions`.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // documents the query; the handler parses it by hand
+pub struct SessionListQuery {
+    /// Page size, 1–200 (default 50).
+    limit: Option<u32>,
+    /// From the previous page's `Link: <...>; rel="next"` URL; opaque.
+    cursor: Option<String>,
+}
+
+/// Parses `limit` and `cursor`: the page size and the last session id of
+/// the previous page.
+fn parse_page(raw: Option<&str>) -> Result<(u32, Option<Uuid>)> {
+    let (mut limit, mut before) = (DEFAULT_LIMIT, None);
+    let mut errors = Vec::new();
+    for (key, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        match key.as_ref() {
+            "limit" => match value.parse::<u32>() {
+                Ok(n) if (1..=MAX_LIMIT).contains(&n) => limit = n,
+                Ok(_) => errors.push(FieldError::new(
+                    &["query", "limit"],
+                    "Input should be between 1 and 200",
+                    "less_than_equal",
+                )),
+                Err(_) => errors.push(FieldError::new(
+                    &["query", "limit"],
+                    "Input should be a valid integer",
+                    "int_parsing",
+                )),
+            },
+            "cursor" => match decode_cursor(&value) {
+                Some(id) => before = Some(id),
+                None => errors.push(FieldError::new(
+                    &["query", "cursor"],
+                    "Invalid cursor",
+                    "value_error",
+                )),
+            },
+            _ => {}
+        }
+    }
+    if errors.is_empty() {
+        Ok((limit, before))
+    } else {
+        Err(Error::Validation(errors))
+    }
+}
+
+/// Your live sessions, newest first, a page at a time.
+///
+/// The body stays a plain array (as in v1). When more sessions follow, the
+/// response carries `Link: <URL>; rel="next"` (RFC 8288) with the next
+/// page's URL; the last page has no `Link`. Keyset pagination by session
+/// id, so a session opened while you page through never shifts a page.
 #[utoipa::path(
     get,
     path = "/users/me/sessions",
     tag = "sessions",
+    params(SessionListQuery),
     security(("OAuth2PasswordBearer" = ["me"]), ("bearerAuth" = [])),
     responses(
-        (status = 200, description = "Sessions", body = Vec<SessionView>),
+        (status = 200, description = "Sessions; `Link: <...>; rel=\"next\"` when more follow", body = Vec<SessionView>,
+            headers(("link" = String, description = "The next page (RFC 8288), if any"))),
         (status = 401, description = "Missing, invalid or expired token", body = crate::routes::Detail),
         (status = 403, description = "Token lacks scope `me`", body = crate::routes::Detail),
+        (status = 422, description = "Invalid `limit` or `cursor`", body = crate::routes::ValidationErrorBody),
     )
 )]
 pub async fn list_sessions(
     State(state): State<AppState>,
     claims: RequireScope<Me>,
-) -> Result<Json<Vec<SessionView>>> {
+    RawQuery(raw): RawQuery,
+) -> Result<Response> {
+    let (limit, before) = parse_page(raw.as_deref())?;
     let user = Uuid::parse_str(&claims.sub).map_err(|_| warden_guard::AuthError::Invalid)?;
-    let sessions = state
+    // One extra row tells whether another page follows.
+    let mut sessions = state
         .store
-        .user_sessions(user, crate::tokens::now())
+        .user_sessions(user, crate::tokens::now(), before, limit + 1)
         .await?;
-    Ok(Json(
+    let next = if sessions.len() > limit as usize {
+        sessions.truncate(limit as usize);
+        sessions.last().map(|s| {
+            format!(
+                "<{}/users/me/sessions?limit={limit}&cursor={}>; rel=\"next\"",
+                state.tokens.issuer(),
+                encode_cursor(s.id)
+            )
+        })
+    } else {
+        None
+    };
+    let body = Json(
         sessions
             .into_iter()
             .map(|s| SessionView {
@@ -220,8 +304,13 @@ pub async fn list_sessions(
                 user_agent: s.user_agent,
                 ip: s.ip,
             })
-            .collect(),
-    ))
+            .collect::<Vec<_>>(),
+    );
+    let mut response = body.into_response();
+    if let Some(link) = next.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        response.headers_mut().insert(header::LINK, link);
+    }
+    Ok(response)
 }
 
 /// End one of your sessions. Another user's session id answers 404.
@@ -260,5 +349,28 @@ pub async fn delete_session(
             Ok(StatusCode::NO_CONTENT)
         }
         _ => Err(crate::error::Error::NotFound),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_is_1_to_200_sessions_after_a_valid_cursor() {
+        assert_eq!(parse_page(None).unwrap(), (50, None));
+        assert_eq!(parse_page(Some("limit=200")).unwrap(), (200, None));
+        let id = Uuid::now_v7();
+        let q = format!("limit=1&cursor={}", encode_cursor(id));
+        assert_eq!(parse_page(Some(&q)).unwrap(), (1, Some(id)));
+        for bad in [
+            "limit=0",
+            "limit=201",
+            "limit=ten",
+            "cursor=%00",
+            "cursor=AAAA",
+        ] {
+            assert!(parse_page(Some(bad)).is_err(), "{bad}");
+        }
     }
 }

@@ -23,8 +23,8 @@ use crate::roles::TokensIntrospect;
 use crate::routes::{ClientMeta, TokenResponse, sessions};
 use crate::sessions::RefreshTokens;
 use crate::state::AppState;
-use crate::storage::RefreshOutcome;
 use crate::storage::UserRecord;
+use crate::storage::{RefreshLifetimes, RefreshOutcome};
 use crate::tokens;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -334,15 +334,25 @@ async fn refresh_grant(
         params.0.get("scope").map(String::as_str),
     )?;
     let now = tokens::now();
-    let successor = state.refresh.successor(token);
+    // A forged token (a session id seen in some access token, with a
+    // made-up secret) stops here, before the database: nothing is revoked.
+    let Some(presented) = state.refresh.resolve(state.store.as_ref(), token).await? else {
+        return Err(invalid_refresh());
+    };
+    let successor = state
+        .refresh
+        .successor(token, presented.session, presented.generation + 1);
     let outcome = state
         .store
         .rotate_refresh_token(
-            &RefreshTokens::hash(token),
+            &presented,
             &RefreshTokens::hash(&successor),
             now,
-            state.config.refresh_token_ttl as i64,
-            state.config.refresh_reuse_grace as i64,
+            RefreshLifetimes {
+                ttl: state.config.refresh_token_ttl as i64,
+                max_lifetime: state.config.session_max_lifetime as i64,
+                grace: state.config.refresh_reuse_grace as i64,
+            },
         )
         .await?;
     let session = match outcome {
@@ -403,6 +413,15 @@ async fn refresh_grant(
     })
 }
 
+/// The session a genuine refresh token (of any generation) belongs to.
+async fn refresh_session(state: &AppState, token: &str) -> Result<Option<Uuid>> {
+    Ok(state
+        .refresh
+        .resolve(state.store.as_ref(), token)
+        .await?
+        .map(|p| p.session))
+}
+
 /// `POST /token/revoke` form (RFC 7009).
 #[derive(Debug, Deserialize, ToSchema)]
 #[allow(dead_code)] // documents the form; the handler reads `OAuthParams`
@@ -435,11 +454,7 @@ pub async fn revoke_token(State(state): State<AppState>, params: OAuthParams) ->
     let hint_access = params.0.get("token_type_hint").map(String::as_str) == Some("access_token");
     let mut sid = None;
     if !hint_access {
-        sid = state
-            .store
-            .refresh_token(&RefreshTokens::hash(token))
-            .await?
-            .map(|r| r.session.id);
+        sid = refresh_session(&state, token).await?;
     }
     if sid.is_none() {
         // Only a token that verifies can name a session to end.
@@ -450,11 +465,7 @@ pub async fn revoke_token(State(state): State<AppState>, params: OAuthParams) ->
             .and_then(|c| Uuid::parse_str(&c.sid).ok());
     }
     if sid.is_none() && hint_access {
-        sid = state
-            .store
-            .refresh_token(&RefreshTokens::hash(token))
-            .await?
-            .map(|r| r.session.id);
+        sid = refresh_session(&state, token).await?;
     }
     if let Some(sid) = sid {
         sessions::end_session(&state, sid, now).await?;
@@ -544,13 +555,9 @@ pub async fn introspect_token(
             token_type: Some("Bearer".to_owned()),
             iss: Some(c.iss),
         };
-    } else if let Some(r) = state
-        .store
-        .refresh_token(&RefreshTokens::hash(token))
-        .await?
-        && r.used_at.is_none()
-        && r.expires_at > now
-        && r.session.is_live(now)
+    } else if let Some(presented) = state.refresh.resolve(state.store.as_ref(), token).await?
+        && let Some(r) = state.store.refresh_record(presented.session).await?
+        && r.is_current(&presented, now, state.config.session_max_lifetime as i64)
         && let Some(user) = state.store.user_by_id(r.session.user_id).await?
         && !user.disabled
     {
@@ -558,8 +565,8 @@ pub async fn introspect_token(
             active: true,
             sub: Some(user.id.to_string()),
             scope: Some(r.session.scope),
-            exp: Some(r.expires_at),
-            iat: Some(r.created_at),
+            exp: Some(r.session.expires_at),
+            iat: Some(r.refresh.issued_at),
             jti: None,
             sid: Some(r.session.id.to_string()),
             username: Some(user.username),

@@ -17,10 +17,11 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolO
 use uuid::Uuid;
 
 use super::{
-    ADMIN_ROLES_LIKE, AuditQuery, AuditRecord, DatabaseOptions, PasswordSet, RefreshOutcome,
-    RefreshRecord, SessionOpened, SessionRecord, SigningKeyRecord, Store, StoreError, StoreResult,
-    UniqueField, UserChange, UserChangeLog, UserChanges, UserQuery, UserRecord, UserSecurity,
-    UserUpdate,
+    ADMIN_ROLES_LIKE, AuditQuery, AuditRecord, DatabaseOptions, PURGE_BATCH, PasswordSet,
+    PresentedRefresh, RefreshLifetimes, RefreshOutcome, RefreshRecord, RefreshState, RefreshStep,
+    SessionOpened, SessionRecord, SigningKeyRecord, Store, StoreError, StoreResult, UniqueField,
+    UserChange, UserChangeLog, UserChanges, UserQuery, UserRecord, UserSecurity, UserUpdate,
+    refresh_step, refreshed_expiry,
 };
 use crate::model::fold;
 
@@ -135,6 +136,50 @@ fn session_from_row(row: &PgRow) -> StoreResult<SessionRecord> {
         expires_at: row.try_get("expires_at")?,
         revoked_at: row.try_get("revoked_at")?,
     })
+}
+
+const REFRESH_COLUMNS: &str =
+    "refresh_generation, refresh_hash, refresh_issued_at, previous_refresh_hash";
+
+fn refresh_record_from_row(row: &PgRow) -> StoreResult<RefreshRecord> {
+    Ok(RefreshRecord {
+        session: session_from_row(row)?,
+        refresh: RefreshState {
+            generation: row.try_get("refresh_generation")?,
+            hash: row.try_get("refresh_hash")?,
+            issued_at: row.try_get("refresh_issued_at")?,
+            previous_hash: row.try_get("previous_refresh_hash")?,
+        },
+    })
+}
+
+/// Runs `delete from {table} where {key} in (select {key} ... where
+/// {condition} limit N)` until fewer than N rows go: each batch is its own
+/// short write, so other writers get the lock in between.
+async fn delete_in_batches(
+    pool: &PgPool,
+    table: &str,
+    key: &str,
+    condition: &str,
+    bound: i64,
+) -> StoreResult<u64> {
+    let sql = format!(
+        "delete from {table} where {key} in \
+         (select {key} from {table} where {condition} limit $2)"
+    );
+    let mut total = 0;
+    loop {
+        let done = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(bound)
+            .bind(PURGE_BATCH)
+            .execute(pool)
+            .await?
+            .rows_affected();
+        total += done;
+        if done < PURGE_BATCH as u64 {
+            return Ok(total);
+        }
+    }
 }
 
 /// Turns a unique-constraint violation into the field it concerns.
@@ -603,7 +648,6 @@ impl Store for PostgresStore {
         &self,
         s: &SessionRecord,
         refresh_hash: &[u8],
-        refresh_expires_at: i64,
         expected_version: i64,
         max_live: u32,
     ) -> StoreResult<SessionOpened> {
@@ -624,7 +668,8 @@ impl Store for PostgresStore {
         }
         sqlx::query(
             "insert into sessions (id, user_id, scope, user_agent, ip, created_at, last_used_at, \
-             expires_at, revoked_at) values ($1, $2, $3, $4, $5, $6, $7, $8, null)",
+             expires_at, revoked_at, refresh_hash, refresh_generation, refresh_issued_at) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, null, $9, 0, $6)",
         )
         .bind(s.id.to_string())
         .bind(&user)
@@ -634,16 +679,7 @@ impl Store for PostgresStore {
         .bind(s.created_at)
         .bind(s.last_used_at)
         .bind(s.expires_at)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "insert into refresh_tokens (hash, session_id, created_at, expires_at) \
-             values ($1, $2, $3, $4)",
-        )
         .bind(refresh_hash)
-        .bind(s.id.to_string())
-        .bind(s.created_at)
-        .bind(refresh_expires_at)
         .execute(&mut *tx)
         .await?;
         // The newest `max_live` live sessions stay (ids are UUIDv7: creation
@@ -669,117 +705,93 @@ impl Store for PostgresStore {
 
     async fn rotate_refresh_token(
         &self,
-        hash: &[u8],
+        presented: &PresentedRefresh,
         successor_hash: &[u8],
         now: i64,
-        ttl: i64,
-        grace: i64,
+        lifetimes: RefreshLifetimes,
     ) -> StoreResult<RefreshOutcome> {
-        // The first statement locks the token's row: a concurrent
-        // presentation waits for this transaction, then finds it used (READ
-        // COMMITTED re-reads the row), so exactly one rotates it.
+        // `for update` locks the session's row: concurrent presentations of
+        // one session's tokens run one after another, each deciding on the
+        // row as the previous one left it.
         let mut tx = self.pool.begin().await?;
-        let claimed = sqlx::query(
-            "update refresh_tokens set used_at = $2, successor_hash = $3 \
-             where hash = $1 and used_at is null and expires_at > $2 \
-               and session_id in (select id from sessions \
-                                  where revoked_at is null and expires_at > $2)",
-        )
-        .bind(hash)
-        .bind(now)
-        .bind(successor_hash)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
         let sql = format!(
-            "select r.used_at, r.expires_at as token_expires_at, r.successor_hash, \
-                    (select used_at from refresh_tokens n where n.hash = r.successor_hash) as successor_used_at, \
-                    s.{} \
-             from refresh_tokens r join sessions s on s.id = r.session_id where r.hash = $1",
-            SESSION_COLUMNS.replace(", ", ", s.")
+            "select {SESSION_COLUMNS}, {REFRESH_COLUMNS} from sessions where id = $1 for update"
         );
         let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(hash)
+            .bind(presented.session.to_string())
             .fetch_optional(&mut *tx)
             .await?
         else {
             tx.commit().await?;
             return Ok(RefreshOutcome::Invalid);
         };
-        let mut session = session_from_row(&row)?;
-        if claimed {
-            let expires_at = now + ttl;
-            sqlx::query(
-                "insert into refresh_tokens (hash, session_id, created_at, expires_at) \
-                 values ($1, $2, $3, $4)",
-            )
-            .bind(successor_hash)
-            .bind(session.id.to_string())
-            .bind(now)
-            .bind(expires_at)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("update sessions set last_used_at = $2, expires_at = $3 where id = $1")
+        let record = refresh_record_from_row(&row)?;
+        let mut session = record.session.clone();
+        let outcome = match refresh_step(&record, presented, successor_hash, now, lifetimes) {
+            RefreshStep::Rotate => {
+                let expires_at = refreshed_expiry(
+                    session.created_at,
+                    now,
+                    lifetimes.ttl,
+                    lifetimes.max_lifetime,
+                );
+                sqlx::query(
+                    "update sessions set previous_refresh_hash = refresh_hash, \
+                     refresh_hash = $2, refresh_generation = refresh_generation + 1, \
+                     refresh_issued_at = $3, last_used_at = $3, expires_at = $4 \
+                     where id = $1",
+                )
                 .bind(session.id.to_string())
+                .bind(successor_hash)
                 .bind(now)
                 .bind(expires_at)
                 .execute(&mut *tx)
                 .await?;
-            tx.commit().await?;
-            session.last_used_at = now;
-            session.expires_at = expires_at;
-            return Ok(RefreshOutcome::Rotated(session));
-        }
-        let used_at: Option<i64> = row.try_get("used_at")?;
-        let stored_successor: Option<Vec<u8>> = row.try_get("successor_hash")?;
-        let successor_used_at: Option<i64> = row.try_get("successor_used_at")?;
-        let Some(used_at) = used_at else {
-            // Unused but not claimable: expired, or its session ended.
-            tx.commit().await?;
-            return Ok(RefreshOutcome::Invalid);
+                session.last_used_at = now;
+                session.expires_at = expires_at;
+                RefreshOutcome::Rotated(session)
+            }
+            RefreshStep::Retry => RefreshOutcome::Retry(session),
+            RefreshStep::Reuse => {
+                sqlx::query(
+                    "update sessions set revoked_at = $2 where id = $1 and revoked_at is null",
+                )
+                .bind(session.id.to_string())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                RefreshOutcome::Reused {
+                    session: session.id,
+                    user: session.user_id,
+                }
+            }
+            RefreshStep::Invalid => RefreshOutcome::Invalid,
         };
-        if !session.is_live(now) {
-            tx.commit().await?;
-            return Ok(RefreshOutcome::Invalid);
-        }
-        let same_successor = stored_successor.as_deref() == Some(successor_hash);
-        if same_successor && successor_used_at.is_none() && now - used_at < grace {
-            tx.commit().await?;
-            return Ok(RefreshOutcome::Retry(session));
-        }
-        // A replay of a rotated token: someone else may hold it. End the
-        // session (RFC 9700 §4.14.2).
-        sqlx::query("update sessions set revoked_at = $2 where id = $1 and revoked_at is null")
-            .bind(session.id.to_string())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
-        Ok(RefreshOutcome::Reused {
-            session: session.id,
-            user: session.user_id,
-        })
+        Ok(outcome)
     }
 
-    async fn refresh_token(&self, hash: &[u8]) -> StoreResult<Option<RefreshRecord>> {
-        let sql = format!(
-            "select r.created_at as token_created_at, r.expires_at as token_expires_at, r.used_at, \
-                    s.{} \
-             from refresh_tokens r join sessions s on s.id = r.session_id where r.hash = $1",
-            SESSION_COLUMNS.replace(", ", ", s.")
-        );
+    async fn refresh_record(&self, id: Uuid) -> StoreResult<Option<RefreshRecord>> {
+        let sql =
+            format!("select {SESSION_COLUMNS}, {REFRESH_COLUMNS} from sessions where id = $1");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(hash)
+            .bind(id.to_string())
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|row| {
-            Ok(RefreshRecord {
-                session: session_from_row(&row)?,
-                created_at: row.try_get("token_created_at")?,
-                expires_at: row.try_get("token_expires_at")?,
-                used_at: row.try_get("used_at")?,
-            })
+        row.as_ref().map(refresh_record_from_row).transpose()
+    }
+
+    async fn legacy_refresh_token(&self, hash: &[u8]) -> StoreResult<Option<(Uuid, bool)>> {
+        let row = sqlx::query(
+            "select session_id, used_at from legacy_refresh_tokens \
+             where hash = $1",
+        )
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            let used_at: Option<i64> = r.try_get("used_at")?;
+            Ok((uuid_column(&r, "session_id")?, used_at.is_some()))
         })
         .transpose()
     }
@@ -793,14 +805,24 @@ impl Store for PostgresStore {
         row.as_ref().map(session_from_row).transpose()
     }
 
-    async fn user_sessions(&self, user: Uuid, now: i64) -> StoreResult<Vec<SessionRecord>> {
+    async fn user_sessions(
+        &self,
+        user: Uuid,
+        now: i64,
+        before: Option<Uuid>,
+        limit: u32,
+    ) -> StoreResult<Vec<SessionRecord>> {
         let sql = format!(
             "select {SESSION_COLUMNS} from sessions \
-             where user_id = $1 and revoked_at is null and expires_at > $2 order by id desc"
+             where user_id = $1 and revoked_at is null and expires_at > $2 \
+               and ($3 is null or id < $3) \
+             order by id desc limit $4"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(user.to_string())
             .bind(now)
+            .bind(before.map(|id| id.to_string()))
+            .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(session_from_row).collect()
@@ -881,23 +903,40 @@ impl Store for PostgresStore {
             .collect()
     }
 
-    async fn purge(&self, now: i64, ended_before: i64) -> StoreResult<u64> {
-        let tokens = sqlx::query("delete from refresh_tokens where expires_at <= $1")
-            .bind(now)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        let sessions =
-            sqlx::query("delete from sessions where coalesce(revoked_at, expires_at) < $1")
-                .bind(ended_before)
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
+    async fn purge(
+        &self,
+        now: i64,
+        ended_before: i64,
+        audit_before: Option<i64>,
+    ) -> StoreResult<u64> {
+        let tokens = delete_in_batches(
+            &self.pool,
+            "legacy_refresh_tokens",
+            "hash",
+            "expires_at <= $1",
+            now,
+        )
+        .await?;
+        let sessions = delete_in_batches(
+            &self.pool,
+            "sessions",
+            "id",
+            "coalesce(revoked_at, expires_at) < $1",
+            ended_before,
+        )
+        .await?;
         let changes = sqlx::query("delete from user_changes where changed_at < $1")
             .bind((now - super::USER_CHANGE_RETENTION).min(ended_before - 3600))
             .execute(&self.pool)
             .await?
             .rows_affected();
-        Ok(tokens + sessions + changes)
+        let audit = match audit_before {
+            Some(before) => {
+                delete_in_batches(&self.pool, "audit_events", "id", "created_at < $1", before)
+                    .await?
+            }
+            None => 0,
+        };
+        Ok(tokens + sessions + changes + audit)
     }
 }

@@ -52,29 +52,53 @@ async fn sql(app: &TestApp, statement: &str) {
     app.sql(statement).await;
 }
 
+/// The claims of an access token (not verified: the server did that).
+fn claims(access_token: &str) -> Value {
+    use base64::Engine;
+    let payload = access_token.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
 #[tokio::test]
 async fn login_returns_an_opaque_256_bit_refresh_token_stored_only_as_a_hash() {
     let app = TestApp::spawn().await;
     app.register_ok("alice").await;
-    let (_, refresh_token) = login_pair(&app, "alice").await;
+    let (access, refresh_token) = login_pair(&app, "alice").await;
+    // `<session id>.<generation>.<256 random bits + a 128-bit tag>`.
     use base64::Engine;
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(&refresh_token)
+    let parts: Vec<&str> = refresh_token.split('.').collect();
+    assert_eq!(parts.len(), 3, "{refresh_token}");
+    assert_eq!(parts[0], claims(&access)["sid"]);
+    assert_eq!(parts[1], "0");
+    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(parts[2])
         .unwrap();
-    assert_eq!(raw.len(), 32);
-    let hashes = app.sql_bytes("select hash from refresh_tokens").await;
+    assert_eq!(secret.len(), 48);
+    let raw = &secret[..32];
+    let hashes = app.sql_bytes("select refresh_hash from sessions").await;
     use sha2::Digest;
     assert_eq!(
         hashes,
         vec![sha2::Sha256::digest(refresh_token.as_bytes()).to_vec()]
     );
     // Nowhere in the table is the token itself.
-    let rows = app.sql_bytes("select hash from refresh_tokens union all select successor_hash from refresh_tokens where successor_hash is not null").await;
-    assert!(
-        rows.iter()
-            .all(|r| !r.windows(32).any(|w| w == raw.as_slice()))
+    let rows = app
+        .sql_bytes(
+            "select refresh_hash from sessions union all \
+             select previous_refresh_hash from sessions where previous_refresh_hash is not null",
+        )
+        .await;
+    assert!(rows.iter().all(|r| !r.windows(32).any(|w| w == raw)));
+    assert_eq!(
+        app.sql_i64("select count(*) from sessions where refresh_hash is not null")
+            .await,
+        1
     );
-    assert_eq!(app.sql_i64("select count(*) from refresh_tokens").await, 1);
 }
 
 #[tokio::test]
@@ -174,7 +198,7 @@ async fn an_expired_refresh_token_is_invalid_grant() {
     let app = TestApp::spawn().await;
     app.register_ok("alice").await;
     let (_, r1) = login_pair(&app, "alice").await;
-    sql(&app, "update refresh_tokens set expires_at = 1").await;
+    sql(&app, "update sessions set expires_at = 1").await;
     assert_invalid_grant(refresh(&app, &r1).await).await;
 }
 
@@ -755,7 +779,7 @@ async fn rotating_a_configured_hs256_secret_is_refused_with_a_clear_message() {
 }
 
 #[tokio::test]
-async fn purge_deletes_expired_refresh_tokens_and_ended_sessions() {
+async fn purge_deletes_ended_sessions_and_rotations_leave_nothing_to_purge() {
     let app = TestApp::spawn().await;
     app.register_ok("alice").await;
     let (a1, r1) = login_pair(&app, "alice").await;
@@ -764,36 +788,18 @@ async fn purge_deletes_expired_refresh_tokens_and_ended_sessions() {
     let (_, live) = login_pair(&app, "alice").await;
     let store = app.store().await;
     let now = warden::tokens::now();
-    let count = |table: &'static str| {
-        let app = &app;
-        async move { app.sql_i64(&format!("select count(*) from {table}")).await }
-    };
+    let sessions = || app.sql_i64("select count(*) from sessions");
     // Nothing has expired yet, and the logout is recent: nothing goes.
-    assert_eq!(store.purge(now, now - 3600).await.unwrap(), 0);
-    assert_eq!(
-        (count("sessions").await, count("refresh_tokens").await),
-        (2, 3)
-    );
-    // Once the ended session is older than the horizon it goes, with its
-    // tokens (cascade); the live session stays.
-    assert_eq!(store.purge(now, now + 1).await.unwrap(), 1);
-    assert_eq!(
-        (count("sessions").await, count("refresh_tokens").await),
-        (1, 1)
-    );
-    // A used refresh token goes once it has expired.
+    assert_eq!(store.purge(now, now - 3600, None).await.unwrap(), 0);
+    assert_eq!(sessions().await, 2);
+    // Once the ended session is older than the horizon it goes; the live
+    // session stays.
+    assert_eq!(store.purge(now, now + 1, None).await.unwrap(), 1);
+    assert_eq!(sessions().await, 1);
+    // A rotation rewrites the session's row: no used token is left behind.
     refresh_ok(&app, &live).await;
-    assert_eq!(count("refresh_tokens").await, 2);
-    sql(
-        &app,
-        "update refresh_tokens set expires_at = 1 where used_at is not null",
-    )
-    .await;
-    assert_eq!(store.purge(now, now - 3600).await.unwrap(), 1);
-    assert_eq!(
-        (count("sessions").await, count("refresh_tokens").await),
-        (1, 1)
-    );
+    assert_eq!(store.purge(now, now - 3600, None).await.unwrap(), 0);
+    assert_eq!(sessions().await, 1);
 }
 
 #[tokio::test]
@@ -889,4 +895,385 @@ async fn a_trusted_proxy_forwards_the_client_address() {
         session_ip_after_login_with_forwarded_for(&app).await,
         "203.0.113.5"
     );
+}
+
+/// Rows in every table of the server's database (migrations' own aside).
+async fn total_rows(app: &TestApp) -> i64 {
+    use crate::helpers::Backend;
+    let list = match crate::BACKEND {
+        Backend::Sqlite => {
+            "select name from sqlite_master where type = 'table' \
+             and name not like 'sqlite_%' and name != '_sqlx_migrations'"
+        }
+        Backend::Postgres => {
+            "select tablename::text from pg_tables where schemaname = 'public' \
+             and tablename != '_sqlx_migrations'"
+        }
+    };
+    let tables: Vec<String> = match crate::BACKEND {
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&app.database_url())
+                .await
+                .unwrap();
+            let t = sqlx::query_scalar(list).fetch_all(&pool).await.unwrap();
+            pool.close().await;
+            t
+        }
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&app.database_url()).await.unwrap();
+            let t = sqlx::query_scalar(list).fetch_all(&pool).await.unwrap();
+            pool.close().await;
+            t
+        }
+    };
+    assert!(tables.iter().any(|t| t == "sessions"), "{tables:?}");
+    let sum = tables
+        .iter()
+        .map(|t| format!("(select count(*) from {t})"))
+        .collect::<Vec<_>>()
+        .join(" + ");
+    app.sql_i64(&format!("select {sum}")).await
+}
+
+#[tokio::test]
+async fn fifty_rotations_add_no_rows_to_the_database() {
+    let app = TestApp::spawn().await;
+    app.register_ok("alice").await;
+    let (_, mut token) = login_pair(&app, "alice").await;
+    let before = total_rows(&app).await;
+    let mut access = String::new();
+    for _ in 0..50 {
+        (access, token) = refresh_ok(&app, &token).await;
+    }
+    assert_eq!(total_rows(&app).await, before, "rows after 50 rotations");
+    assert_eq!(app.me(&access).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.sql_i64("select max(refresh_generation) from sessions")
+            .await,
+        50
+    );
+}
+
+#[tokio::test]
+async fn a_genuine_token_many_generations_old_revokes_the_session() {
+    let app = TestApp::spawn().await;
+    app.register_ok("alice").await;
+    let (_, r0) = login_pair(&app, "alice").await;
+    let mut chain = vec![r0];
+    let mut access = String::new();
+    for _ in 0..10 {
+        let (a, next) = refresh_ok(&app, chain.last().unwrap()).await;
+        access = a;
+        chain.push(next);
+    }
+    // The newest but one is still a grace retry (same successor).
+    let (_, again) = refresh_ok(&app, &chain[9]).await;
+    assert_eq!(again, chain[10]);
+    // Generation 3 of 10, presented by whoever kept it: a replay.
+    assert_invalid_grant(refresh(&app, &chain[3]).await).await;
+    assert_unauthorized(app.me(&access).await, "Invalid token").await;
+    assert_invalid_grant(refresh(&app, &chain[10]).await).await;
+    let reuses = app
+        .sql_i64("select count(*) from audit_events where type = 'refresh_reuse_detected'")
+        .await;
+    assert_eq!(reuses, 1);
+}
+
+#[tokio::test]
+async fn a_forged_old_generation_for_a_known_session_id_revokes_nothing() {
+    use base64::Engine;
+    let app = TestApp::spawn().await;
+    app.register_ok("alice").await;
+    let (_, r0) = login_pair(&app, "alice").await;
+    let (_, r1) = refresh_ok(&app, &r0).await;
+    let (access, mut current) = refresh_ok(&app, &r1).await;
+    // The session id is public: every access token carries it as `sid`.
+    let sid = claims(&access)["sid"].as_str().unwrap().to_owned();
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    for generation in ["0", "1", "2", "3"] {
+        let mut random = [0u8; 48];
+        getrandom::fill(&mut random).unwrap();
+        let forged = format!("{sid}.{generation}.{}", b64.encode(random));
+        assert_invalid_grant(refresh(&app, &forged).await).await;
+        // A genuine secret under a forged generation is no better.
+        let real_secret = r1.rsplit('.').next().unwrap();
+        let relabelled = format!("{sid}.{generation}.{real_secret}");
+        if relabelled != r1 {
+            assert_invalid_grant(refresh(&app, &relabelled).await).await;
+        }
+        let r = post(&app, "/token/revoke", None, &[("token", &forged)]).await;
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    // The real holder is still signed in and keeps refreshing.
+    assert_eq!(app.me(&access).await.status(), StatusCode::OK);
+    for _ in 0..3 {
+        let (a, next) = refresh_ok(&app, &current).await;
+        assert_eq!(app.me(&a).await.status(), StatusCode::OK);
+        current = next;
+    }
+    let reuses = app
+        .sql_i64("select count(*) from audit_events where type = 'refresh_reuse_detected'")
+        .await;
+    assert_eq!(reuses, 0);
+}
+
+#[tokio::test]
+async fn refresh_tokens_issued_before_the_upgrade_keep_working() {
+    use sha2::Digest;
+    let app = TestApp::spawn().await;
+    app.register_ok("alice").await;
+    let (_, r0) = login_pair(&app, "alice").await;
+    // What migration 0009/0006 leaves of a session that rotated before it:
+    // its unused token as generation 0, and a used one, both in
+    // `legacy_refresh_tokens`.
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let (legacy, used) = (b64.encode([1u8; 32]), b64.encode([2u8; 32]));
+    let hex = |t: &str| {
+        sha2::Sha256::digest(t.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let blob = |t: &str| match crate::BACKEND {
+        crate::helpers::Backend::Sqlite => format!("x'{}'", hex(t)),
+        crate::helpers::Backend::Postgres => format!("'\\x{}'::bytea", hex(t)),
+    };
+    assert_eq!(app.sql_i64("select count(*) from sessions").await, 1);
+    app.sql(&format!(
+        "update sessions set refresh_hash = {}, refresh_generation = 0",
+        blob(&legacy)
+    ))
+    .await;
+    for (token, used_at) in [(&legacy, "null"), (&used, "1")] {
+        app.sql(&format!(
+            "insert into legacy_refresh_tokens (hash, session_id, created_at, expires_at, used_at) \
+             select {}, id, created_at, expires_at, {used_at} from sessions",
+            blob(token)
+        ))
+        .await;
+    }
+    // The generation-0 token is gone from the session now.
+    assert_invalid_grant(refresh(&app, &r0).await).await;
+    // The pre-upgrade token rotates into the new format, with a grace retry.
+    let (a1, r1) = refresh_ok(&app, &legacy).await;
+    assert!(r1.contains(".1."), "{r1}");
+    assert_eq!(refresh_ok(&app, &legacy).await.1, r1);
+    let (_, r2) = refresh_ok(&app, &r1).await;
+    assert_eq!(app.me(&a1).await.status(), StatusCode::OK);
+    // A token that had been used before the upgrade is a replay.
+    assert_invalid_grant(refresh(&app, &used).await).await;
+    assert_invalid_grant(refresh(&app, &r2).await).await;
+}
+
+#[tokio::test]
+async fn a_session_ends_at_its_absolute_lifetime_however_often_it_is_refreshed() {
+    let app = TestApp::spawn_with(&[("WARDEN_SESSION_MAX_LIFETIME", "3")]).await;
+    app.register_ok("alice").await;
+    let (a0, mut token) = login_pair(&app, "alice").await;
+    let lifetime = |app: &TestApp, access: String| {
+        let (client, url) = (app.client.clone(), app.at("/users/me/sessions"));
+        async move {
+            let list: Value = client
+                .get(url)
+                .bearer_auth(&access)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let parse = |v: &Value| {
+                time::OffsetDateTime::parse(
+                    v.as_str().unwrap(),
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .unwrap()
+            };
+            (parse(&list[0]["expires_at"]) - parse(&list[0]["created_at"])).whole_seconds()
+        }
+    };
+    // The first refresh token already ends with the session.
+    assert_eq!(lifetime(&app, a0).await, 3);
+    let started = std::time::Instant::now();
+    let mut refreshed = 0;
+    while started.elapsed() < std::time::Duration::from_millis(1500) {
+        let (access, next) = refresh_ok(&app, &token).await;
+        assert!(lifetime(&app, access).await <= 3);
+        token = next;
+        refreshed += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(refreshed > 5);
+    tokio::time::sleep(std::time::Duration::from_millis(3100) - started.elapsed()).await;
+    assert_invalid_grant(refresh(&app, &token).await).await;
+}
+
+#[tokio::test]
+async fn a_session_older_than_the_lifetime_cannot_refresh_even_with_a_later_expiry() {
+    // A session refreshed before the lifetime was lowered (or existed).
+    let app = TestApp::spawn_with(&[("WARDEN_SESSION_MAX_LIFETIME", "3600")]).await;
+    app.register_ok("alice").await;
+    let (_, token) = login_pair(&app, "alice").await;
+    sql(
+        &app,
+        "update sessions set created_at = created_at - 3600, expires_at = expires_at + 86400",
+    )
+    .await;
+    assert_invalid_grant(refresh(&app, &token).await).await;
+}
+
+async fn session_page(app: &TestApp, token: &str, query: &str) -> reqwest::Response {
+    app.client
+        .get(app.at(&format!("/users/me/sessions{query}")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The `rel="next"` URL of a response's `Link` header, if any.
+fn next_link(r: &reqwest::Response) -> Option<String> {
+    let link = r.headers().get("link")?.to_str().unwrap();
+    let (url, rel) = link.split_once(';').unwrap();
+    assert_eq!(rel.trim(), r#"rel="next""#);
+    Some(
+        url.trim()
+            .trim_start_matches('<')
+            .trim_end_matches('>')
+            .to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_session_list_comes_in_pages_that_cover_every_session_once() {
+    let app = TestApp::spawn().await;
+    app.register_ok("alice").await;
+    let mut access = String::new();
+    for _ in 0..230 {
+        access = login_pair(&app, "alice").await.0;
+    }
+    // Without a limit: the first 50, newest first, and a link onwards.
+    let r = session_page(&app, &access, "").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(next_link(&r).is_some());
+    let first: Vec<Value> = r.json().await.unwrap();
+    assert_eq!(first.len(), 50);
+    assert_eq!(first[0]["current"], true, "the newest is this one");
+
+    let mut url = app.at("/users/me/sessions?limit=100");
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    loop {
+        let r = app
+            .client
+            .get(&url)
+            .bearer_auth(&access)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let next = next_link(&r);
+        let page: Vec<Value> = r.json().await.unwrap();
+        assert!(page.len() <= 100);
+        pages += 1;
+        seen.extend(page.iter().map(|s| s["id"].as_str().unwrap().to_owned()));
+        match next {
+            Some(n) => url = n,
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen.len(), 230);
+    let mut sorted = seen.clone();
+    sorted.sort_unstable_by(|a, b| b.cmp(a));
+    sorted.dedup();
+    assert_eq!(sorted, seen, "newest first, each session once");
+    assert_eq!(
+        first
+            .iter()
+            .map(|s| s["id"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        seen[..50].iter().map(String::as_str).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn a_bad_session_page_limit_or_cursor_is_422() {
+    let app = TestApp::spawn().await;
+    let (_, token) = app.user_with_token("alice").await;
+    for (query, loc) in [
+        ("?limit=0", "limit"),
+        ("?limit=201", "limit"),
+        ("?limit=ten", "limit"),
+        ("?cursor=nonsense", "cursor"),
+        ("?cursor=", "cursor"),
+    ] {
+        let r = session_page(&app, &token, query).await;
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{query}");
+        assert_eq!(
+            crate::helpers::error_locs(r).await,
+            vec![vec!["query".to_owned(), loc.to_owned()]],
+            "{query}"
+        );
+    }
+    let r = session_page(&app, &token, "?limit=1").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(next_link(&r).is_none(), "one session, one page");
+}
+
+#[tokio::test]
+async fn audit_events_older_than_the_retention_are_purged_in_batches() {
+    let app = TestApp::spawn().await;
+    app.register_ok("alice").await;
+    let now = warden::tokens::now();
+    let day = 86_400;
+    for (prefix, age, n) in [("old", 31 * day, 2500), ("new", 29 * day, 10)] {
+        sql(
+            &app,
+            &format!(
+                "insert into audit_events (id, type, created_at) \
+                 with recursive n(i) as (select 1 union all select i + 1 from n where i < {n}) \
+                 select '{prefix}-' || i, 'test_{prefix}', {} from n",
+                now - age
+            ),
+        )
+        .await;
+    }
+    let count = |kind: &'static str| {
+        let app = &app;
+        async move {
+            app.sql_i64(&format!(
+                "select count(*) from audit_events where type = '{kind}'"
+            ))
+            .await
+        }
+    };
+    assert_eq!(count("test_old").await, 2500);
+    // A server with a 30-day retention purges as it starts.
+    let env = app.stop().await;
+    let app = TestApp::spawn_in(env, &[("WARDEN_AUDIT_RETENTION_DAYS", "30")]).await;
+    let count = |kind: &'static str| {
+        let app = &app;
+        async move {
+            app.sql_i64(&format!(
+                "select count(*) from audit_events where type = '{kind}'"
+            ))
+            .await
+        }
+    };
+    let mut left = count("test_old").await;
+    for _ in 0..100 {
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        left = count("test_old").await;
+    }
+    assert_eq!(left, 0, "events past the retention");
+    assert_eq!(count("test_new").await, 10, "events within the retention");
+    // Retention 0 keeps everything.
+    let store = app.store().await;
+    assert_eq!(store.purge(now, now - 3600, None).await.unwrap(), 0);
+    assert_eq!(count("test_new").await, 10);
 }
