@@ -1147,7 +1147,9 @@ fn next_link(r: &reqwest::Response) -> Option<String> {
 
 #[tokio::test]
 async fn the_session_list_comes_in_pages_that_cover_every_session_once() {
-    let app = TestApp::spawn().await;
+    // Above the default cap of 100 live sessions per account, which would
+    // end the oldest ones and leave a single page.
+    let app = TestApp::spawn_with(&[("WARDEN_MAX_SESSIONS_PER_USER", "1000")]).await;
     app.register_ok("alice").await;
     let mut access = String::new();
     for _ in 0..230 {
