@@ -222,6 +222,10 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         config.access_token_ttl,
     ));
     let refresh = crate::sessions::RefreshTokens::load(store.as_ref(), tokens::now()).await?;
+    let cookies = Arc::new(crate::cookies::CookiePolicy::new(&config));
+    let devices =
+        crate::devices::DeviceCookies::load(store.as_ref(), cookies.secure(), tokens::now())
+            .await?;
     let throttle = Arc::new(crate::throttle::Throttle::new(crate::throttle::Limits {
         window: config.throttle_window as i64,
         per_pair: config.throttle_per_pair,
@@ -230,7 +234,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     }));
     let state = AppState::new(Shared {
         refresh,
-        cookies: Arc::new(crate::cookies::CookiePolicy::new(&config)),
+        cookies,
+        devices,
         throttle,
         users: Arc::new(crate::cache::UserCache::default()),
         config: Arc::new(config),

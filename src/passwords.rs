@@ -92,7 +92,51 @@ enum Job {
         /// as much as a known one.
         phc: Option<String>,
         reply: oneshot::Sender<bool>,
+        /// The account's place among its jobs, given back when the job is
+        /// done (not when the caller stops waiting).
+        slot: Option<AccountSlot>,
     },
+}
+
+/// How many password checks of one account may be queued or running at
+/// once: one account's flood of wrong passwords must not fill the queue
+/// everyone's logins wait in (each address it comes from is throttled only
+/// after its failures are judged).
+pub const MAX_CHECKS_PER_ACCOUNT: u32 = 2;
+
+/// Jobs per account, queued or running.
+#[derive(Default)]
+struct AccountJobs {
+    map: dashmap::DashMap<String, u32>,
+}
+
+/// One of an account's [`MAX_CHECKS_PER_ACCOUNT`] places.
+struct AccountSlot {
+    jobs: Arc<AccountJobs>,
+    account: String,
+}
+
+impl AccountJobs {
+    fn take(self: &Arc<Self>, account: &str) -> Option<AccountSlot> {
+        let mut n = self.map.entry(account.to_owned()).or_insert(0);
+        if *n >= MAX_CHECKS_PER_ACCOUNT {
+            return None;
+        }
+        *n += 1;
+        Some(AccountSlot {
+            jobs: Arc::clone(self),
+            account: account.to_owned(),
+        })
+    }
+}
+
+impl Drop for AccountSlot {
+    fn drop(&mut self) {
+        self.jobs.map.remove_if_mut(&self.account, |_, n| {
+            *n = n.saturating_sub(1);
+            *n == 0
+        });
+    }
 }
 
 /// The decoded parts of an argon2id PHC string.
@@ -232,8 +276,12 @@ impl Worker {
                 password,
                 phc,
                 reply,
+                slot,
             } => {
                 let ok = self.verify(password.expose(), phc.as_deref());
+                // Given back before the answer, so that the caller can
+                // check again at once.
+                drop(slot);
                 counters.verified.fetch_add(1, Ordering::Relaxed);
                 let _ = reply.send(ok);
             }
@@ -256,11 +304,15 @@ struct Counters {
 /// rescue thread takes one (see [`Worker::rescue`]).
 const RESCUE_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// Why a check over [`MAX_CHECKS_PER_ACCOUNT`] waits.
+pub const TOO_MANY_CHECKS: &str = "concurrent password checks for this account";
+
 /// Handle to the hashing pool. Cheap to clone.
 #[derive(Clone)]
 pub struct PasswordHasher {
     jobs: Sender<Job>,
     counters: Counters,
+    per_account: Arc<AccountJobs>,
 }
 
 impl PasswordHasher {
@@ -316,7 +368,11 @@ impl PasswordHasher {
                 let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
                 rescuer.rescue(rx, rescue_counters)
             })?;
-        Ok(Self { jobs: tx, counters })
+        Ok(Self {
+            jobs: tx,
+            counters,
+            per_account: Arc::default(),
+        })
     }
 
     fn submit(&self, job: Job) -> Result<(), Error> {
@@ -351,6 +407,30 @@ impl PasswordHasher {
             password,
             phc,
             reply,
+            slot: None,
+        })?;
+        rx.await
+            .map_err(|_| Error::Internal("hash worker stopped".to_owned()))
+    }
+
+    /// [`Self::verify`] as one of `account`'s at most
+    /// [`MAX_CHECKS_PER_ACCOUNT`] checks at once; over that, 429 with a
+    /// one-second `Retry-After` (the queue stays free for other accounts).
+    pub async fn verify_for(
+        &self,
+        account: &str,
+        password: Password,
+        phc: Option<String>,
+    ) -> Result<bool, Error> {
+        let Some(slot) = self.per_account.take(account) else {
+            return Err(Error::Throttled(1, TOO_MANY_CHECKS));
+        };
+        let (reply, rx) = oneshot::channel();
+        self.submit(Job::Verify {
+            password,
+            phc,
+            reply,
+            slot: Some(slot),
         })?;
         rx.await
             .map_err(|_| Error::Internal("hash worker stopped".to_owned()))
@@ -427,5 +507,54 @@ mod tests {
     fn garbage_hash_never_verifies() {
         assert!(parse_phc("$argon2i$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaA").is_none());
         assert!(parse_phc("plain").is_none());
+    }
+
+    #[tokio::test]
+    async fn one_account_holds_at_most_its_share_of_the_queue() {
+        // Parameters slow enough that jobs are still queued while more are
+        // submitted.
+        let h = PasswordHasher::start(
+            Argon2Params {
+                memory_kib: 8 * 1024,
+                iterations: 2,
+                parallelism: 1,
+            },
+            1,
+            64,
+        )
+        .unwrap();
+        let phc = h.hash(Password::new("pw")).await.unwrap();
+        let checks: Vec<_> = (0..10)
+            .map(|_| {
+                let h = h.clone();
+                let phc = phc.clone();
+                tokio::spawn(async move {
+                    h.verify_for("victim", Password::new("guess"), Some(phc))
+                        .await
+                })
+            })
+            .collect();
+        // Another account is not affected by the flood.
+        assert!(
+            h.verify_for("bystander", Password::new("pw"), Some(phc.clone()))
+                .await
+                .unwrap()
+        );
+        let mut refused = 0;
+        for c in checks {
+            match c.await.unwrap() {
+                Ok(ok) => assert!(!ok),
+                Err(Error::Throttled(1, _)) => refused += 1,
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        assert!(refused >= 7, "{refused} of 10 refused");
+        // Places are given back once the jobs are done.
+        assert!(h.per_account.map.is_empty());
+        assert!(
+            !h.verify_for("victim", Password::new("guess"), Some(phc))
+                .await
+                .unwrap()
+        );
     }
 }

@@ -54,6 +54,8 @@ pub struct Shared {
     pub metrics: Option<PrometheusHandle>,
     /// The key refresh-token successors are derived with.
     pub refresh: crate::sessions::RefreshTokens,
+    /// Signs and checks the known-device cookie (lock-out resistance).
+    pub devices: crate::devices::DeviceCookies,
     /// How the browser cookie mode writes and accepts refresh cookies.
     pub cookies: Arc<crate::cookies::CookiePolicy>,
 }

@@ -9,6 +9,22 @@
 //! password turns out right, which also clears the pair's counter. There is
 //! no permanent lock-out.
 //!
+//! The per-account limit slows down rather than blocks (lock-out
+//! resistance): over it, an account still admits one attempt every
+//! [`Limits::slow_interval`] seconds (at most 30), so `Retry-After` is short
+//! and its owner gets in after a short wait while a distributed guesser gets
+//! a few tries a minute. A known device (a valid `warden_device` cookie of
+//! the account, see `devices.rs`) is exempt from the per-account and the
+//! per-address limits; the pair limit still holds.
+//!
+//! "Account" is the login as typed (folded): a username and an email of one
+//! user have separate counters, so that the throttle's answers do not tell
+//! an attacker which email belongs to which username.
+//!
+//! Refusals are reported (audit) once per blocking key and window, with the
+//! number of refusals since: a flood of refused attempts writes a handful of
+//! rows, not one per request.
+//!
 //! State is per process (see the README's multi-instance notes), in memory,
 //! and bounded: windows are pruned as they are touched and swept with the
 //! background purge.
@@ -28,6 +44,50 @@ pub struct Limits {
     pub per_pair: u32,
     pub per_address: u32,
     pub per_account: u32,
+}
+
+/// The longest `Retry-After` of the per-account limit (API.md).
+const MAX_SLOW_INTERVAL: i64 = 30;
+
+impl Limits {
+    /// Seconds between attempts an account over its limit still admits:
+    /// the limit's own average rate (900 s / 100 failures = one per 9 s by
+    /// default), at least 1 and at most 30.
+    pub fn slow_interval(&self) -> i64 {
+        (self.window / i64::from(self.per_account.max(1))).clamp(1, MAX_SLOW_INTERVAL)
+    }
+}
+
+/// Which limit refused an attempt, and the key it counts under; a refusal
+/// is reported once per such key and window.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Blocked {
+    Pair(String, String),
+    Address(String),
+    Account(String),
+}
+
+impl Blocked {
+    /// The limit's name, for the audit event's detail.
+    pub fn limit(&self) -> &'static str {
+        match self {
+            Blocked::Pair(..) => "account_and_address",
+            Blocked::Address(_) => "address",
+            Blocked::Account(_) => "account",
+        }
+    }
+}
+
+/// A refused attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Seconds until the attempt may be made again (`Retry-After`).
+    pub wait: i64,
+    pub blocked: Blocked,
+    /// `Some(n)`: write an audit event now, saying that `n` refusals of
+    /// the same key went unreported since the last one. `None`: already
+    /// reported in this window.
+    pub report: Option<u64>,
 }
 
 /// One sliding window per key: the times (unix seconds) of its failures.
@@ -54,6 +114,11 @@ impl<K: Eq + Hash + Clone> Windows<K> {
         } else {
             None
         }
+    }
+
+    /// The time of the newest failure counted for `key`.
+    fn newest(&self, key: &K) -> Option<i64> {
+        self.map.get(key).and_then(|times| times.back().copied())
     }
 
     fn record(&self, key: K, now: i64) {
@@ -85,6 +150,7 @@ impl<K: Eq + Hash + Clone> Windows<K> {
 
 /// A login attempt let through; report how it ended.
 #[must_use]
+#[derive(Debug)]
 pub struct Attempt {
     account: String,
     address: String,
@@ -97,6 +163,8 @@ pub struct Throttle {
     addresses: Windows<String>,
     accounts: Windows<String>,
     registrations: Windows<String>,
+    /// Refusals per blocking key: (when last reported, refusals since).
+    refusals: DashMap<Blocked, (i64, u64)>,
 }
 
 impl Throttle {
@@ -107,11 +175,24 @@ impl Throttle {
             addresses: Windows::new(),
             accounts: Windows::new(),
             registrations: Windows::new(),
+            refusals: DashMap::new(),
         }
     }
 
-    /// Lets a login attempt through, or says how many seconds to wait.
-    pub fn begin_login(&self, account: &str, address: &str, now: i64) -> Result<Attempt, i64> {
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Lets a login attempt through, or says how long to wait. `known_device`:
+    /// the request carries a valid device cookie of this account, which
+    /// exempts it from the per-address and per-account limits.
+    pub fn begin_login(
+        &self,
+        account: &str,
+        address: &str,
+        known_device: bool,
+        now: i64,
+    ) -> Result<Attempt, Refusal> {
         let l = self.limits;
         if self.pairs.len() > MAX_TRACKED {
             // Someone is spraying many accounts or addresses: drop windows
@@ -119,18 +200,48 @@ impl Throttle {
             self.sweep(now);
         }
         let pair = (account.to_owned(), address.to_owned());
-        let wait = [
+        let mut refused: Option<(i64, Blocked)> = None;
+        let mut refuse = |wait: Option<i64>, blocked: &dyn Fn() -> Blocked| {
+            if let Some(wait) = wait
+                && refused.as_ref().is_none_or(|(w, _)| wait > *w)
+            {
+                refused = Some((wait, blocked()));
+            }
+        };
+        refuse(
             self.pairs.blocked_for(&pair, l.per_pair, l.window, now),
-            self.addresses
-                .blocked_for(&address.to_owned(), l.per_address, l.window, now),
-            self.accounts
-                .blocked_for(&account.to_owned(), l.per_account, l.window, now),
-        ]
-        .into_iter()
-        .flatten()
-        .max();
-        if let Some(wait) = wait {
-            return Err(wait);
+            &|| Blocked::Pair(account.to_owned(), address.to_owned()),
+        );
+        if !known_device {
+            refuse(
+                self.addresses
+                    .blocked_for(&address.to_owned(), l.per_address, l.window, now),
+                &|| Blocked::Address(address.to_owned()),
+            );
+        }
+        // Over the per-account limit: the slow lane, one attempt per
+        // interval after the newest counted one, whoever asks first.
+        if !known_device {
+            let key = account.to_owned();
+            if self
+                .accounts
+                .blocked_for(&key, l.per_account, l.window, now)
+                .is_some()
+                && let Some(newest) = self.accounts.newest(&key)
+                && now < newest + l.slow_interval()
+            {
+                refuse(Some(newest + l.slow_interval() - now), &|| {
+                    Blocked::Account(account.to_owned())
+                });
+            }
+        }
+        if let Some((wait, blocked)) = refused {
+            let report = self.count_refusal(&blocked, now);
+            return Err(Refusal {
+                wait,
+                blocked,
+                report,
+            });
         }
         self.pairs.record(pair, now);
         self.addresses.record(address.to_owned(), now);
@@ -140,6 +251,26 @@ impl Throttle {
             address: address.to_owned(),
             at: now,
         })
+    }
+
+    /// Counts a refusal of `blocked`; `Some(unreported)` when it is the
+    /// first of its window and should be written to the audit log.
+    fn count_refusal(&self, blocked: &Blocked, now: i64) -> Option<u64> {
+        let window = self.limits.window;
+        let mut entry = self
+            .refusals
+            .entry(blocked.clone())
+            .or_insert((i64::MIN, 0));
+        let (reported_at, since) = entry.value_mut();
+        if *reported_at > now - window {
+            *since += 1;
+            None
+        } else {
+            let unreported = *since;
+            *reported_at = now;
+            *since = 0;
+            Some(unreported)
+        }
     }
 
     /// The password was right: the attempt was no failure, and the pair
@@ -177,11 +308,17 @@ impl Throttle {
         self.addresses.sweep(w, now);
         self.accounts.sweep(w, now);
         self.registrations.sweep(w, now);
+        self.refusals
+            .retain(|_, (reported_at, _)| *reported_at > now - w);
     }
 
     /// Keys tracked (for tests and metrics).
     pub fn tracked(&self) -> usize {
-        self.pairs.len() + self.addresses.len() + self.accounts.len() + self.registrations.len()
+        self.pairs.len()
+            + self.addresses.len()
+            + self.accounts.len()
+            + self.registrations.len()
+            + self.refusals.len()
     }
 }
 
@@ -202,38 +339,43 @@ mod tests {
     fn five_failures_then_429_until_the_oldest_leaves_the_window() {
         let t = throttle();
         for i in 0..5 {
-            let a = t.begin_login("alice", "1.2.3.4", 1000 + i).unwrap();
+            let a = t.begin_login("alice", "1.2.3.4", false, 1000 + i).unwrap();
             t.failed(a);
         }
-        assert_eq!(t.begin_login("alice", "1.2.3.4", 1010).err(), Some(890));
+        assert_eq!(
+            t.begin_login("alice", "1.2.3.4", false, 1010)
+                .err()
+                .map(|r| r.wait),
+            Some(890)
+        );
         // Another address, or another account, is not blocked by the pair.
-        assert!(t.begin_login("alice", "5.6.7.8", 1010).is_ok());
-        assert!(t.begin_login("bob", "1.2.3.4", 1010).is_ok());
+        assert!(t.begin_login("alice", "5.6.7.8", false, 1010).is_ok());
+        assert!(t.begin_login("bob", "1.2.3.4", false, 1010).is_ok());
         // The first failure leaves the window at 1900.
-        assert!(t.begin_login("alice", "1.2.3.4", 1899).is_err());
-        assert!(t.begin_login("alice", "1.2.3.4", 1900).is_ok());
+        assert!(t.begin_login("alice", "1.2.3.4", false, 1899).is_err());
+        assert!(t.begin_login("alice", "1.2.3.4", false, 1900).is_ok());
     }
 
     #[test]
     fn success_clears_the_pair_and_is_not_a_failure() {
         let t = throttle();
         for i in 0..4 {
-            t.failed(t.begin_login("alice", "1.2.3.4", 1000 + i).unwrap());
+            t.failed(t.begin_login("alice", "1.2.3.4", false, 1000 + i).unwrap());
         }
-        t.succeeded(t.begin_login("alice", "1.2.3.4", 1005).unwrap());
+        t.succeeded(t.begin_login("alice", "1.2.3.4", false, 1005).unwrap());
         for i in 0..5 {
-            t.failed(t.begin_login("alice", "1.2.3.4", 1010 + i).unwrap());
+            t.failed(t.begin_login("alice", "1.2.3.4", false, 1010 + i).unwrap());
         }
-        assert!(t.begin_login("alice", "1.2.3.4", 1020).is_err());
+        assert!(t.begin_login("alice", "1.2.3.4", false, 1020).is_err());
     }
 
     #[test]
     fn in_flight_attempts_count_so_bursts_cannot_overshoot() {
         let t = throttle();
         let held: Vec<Attempt> = (0..5)
-            .map(|_| t.begin_login("alice", "1.2.3.4", 1000).unwrap())
+            .map(|_| t.begin_login("alice", "1.2.3.4", false, 1000).unwrap())
             .collect();
-        assert!(t.begin_login("alice", "1.2.3.4", 1000).is_err());
+        assert!(t.begin_login("alice", "1.2.3.4", false, 1000).is_err());
         drop(held);
     }
 
@@ -246,17 +388,26 @@ mod tests {
             per_account: 4,
         });
         for (i, user) in ["a", "b", "c"].iter().enumerate() {
-            t.failed(t.begin_login(user, "9.9.9.9", 1000 + i as i64).unwrap());
+            t.failed(
+                t.begin_login(user, "9.9.9.9", false, 1000 + i as i64)
+                    .unwrap(),
+            );
         }
-        assert!(t.begin_login("d", "9.9.9.9", 1005).is_err(), "per address");
+        assert!(
+            t.begin_login("d", "9.9.9.9", false, 1005).is_err(),
+            "per address"
+        );
         for (i, addr) in ["1.1.1.1", "2.2.2.2", "3.3.3.3", "4.4.4.4"]
             .iter()
             .enumerate()
         {
-            t.failed(t.begin_login("victim", addr, 1000 + i as i64).unwrap());
+            t.failed(
+                t.begin_login("victim", addr, false, 1000 + i as i64)
+                    .unwrap(),
+            );
         }
         assert!(
-            t.begin_login("victim", "5.5.5.5", 1005).is_err(),
+            t.begin_login("victim", "5.5.5.5", false, 1005).is_err(),
             "per account"
         );
     }
@@ -264,9 +415,112 @@ mod tests {
     #[test]
     fn sweeping_forgets_old_windows() {
         let t = throttle();
-        t.failed(t.begin_login("alice", "1.2.3.4", 1000).unwrap());
+        t.failed(t.begin_login("alice", "1.2.3.4", false, 1000).unwrap());
         assert_eq!(t.tracked(), 3);
         t.sweep(1000 + 900);
         assert_eq!(t.tracked(), 0);
+    }
+
+    fn flood(t: &Throttle, account: &str, failures: u32, at: i64) {
+        // From as many addresses as it takes, 5 each (the pair limit).
+        for i in 0..failures {
+            let address = format!("10.0.{}.{}", i / 5 / 256, i / 5 % 256);
+            t.failed(t.begin_login(account, &address, false, at).unwrap());
+        }
+    }
+
+    #[test]
+    fn over_the_account_limit_attempts_are_slowed_not_blocked() {
+        let t = throttle();
+        assert_eq!(t.limits().slow_interval(), 9);
+        flood(&t, "victim", 100, 1000);
+        // A fresh address: not exempt, but the wait is short, never the
+        // rest of the window.
+        let r = t
+            .begin_login("victim", "192.0.2.1", false, 1001)
+            .unwrap_err();
+        assert_eq!(r.wait, 8);
+        assert_eq!(r.blocked, Blocked::Account("victim".to_owned()));
+        // After the interval, one attempt (whoever is first) goes through,
+        // and the next waits the interval again.
+        let a = t.begin_login("victim", "192.0.2.1", false, 1009).unwrap();
+        t.failed(a);
+        assert_eq!(
+            t.begin_login("victim", "192.0.2.2", false, 1010)
+                .unwrap_err()
+                .wait,
+            8
+        );
+        // At most one admitted per interval over a minute: a few tries.
+        let admitted = (1010..1070)
+            .filter(|&now| {
+                t.begin_login("victim", &format!("198.51.100.{}", now % 200), false, now)
+                    .map(|a| t.failed(a))
+                    .is_ok()
+            })
+            .count();
+        assert!((6..=7).contains(&admitted), "{admitted} in a minute");
+    }
+
+    #[test]
+    fn a_known_device_passes_the_account_and_address_limits_not_the_pair_limit() {
+        let t = throttle();
+        flood(&t, "victim", 100, 1000);
+        t.succeeded(t.begin_login("victim", "192.0.2.1", true, 1001).unwrap());
+        // The address limit: 50 failures from one address on other
+        // accounts.
+        for i in 0..50 {
+            t.failed(
+                t.begin_login(&format!("u{i}"), "203.0.113.9", false, 1000)
+                    .unwrap(),
+            );
+        }
+        assert!(t.begin_login("victim", "203.0.113.9", false, 1001).is_err());
+        t.succeeded(t.begin_login("victim", "203.0.113.9", true, 1001).unwrap());
+        // The pair limit still holds for a device.
+        for _ in 0..5 {
+            t.failed(t.begin_login("victim", "192.0.2.7", true, 1002).unwrap());
+        }
+        let r = t
+            .begin_login("victim", "192.0.2.7", true, 1003)
+            .unwrap_err();
+        assert_eq!(r.blocked.limit(), "account_and_address");
+    }
+
+    #[test]
+    fn refusals_are_reported_once_per_key_and_window() {
+        let t = throttle();
+        for _ in 0..5 {
+            t.failed(t.begin_login("alice", "1.2.3.4", false, 1000).unwrap());
+        }
+        let reports: Vec<Option<u64>> = (0..1000)
+            .map(|_| {
+                t.begin_login("alice", "1.2.3.4", false, 1001)
+                    .unwrap_err()
+                    .report
+            })
+            .collect();
+        assert_eq!(reports[0], Some(0));
+        assert!(reports[1..].iter().all(Option::is_none));
+        // Another key is reported on its own.
+        for _ in 0..5 {
+            t.failed(t.begin_login("bob", "1.2.3.4", false, 1000).unwrap());
+        }
+        assert_eq!(
+            t.begin_login("bob", "1.2.3.4", false, 1001)
+                .unwrap_err()
+                .report,
+            Some(0)
+        );
+        // The next window's first refusal says how many went unreported.
+        for _ in 0..5 {
+            t.failed(t.begin_login("alice", "1.2.3.4", false, 1901).unwrap());
+        }
+        assert_eq!(
+            t.begin_login("alice", "1.2.3.4", false, 1902)
+                .unwrap_err()
+                .report,
+            Some(999)
+        );
     }
 }

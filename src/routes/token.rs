@@ -17,7 +17,6 @@ use crate::audit::{self, Event};
 use crate::body::OAuthParams;
 use crate::cookies;
 use crate::error::{Error, GrantError, Result};
-use crate::passwords::Password;
 use crate::roles::Roles;
 use crate::roles::TokensIntrospect;
 use crate::routes::{ClientMeta, TokenResponse, sessions};
@@ -155,8 +154,15 @@ pub async fn issue_token(
     }
     match params.0.get("grant_type").map(String::as_str) {
         None | Some("") | Some("password") => {
-            let tokens = password_grant(&state, &client, &params).await?;
-            Ok(state.cookies.respond(tokens, cookie_mode))
+            let (tokens, user) = password_grant(&state, &client, &headers, &params).await?;
+            let mut response = state.cookies.respond(tokens, cookie_mode);
+            // This browser (if it is one) is now a known device of the
+            // user: lock-out resistance, see devices.rs.
+            response.headers_mut().append(
+                axum::http::header::SET_COOKIE,
+                state.devices.set(user, tokens::now()),
+            );
+            Ok(response)
         }
         Some("refresh_token") => refresh(&state, &params, &headers, cookie_mode).await,
         Some(other) => Err(Error::Grant(
@@ -201,11 +207,13 @@ async fn refresh(
 /// Why a cookie refresh from another origin is refused.
 pub const COOKIE_ORIGIN_REFUSED: &str = "The refresh token cookie is accepted only from warden's own origin or a configured CORS origin";
 
+/// The password grant; with the token response, the user it was issued to.
 async fn password_grant(
     state: &AppState,
     client: &ClientMeta,
+    headers: &HeaderMap,
     params: &OAuthParams,
-) -> Result<TokenResponse> {
+) -> Result<(TokenResponse, uuid::Uuid)> {
     let login = required(params, "username")?;
     let password = required(params, "password")?;
     let requested = requested_scopes(
@@ -214,55 +222,25 @@ async fn password_grant(
     )?;
 
     let user = state.store.user_by_login(login).await?;
-    // Throttled before any password work. The account is the user when it
-    // exists (so username and email share one counter), else the login
-    // as typed.
-    let account = match &user {
-        Some(u) => u.id.to_string(),
-        None => format!("login:{}", crate::model::fold(login)),
-    };
     let address = client.ip.as_deref().unwrap_or("unknown");
-    let attempt = match state.throttle.begin_login(&account, address, tokens::now()) {
-        Ok(a) => a,
-        Err(wait) => {
-            metrics::counter!("warden_logins_total", "result" => "throttled").increment(1);
-            audit::record(
-                state.store.as_ref(),
-                Event::new("login_throttled")
-                    .user(user.as_ref().map(|u| u.id))
-                    .ip(Some(address))
-                    .detail("retry_after", wait),
-            )
-            .await;
-            return Err(Error::Throttled(wait, "failed login attempts"));
-        }
+    let known_device = user
+        .as_ref()
+        .is_some_and(|u| state.devices.known(headers, u.id, tokens::now()));
+    // Throttled before any password work; always one argon2 verification,
+    // even for an unknown user (against a dummy hash), so timing does not
+    // reveal which accounts exist.
+    let check = crate::password_check::PasswordCheck {
+        login,
+        user: user.as_ref(),
+        password,
+        address,
+        known_device,
+        purpose: crate::password_check::Purpose::Login,
     };
-    let phc = user.as_ref().map(|u| u.password_hash.clone());
-    // Always one argon2 verification, even for an unknown user (against a
-    // dummy hash), so timing does not reveal which accounts exist.
-    let ok = match state.hasher.verify(Password::new(password), phc).await {
-        Ok(ok) => ok,
-        Err(e) => {
-            // Not judged (503): not a failure either.
-            state.throttle.succeeded(attempt);
-            return Err(e);
-        }
-    };
+    let right = crate::password_check::check(state, check).await?;
     let user = match user {
-        Some(u) if ok && !u.disabled => {
-            state.throttle.succeeded(attempt);
-            u
-        }
+        Some(u) if right => u,
         _ => {
-            state.throttle.failed(attempt);
-            metrics::counter!("warden_logins_total", "result" => "failed").increment(1);
-            audit::record(
-                state.store.as_ref(),
-                Event::new("login_failed")
-                    .user(user.as_ref().map(|u| u.id))
-                    .ip(Some(address)),
-            )
-            .await;
             return Err(Error::Grant(
                 GrantError::InvalidGrant,
                 BAD_CREDENTIALS.to_owned(),
@@ -313,7 +291,7 @@ async fn password_grant(
             .ip(client.ip.as_deref()),
     )
     .await;
-    Ok(response)
+    Ok((response, user.id))
 }
 
 fn invalid_refresh() -> Error {

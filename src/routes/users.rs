@@ -25,6 +25,7 @@ use crate::error::{Error, Result};
 use crate::model::{self, Email, UserView, Username};
 use crate::passwords::Password;
 use crate::roles::ROLE_USER;
+use crate::routes::ClientMeta;
 use crate::state::AppState;
 use crate::storage::{UserChanges, UserRecord};
 use crate::tokens;
@@ -111,16 +112,26 @@ pub(crate) async fn token_user(
     }
 }
 
+/// The current password of a signed-in user, checked through the
+/// throttled, audited path every password check takes; a wrong one is 400
+/// `Incorrect password`.
 pub(crate) async fn check_password(
     state: &AppState,
     user: &UserRecord,
     password: &str,
+    client: &ClientMeta,
+    headers: &axum::http::HeaderMap,
+    purpose: crate::password_check::Purpose,
 ) -> Result<()> {
-    let ok = state
-        .hasher
-        .verify(Password::new(password), Some(user.password_hash.clone()))
-        .await?;
-    if ok {
+    let check = crate::password_check::PasswordCheck {
+        login: &user.username,
+        user: Some(user),
+        password,
+        address: client.ip.as_deref().unwrap_or("unknown"),
+        known_device: state.devices.known(headers, user.id, tokens::now()),
+        purpose,
+    };
+    if crate::password_check::check(state, check).await? {
         Ok(())
     } else {
         Err(Error::BadRequest("Incorrect password".to_owned()))

@@ -11,21 +11,28 @@ async fn a_full_hashing_queue_answers_503_with_retry_after_and_token_checks_keep
         ("WARDEN_HASH_QUEUE", "1"),
         ("WARDEN_ARGON2_MEMORY_KIB", "19456"),
         ("WARDEN_ARGON2_ITERATIONS", "3"),
-        // Sixteen logins at once for one account from one address would
-        // otherwise meet the throttle, which counts attempts in flight.
-        ("WARDEN_THROTTLE_PER_PAIR", "1000"),
+        // Sixteen logins at once from one address would otherwise meet
+        // the throttle, which counts attempts in flight.
+        ("WARDEN_THROTTLE_PER_ADDRESS", "1000"),
     ])
     .await;
     let (_, token) = app.user_with_token("alice").await;
+    // Sixteen accounts: one account may have only two checks in flight.
+    for i in 0..16 {
+        app.register_ok(&format!("user{i}")).await;
+    }
 
     let logins: Vec<_> = (0..16)
-        .map(|_| {
+        .map(|i| {
             let client = app.client.clone();
             let url = app.at("/token");
             tokio::spawn(async move {
                 client
                     .post(url)
-                    .form(&[("username", "alice"), ("password", PASSWORD)])
+                    .form(&[
+                        ("username", format!("user{i}")),
+                        ("password", PASSWORD.to_owned()),
+                    ])
                     .send()
                     .await
                     .unwrap()

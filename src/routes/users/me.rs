@@ -14,6 +14,7 @@ use crate::audit::{self, Event};
 use crate::body::{Fields, JsonObject};
 use crate::error::{Error, Result};
 use crate::model::{self, UserView};
+use crate::password_check::Purpose;
 use crate::passwords::Password;
 use crate::roles::Me;
 use crate::routes::sessions::{open_session, sessions_ended};
@@ -99,18 +100,30 @@ pub async fn update_current_user(
         (status = 413, description = "Body over 64 KiB", body = crate::routes::Detail),
         (status = 415, description = "Not JSON", body = crate::routes::Detail),
         (status = 422, description = "Invalid input", body = crate::routes::ValidationErrorBody),
+        (status = 429, description = "Too many failed password checks; see Retry-After", body = crate::routes::Detail),
+        (status = 503, description = "Password hashing queue full; see Retry-After", body = crate::routes::Detail),
     )
 )]
 pub async fn delete_current_user(
     State(state): State<AppState>,
+    client: ClientMeta,
     claims: RequireScope<Me>,
+    headers: axum::http::HeaderMap,
     JsonObject(body): JsonObject,
 ) -> Result<StatusCode> {
     let user = token_user(&state, &claims).await?;
     let mut f = Fields::new(&body);
     let password = f.required_str("password");
     f.finish()?;
-    check_password(&state, &user, password.unwrap_or_default()).await?;
+    check_password(
+        &state,
+        &user,
+        password.unwrap_or_default(),
+        &client,
+        &headers,
+        Purpose::AccountDeletion,
+    )
+    .await?;
     let event = Event::new("user_deleted")
         .user(user.id)
         .detail("by", "self")
@@ -140,6 +153,7 @@ pub async fn delete_current_user(
         (status = 413, description = "Body over 64 KiB", body = crate::routes::Detail),
         (status = 415, description = "Not JSON", body = crate::routes::Detail),
         (status = 422, description = "New password refused", body = crate::routes::ValidationErrorBody),
+        (status = 429, description = "Too many failed password checks; see Retry-After", body = crate::routes::Detail),
         (status = 503, description = "Password hashing queue full; see Retry-After", body = crate::routes::Detail),
     )
 )]
@@ -170,7 +184,15 @@ pub async fn change_password(
     let (Some(current), Some(new)) = (current, new) else {
         return Err(Error::Internal("validated fields missing".to_owned()));
     };
-    check_password(&state, &user, current).await?;
+    check_password(
+        &state,
+        &user,
+        current,
+        &client,
+        &headers,
+        Purpose::PasswordChange,
+    )
+    .await?;
     let hash = state.hasher.hash(Password::new(new)).await?;
     let now = tokens::now();
     // The new password, the end of every session and the audit event are

@@ -1,0 +1,143 @@
+//! The one path every password check takes — the password grant, the
+//! password change and the account deletion alike: the login throttle
+//! (account + address, see `throttle.rs`), the per-account cap on hashing
+//! jobs (`passwords.rs`), one argon2 verification (against a dummy hash for
+//! an unknown user), and the audit log.
+//!
+//! A route that checked a password any other way would be an unthrottled
+//! password oracle: with a stolen token, `PUT /users/me/password` took 40
+//! wrong guesses in a row without a 429 before this path existed.
+
+use crate::audit::{self, Event};
+use crate::error::Error;
+use crate::passwords::Password;
+use crate::state::Shared;
+use crate::storage::UserRecord;
+use crate::throttle::Refusal;
+use crate::tokens;
+
+/// What the password is checked for; it names the audit events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// `POST /token` with the password grant.
+    Login,
+    /// `PUT /users/me/password`.
+    PasswordChange,
+    /// `DELETE /users/me`.
+    AccountDeletion,
+}
+
+impl Purpose {
+    fn failed_event(self) -> &'static str {
+        match self {
+            Purpose::Login => "login_failed",
+            Purpose::PasswordChange | Purpose::AccountDeletion => "password_check_failed",
+        }
+    }
+
+    fn throttled_event(self) -> &'static str {
+        match self {
+            Purpose::Login => "login_throttled",
+            Purpose::PasswordChange | Purpose::AccountDeletion => "password_check_throttled",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Purpose::Login => "login",
+            Purpose::PasswordChange => "password_change",
+            Purpose::AccountDeletion => "account_deletion",
+        }
+    }
+}
+
+/// One password check.
+pub struct PasswordCheck<'a> {
+    /// The login as the client typed it (username or email); for a check
+    /// on behalf of a signed-in user, their username. The throttle counts
+    /// per folded login.
+    pub login: &'a str,
+    /// The account the login names, if any.
+    pub user: Option<&'a UserRecord>,
+    pub password: &'a str,
+    /// The client's address (`unknown` when there is none).
+    pub address: &'a str,
+    /// The request carries a valid device cookie of `user`.
+    pub known_device: bool,
+    pub purpose: Purpose,
+}
+
+/// Checks a password: `Ok(true)` when `user` exists, is not disabled and
+/// the password is theirs. `Err` for a throttled check (429, nothing
+/// verified) and a full hashing queue (503, not counted as a failure).
+pub async fn check(state: &Shared, c: PasswordCheck<'_>) -> Result<bool, Error> {
+    let account = crate::model::fold_login(c.login);
+    let attempt =
+        match state
+            .throttle
+            .begin_login(&account, c.address, c.known_device, tokens::now())
+        {
+            Ok(attempt) => attempt,
+            Err(refusal) => return Err(refused(state, &c, refusal).await),
+        };
+    let phc = c.user.map(|u| u.password_hash.clone());
+    // A known device has its own places, so a flood of guesses against
+    // the account cannot keep its owner's browser out.
+    let slot = if c.known_device {
+        format!("device:{account}")
+    } else {
+        account
+    };
+    let ok = match state
+        .hasher
+        .verify_for(&slot, Password::new(c.password), phc)
+        .await
+    {
+        Ok(ok) => ok,
+        Err(e) => {
+            // Not judged (the account's places or the queue are full): no
+            // failure either.
+            state.throttle.succeeded(attempt);
+            return Err(e);
+        }
+    };
+    if ok && c.user.is_some_and(|u| !u.disabled) {
+        state.throttle.succeeded(attempt);
+        return Ok(true);
+    }
+    state.throttle.failed(attempt);
+    if c.purpose == Purpose::Login {
+        metrics::counter!("warden_logins_total", "result" => "failed").increment(1);
+    }
+    let mut event = Event::new(c.purpose.failed_event())
+        .user(c.user.map(|u| u.id))
+        .ip(Some(c.address));
+    if c.purpose != Purpose::Login {
+        event = event.detail("purpose", c.purpose.name());
+    }
+    audit::record(state.store.as_ref(), event).await;
+    Ok(false)
+}
+
+/// The 429 of a throttled check; its audit event is written once per
+/// blocking key and window (with how many refusals it stands for).
+async fn refused(state: &Shared, c: &PasswordCheck<'_>, refusal: Refusal) -> Error {
+    if c.purpose == Purpose::Login {
+        metrics::counter!("warden_logins_total", "result" => "throttled").increment(1);
+    }
+    if let Some(unreported) = refusal.report {
+        let mut event = Event::new(c.purpose.throttled_event())
+            .user(c.user.map(|u| u.id))
+            .ip(Some(c.address))
+            .detail("retry_after", refusal.wait)
+            .detail("limit", refusal.blocked.limit());
+        if unreported > 0 {
+            event = event.detail("refusals_since_last_event", unreported);
+        }
+        if c.purpose != Purpose::Login {
+            event = event.detail("purpose", c.purpose.name());
+        }
+        audit::record(state.store.as_ref(), event).await;
+    }
+    Error::Throttled(refusal.wait, "failed login attempts")
+}
