@@ -409,8 +409,8 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// Serves `state` on an already-bound listener until `shutdown` completes,
-/// then stops accepting and lets requests in flight finish (at most
-/// [`SHUTDOWN_GRACE`]).
+/// then stops accepting and lets requests in flight finish (at most 30 s,
+/// `SHUTDOWN_GRACE`).
 ///
 /// Connections are served by hyper directly (rather than `axum::serve`),
 /// under the limits of [`crate::connections`]: a cap on open connections,
