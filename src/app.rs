@@ -1,7 +1,6 @@
 //! Assembly: state from configuration, the router, and `serve`.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -406,77 +405,32 @@ fn spawn_purge(state: AppState) {
     });
 }
 
-/// How long a client may take to send a request's headers before the
-/// connection is closed: a handful of slow (slowloris) clients must not
-/// hold connections open forever.
+/// How long a client may take to send its first byte, and then each
+/// request's headers, before the connection is closed: a handful of silent
+/// or slow (slowloris) clients must not hold connections open forever.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long shutdown waits for requests in flight before giving up on them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// Serves `state` on an already-bound listener until `shutdown` completes,
-/// then stops accepting and lets requests in flight finish (at most
-/// [`SHUTDOWN_GRACE`]).
+/// then stops accepting and lets requests in flight finish (at most 30 s,
+/// `SHUTDOWN_GRACE`).
 ///
-/// Connections are served by hyper directly (rather than `axum::serve`) to
-/// set a header read timeout: see [`HEADER_READ_TIMEOUT`].
+/// Connections are served by hyper directly (rather than `axum::serve`),
+/// under the limits of [`crate::connections`]: a cap on open connections,
+/// deadlines for the first bytes and for idle connections, HTTP/2
+/// keep-alive.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    use hyper_util::server::conn::auto::Builder;
-    use hyper_util::server::graceful::GracefulShutdown;
-    use tower::ServiceExt;
-
-    let header_timeout = state.config.header_read_timeout;
-    let app = router(state);
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
-    builder.http2().timer(TokioTimer::new());
-    let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off, go on.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let svc = app.clone().map_request(
-            move |mut req: axum::extract::Request<hyper::body::Incoming>| {
-                req.extensions_mut()
-                    .insert(axum::extract::ConnectInfo::<SocketAddr>(peer));
-                req
-            },
-        );
-        let conn = builder.serve_connection_with_upgrades(
-            TokioIo::new(stream),
-            hyper_util::service::TowerToHyperService::new(svc),
-        );
-        let conn = graceful.watch(conn.into_owned());
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("shutdown: requests still in flight after the grace period were dropped");
-    }
-    Ok(())
+    let limits = crate::connections::Limits {
+        max_connections: state.config.max_connections,
+        header_read_timeout: state.config.header_read_timeout,
+        idle: state.config.idle_timeout,
+        shutdown_grace: SHUTDOWN_GRACE,
+    };
+    crate::connections::serve(listener, router(state), limits, shutdown).await
 }

@@ -102,8 +102,13 @@ pub struct Config {
     pub throttle_per_pair: u32,
     pub throttle_per_address: u32,
     pub throttle_per_account: u32,
-    /// Seconds a client may take to send request headers.
+    /// Seconds a client may take to send its first byte, then each
+    /// request's headers.
     pub header_read_timeout: std::time::Duration,
+    /// Client connections open at once; more are answered 503 and closed.
+    pub max_connections: usize,
+    /// Seconds a connection may stay open with no request.
+    pub idle_timeout: std::time::Duration,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: crate::proxy::TrustedProxies,
     /// The one forwarding header the trusted proxies write.
@@ -163,6 +168,8 @@ const SETTINGS: &[&str] = &[
     "forwarded_header",
     "cors_origins",
     "header_read_timeout",
+    "max_connections",
+    "idle_timeout",
     "log",
     "log_format",
     "argon2_memory_kib",
@@ -461,6 +468,21 @@ impl Config {
             crate::app::HEADER_READ_TIMEOUT,
             |v| positive::<u64>(v).map(std::time::Duration::from_secs),
         )?;
+        // More than a million would need as many file descriptors; the
+        // semaphore behind the cap counts in u32.
+        let max_connections = s.parse(
+            "max_connections",
+            crate::connections::default_max_connections(),
+            |v| match positive::<usize>(v)? {
+                n if n <= 1_000_000 => Ok(n),
+                _ => Err("must be at most 1000000".to_owned()),
+            },
+        )?;
+        let idle_timeout = s.parse(
+            "idle_timeout",
+            crate::connections::DEFAULT_IDLE_TIMEOUT,
+            |v| positive::<u64>(v).map(std::time::Duration::from_secs),
+        )?;
         let log = s.parse("log", "info".to_owned(), |v| {
             tracing_subscriber::EnvFilter::try_new(v)
                 .map(|_| v.to_owned())
@@ -532,6 +554,8 @@ impl Config {
             forwarded_header,
             cors_origins,
             header_read_timeout,
+            max_connections,
+            idle_timeout,
             log,
             log_format,
             argon2,
@@ -583,6 +607,36 @@ mod tests {
             ("WARDEN_SESSION_MAX_LIFETIME", "99999999999"),
             ("WARDEN_AUDIT_RETENTION_DAYS", "-1"),
             ("WARDEN_AUDIT_RETENTION_DAYS", "ninety"),
+        ] {
+            let e = Config::load_from(None, env(&[(name, value)])).unwrap_err();
+            assert_eq!(e.setting, name, "{value}");
+        }
+    }
+
+    #[test]
+    fn connection_limits_have_defaults_and_bounds() {
+        let c = Config::load_from(None, env(&[])).unwrap();
+        assert_eq!(
+            c.max_connections,
+            crate::connections::default_max_connections()
+        );
+        assert_eq!(c.idle_timeout, std::time::Duration::from_secs(60));
+        let c = Config::load_from(
+            None,
+            env(&[
+                ("WARDEN_MAX_CONNECTIONS", "4"),
+                ("WARDEN_IDLE_TIMEOUT", "2"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.max_connections, 4);
+        assert_eq!(c.idle_timeout, std::time::Duration::from_secs(2));
+        for (name, value) in [
+            ("WARDEN_MAX_CONNECTIONS", "0"),
+            ("WARDEN_MAX_CONNECTIONS", "1000001"),
+            ("WARDEN_MAX_CONNECTIONS", "many"),
+            ("WARDEN_IDLE_TIMEOUT", "0"),
+            ("WARDEN_IDLE_TIMEOUT", "-5"),
         ] {
             let e = Config::load_from(None, env(&[(name, value)])).unwrap_err();
             assert_eq!(e.setting, name, "{value}");

@@ -26,7 +26,8 @@
 //! SQLite backend), [`passwords`] (the argon2id pool), [`keys`] (signing
 //! keys), [`tokens`] (issuing tokens, the in-memory revocation gate),
 //! [`routes`] (HTTP, one module per resource, and the `/account` page),
-//! [`cookies`] (the browser cookie mode), [`cors`] (allowed origins), [`cli`].
+//! [`cookies`] (the browser cookie mode), [`cors`] (allowed origins),
+//! [`connections`] (connection limits), [`cli`].
 
 pub mod app;
 pub mod audit;
@@ -34,6 +35,7 @@ pub mod body;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod cookies;
 pub mod cors;
 pub mod devices;
