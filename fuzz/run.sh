@@ -10,7 +10,7 @@ seconds="${1:-600}"
 profile=()
 [[ "${2:-}" == "--dev" ]] && profile=(--dev)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --version 0.13.2 --locked
-for target in bearer request_body; do
+for target in bearer request_body account_endpoints; do
   mkdir -p "corpus/$target"
   echo "== fuzz $target for ${seconds}s"
   log="target/fuzz-$target.log"
