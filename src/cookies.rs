@@ -157,17 +157,24 @@ pub fn wants_cookie(query: Option<&str>) -> bool {
         .any(|(k, v)| k == "cookie" && matches!(v.as_ref(), "true" | "1"))
 }
 
-/// The refresh token from the request's cookies, if it has one that looks
-/// like a refresh token (base64url and dots; anything else is ignored).
-pub fn read(headers: &HeaderMap) -> Option<String> {
+/// The values of every cookie named `name` the request carries (quotes
+/// stripped), across all its `Cookie` headers.
+pub fn values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == REFRESH_COOKIE)
+        .filter(move |(n, _)| *n == name)
         .map(|(_, value)| value.trim_matches('"'))
+}
+
+/// The refresh token from the request's cookies, if it has one that looks
+/// like a refresh token (base64url and dots; anything else is ignored).
+pub fn read(headers: &HeaderMap) -> Option<String> {
+    values(headers, REFRESH_COOKIE)
+        .next()
         .filter(|value| {
             !value.is_empty()
                 && value.len() <= 128

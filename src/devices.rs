@@ -11,7 +11,7 @@
 //! per-address limits (the (account, address) limit still applies) — so it
 //! is not revoked with sessions; it expires after [`DEVICE_COOKIE_TTL`].
 
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, KeyInit, Mac};
@@ -98,15 +98,7 @@ impl DeviceCookies {
     /// Whether the request carries a valid, unexpired device cookie of
     /// `user`.
     pub fn known(&self, headers: &HeaderMap, user: Uuid, now: i64) -> bool {
-        let name = self.name();
-        headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .filter(|(n, _)| *n == name)
-            .any(|(_, value)| self.verify(value.trim_matches('"'), user, now))
+        crate::cookies::values(headers, self.name()).any(|value| self.verify(value, user, now))
     }
 
     fn verify(&self, value: &str, user: Uuid, now: i64) -> bool {
@@ -149,7 +141,7 @@ mod tests {
     fn with_cookie(value: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert(
-            header::COOKIE,
+            axum::http::header::COOKIE,
             HeaderValue::from_str(&format!("a=b; __Host-warden_device={value}")).unwrap(),
         );
         h
