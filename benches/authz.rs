@@ -18,9 +18,9 @@ use std::time::Instant;
 
 use jsonwebtoken::Algorithm;
 use uuid::Uuid;
-use warden::keys;
+use warden::auth::keys;
+use warden::auth::tokens::{TokenIssuer, UserGate};
 use warden::storage::{UserRecord, UserSecurity};
-use warden::tokens::{TokenIssuer, UserGate};
 use warden_guard::{TokenCheck, Verifier};
 
 const USERS: usize = 10_000;
@@ -93,7 +93,7 @@ fn bench(alg: Algorithm, iters: u32) {
         .cache_capacity(0)
         .build();
     let issuer = TokenIssuer::new(ring, ISSUER.into(), None, 900);
-    let now = warden::tokens::now();
+    let now = warden::auth::tokens::now();
     let issue = |who: &UserRecord| {
         issuer
             .issue(who, "me", Uuid::now_v7(), now)

@@ -19,14 +19,14 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 use warden_guard::Verifier;
 
+use crate::auth::passwords::PasswordHasher;
+use crate::auth::tokens::{self, TokenIssuer, UserGate};
 use crate::config::Config;
-use crate::error::Error;
-use crate::passwords::PasswordHasher;
+use crate::http::error::Error;
+use crate::http::routes;
+use crate::http::state::{AppState, Shared};
 use crate::roles::Roles;
-use crate::routes;
-use crate::state::{AppState, Shared};
 use crate::storage::{self, Store};
-use crate::tokens::{self, TokenIssuer, UserGate};
 
 /// Request bodies over this get 413 (API.md).
 pub const MAX_BODY: usize = 64 * 1024;
@@ -128,7 +128,7 @@ pub fn router(state: AppState) -> Router {
         );
     let swagger =
         Router::from(swagger).layer(axum::middleware::map_response(routes::meta::docs_headers));
-    let cors = crate::cors::layer(&state.config.cors_origins);
+    let cors = crate::http::cors::layer(&state.config.cors_origins);
     let app = api
         .merge(swagger)
         .merge(routes::account::router())
@@ -142,7 +142,7 @@ pub fn router(state: AppState) -> Router {
         // answer at once.
         .route_layer(
             tower::ServiceBuilder::new()
-                .layer(crate::http_metrics::HttpMetricsLayer)
+                .layer(crate::http::metrics::HttpMetricsLayer)
                 // Users, sessions, audit events, tokens: most answers are
                 // personal, so none may be stored by a browser or a shared
                 // cache unless its handler says otherwise (JWKS and the
@@ -151,8 +151,8 @@ pub fn router(state: AppState) -> Router {
                     header::CACHE_CONTROL,
                     HeaderValue::from_static("no-store"),
                 ))
-                .layer(crate::timeout::RequestTimeoutLayer::new(
-                    crate::timeout::REQUEST_TIMEOUT,
+                .layer(crate::http::timeout::RequestTimeoutLayer::new(
+                    crate::http::timeout::REQUEST_TIMEOUT,
                 ))
                 .layer(DefaultBodyLimit::max(MAX_BODY)),
         )
@@ -199,7 +199,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     }
     let store = storage::connect_with(&config.database_url, &config.database).await?;
     store.migrate().await?;
-    let keys = crate::keys::load_or_create(&config, store.as_ref(), tokens::now()).await?;
+    let keys = crate::auth::keys::load_or_create(&config, store.as_ref(), tokens::now()).await?;
     let gate = Arc::new(UserGate::default());
     let horizon = gate_horizon(&config);
     let log_read_at = load_gate(&gate, store.as_ref(), horizon).await?;
@@ -220,23 +220,26 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         config.audience.clone(),
         config.access_token_ttl,
     ));
-    let refresh = crate::sessions::RefreshTokens::load(store.as_ref(), tokens::now()).await?;
-    let cookies = Arc::new(crate::cookies::CookiePolicy::new(&config));
+    let refresh =
+        crate::auth::refresh_tokens::RefreshTokens::load(store.as_ref(), tokens::now()).await?;
+    let cookies = Arc::new(crate::http::cookies::CookiePolicy::new(&config));
     let devices =
-        crate::devices::DeviceCookies::load(store.as_ref(), cookies.secure(), tokens::now())
+        crate::auth::devices::DeviceCookies::load(store.as_ref(), cookies.secure(), tokens::now())
             .await?;
-    let throttle = Arc::new(crate::throttle::Throttle::new(crate::throttle::Limits {
-        window: config.throttle_window as i64,
-        per_pair: config.throttle_per_pair,
-        per_address: config.throttle_per_address,
-        per_account: config.throttle_per_account,
-    }));
+    let throttle = Arc::new(crate::auth::throttle::Throttle::new(
+        crate::auth::throttle::Limits {
+            window: config.throttle_window as i64,
+            per_pair: config.throttle_per_pair,
+            per_address: config.throttle_per_address,
+            per_account: config.throttle_per_account,
+        },
+    ));
     let state = AppState::new(Shared {
         refresh,
         cookies,
         devices,
         throttle,
-        users: Arc::new(crate::cache::UserCache::default()),
+        users: Arc::new(crate::auth::cache::UserCache::default()),
         config: Arc::new(config),
         store: store as Arc<dyn Store>,
         hasher,
@@ -364,7 +367,9 @@ async fn sync_once(state: &AppState, changed: bool, log_read_at: &mut i64) -> an
         state.gate.apply_revocations(&revoked);
     }
     state.gate.prune(horizon);
-    if let Some(ring) = crate::keys::load_ring(&state.config, state.store.as_ref(), now).await? {
+    if let Some(ring) =
+        crate::auth::keys::load_ring(&state.config, state.store.as_ref(), now).await?
+    {
         let current = state.tokens.keys();
         let same = current.current.kid == ring.current.kid
             && current
@@ -418,7 +423,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// `SHUTDOWN_GRACE`).
 ///
 /// Connections are served by hyper directly (rather than `axum::serve`),
-/// under the limits of [`crate::connections`]: a cap on open connections,
+/// under the limits of [`crate::http::connections`]: a cap on open connections,
 /// deadlines for the first bytes and for idle connections, HTTP/2
 /// keep-alive.
 pub async fn serve(
@@ -426,11 +431,11 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let limits = crate::connections::Limits {
+    let limits = crate::http::connections::Limits {
         max_connections: state.config.max_connections,
         header_read_timeout: state.config.header_read_timeout,
         idle: state.config.idle_timeout,
         shutdown_grace: SHUTDOWN_GRACE,
     };
-    crate::connections::serve(listener, router(state), limits, shutdown).await
+    crate::http::connections::serve(listener, router(state), limits, shutdown).await
 }

@@ -6,11 +6,11 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::auth::passwords::{Password, PasswordHasher};
+use crate::auth::tokens;
 use crate::config::{Config, LogFormat};
 use crate::model::{self, Email, Username};
-use crate::passwords::{Password, PasswordHasher};
 use crate::storage::{self, StoreError, UniqueField, UserRecord};
-use crate::tokens;
 
 #[derive(Parser)]
 #[command(
@@ -110,8 +110,8 @@ impl From<StoreError> for Failure {
     }
 }
 
-impl From<crate::error::Error> for Failure {
-    fn from(e: crate::error::Error) -> Self {
+impl From<crate::http::error::Error> for Failure {
+    fn from(e: crate::http::error::Error) -> Self {
         Self::new(e.to_string())
     }
 }
@@ -211,7 +211,7 @@ async fn serve(config: Config) -> Result<(), Failure> {
         .map_err(|e| Failure::new(format!("cannot listen on {bind}: {e}")))?;
     let issuer = config.issuer.clone();
     let database = config.database_url_redacted();
-    let algorithm = crate::keys::algorithm_name(config.jwt_algorithm);
+    let algorithm = crate::auth::keys::algorithm_name(config.jwt_algorithm);
     let state = crate::app::build_state(config).await?;
     let local = listener
         .local_addr()
@@ -360,7 +360,7 @@ async fn set_roles(config: Config, user: String, roles: Vec<String>) -> Result<(
     // A role change ends every session, audited like the same change over
     // HTTP; a running server picks it up from the database within its sync
     // interval.
-    let event = crate::audit::Event::new("user_security_changed")
+    let event = crate::auth::audit::Event::new("user_security_changed")
         .user(record.id)
         .detail("roles", roles.clone())
         .detail("by", "cli")
@@ -384,20 +384,23 @@ async fn rotate_keys(config: Config) -> Result<(), Failure> {
     let now = tokens::now();
     // Make sure a first key exists, so "rotate" on a fresh database retires
     // something meaningful rather than nothing.
-    crate::keys::load_or_create(&config, store.as_ref(), now).await?;
-    let key = crate::keys::rotate(&config, store.as_ref(), now)
+    crate::auth::keys::load_or_create(&config, store.as_ref(), now).await?;
+    let key = crate::auth::keys::rotate(&config, store.as_ref(), now)
         .await
         .map_err(|e| Failure::new(e.to_string()))?;
-    crate::audit::record(
+    crate::auth::audit::record(
         store.as_ref(),
-        crate::audit::Event::new("key_rotated")
+        crate::auth::audit::Event::new("key_rotated")
             .detail("kid", key.kid.clone())
-            .detail("algorithm", crate::keys::algorithm_name(key.algorithm)),
+            .detail(
+                "algorithm",
+                crate::auth::keys::algorithm_name(key.algorithm),
+            ),
     )
     .await;
     println!(
         "new {} signing key {} is active; retired keys stay in JWKS for {} s (the access token lifetime)",
-        crate::keys::algorithm_name(key.algorithm),
+        crate::auth::keys::algorithm_name(key.algorithm),
         key.kid,
         config.access_token_ttl
     );

@@ -110,12 +110,12 @@ pub struct Config {
     /// Seconds a connection may stay open with no request.
     pub idle_timeout: std::time::Duration,
     /// Peers whose `X-Forwarded-For` is believed.
-    pub trusted_proxies: crate::proxy::TrustedProxies,
+    pub trusted_proxies: crate::http::proxy::TrustedProxies,
     /// The one forwarding header the trusted proxies write.
-    pub forwarded_header: crate::proxy::ForwardedHeader,
+    pub forwarded_header: crate::http::proxy::ForwardedHeader,
     /// Other origins whose pages may call warden (CORS with credentials)
     /// and refresh with the cookie.
-    pub cors_origins: crate::cors::AllowedOrigins,
+    pub cors_origins: crate::http::cors::AllowedOrigins,
     pub log: String,
     pub log_format: LogFormat,
     pub argon2: Argon2Params,
@@ -450,18 +450,18 @@ impl Config {
         let throttle_per_account = s.parse("throttle_per_account", 100, positive::<u32>)?;
         let trusted_proxies = s.parse(
             "trusted_proxies",
-            crate::proxy::TrustedProxies::default(),
-            crate::proxy::TrustedProxies::parse,
+            crate::http::proxy::TrustedProxies::default(),
+            crate::http::proxy::TrustedProxies::parse,
         )?;
         let forwarded_header = s.parse(
             "forwarded_header",
-            crate::proxy::ForwardedHeader::default(),
-            crate::proxy::ForwardedHeader::parse,
+            crate::http::proxy::ForwardedHeader::default(),
+            crate::http::proxy::ForwardedHeader::parse,
         )?;
         let cors_origins = s.parse(
             "cors_origins",
-            crate::cors::AllowedOrigins::default(),
-            crate::cors::AllowedOrigins::parse,
+            crate::http::cors::AllowedOrigins::default(),
+            crate::http::cors::AllowedOrigins::parse,
         )?;
         let header_read_timeout = s.parse(
             "header_read_timeout",
@@ -472,7 +472,7 @@ impl Config {
         // semaphore behind the cap counts in u32.
         let max_connections = s.parse(
             "max_connections",
-            crate::connections::default_max_connections(),
+            crate::http::connections::default_max_connections(),
             |v| match positive::<usize>(v)? {
                 n if n <= 1_000_000 => Ok(n),
                 _ => Err("must be at most 1000000".to_owned()),
@@ -480,7 +480,7 @@ impl Config {
         )?;
         let idle_timeout = s.parse(
             "idle_timeout",
-            crate::connections::DEFAULT_IDLE_TIMEOUT,
+            crate::http::connections::DEFAULT_IDLE_TIMEOUT,
             |v| positive::<u64>(v).map(std::time::Duration::from_secs),
         )?;
         let log = s.parse("log", "info".to_owned(), |v| {
@@ -618,7 +618,7 @@ mod tests {
         let c = Config::load_from(None, env(&[])).unwrap();
         assert_eq!(
             c.max_connections,
-            crate::connections::default_max_connections()
+            crate::http::connections::default_max_connections()
         );
         assert_eq!(c.idle_timeout, std::time::Duration::from_secs(60));
         let c = Config::load_from(

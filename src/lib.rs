@@ -30,29 +30,12 @@
 //! [`connections`] (connection limits), [`cli`].
 
 pub mod app;
-pub mod audit;
-pub mod body;
-pub mod cache;
+pub mod auth;
 pub mod cli;
 pub mod config;
-pub mod connections;
-pub mod cookies;
-pub mod cors;
-pub mod devices;
-pub mod error;
-pub mod http_metrics;
-pub mod keys;
+pub mod http;
 pub mod model;
-pub mod password_check;
-pub mod passwords;
-pub mod proxy;
 pub mod roles;
-pub mod routes;
-pub mod sessions;
-pub mod state;
 pub mod storage;
-pub mod throttle;
-pub mod timeout;
-pub mod tokens;
 
 pub use warden_guard as guard;

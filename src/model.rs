@@ -10,7 +10,7 @@ use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::error::FieldError;
+use crate::http::error::FieldError;
 use crate::storage::UserRecord;
 
 /// The case-folded form used for uniqueness and login: `Alice` and `alice`
@@ -191,7 +191,7 @@ pub fn check_new_password(password: &str, username: &str, email: &str) -> Result
     if len > 1024 {
         return Err("Password must be at most 1024 characters long".to_owned());
     }
-    // Not typable, and refused in every other field (see `crate::body`).
+    // Not typable, and refused in every other field (see `crate::http::body`).
     if password.chars().any(char::is_control) {
         return Err("Password must not contain control characters".to_owned());
     }

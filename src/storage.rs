@@ -184,7 +184,7 @@ impl SessionRecord {
 }
 
 /// A presented refresh token, once known to be genuine (see
-/// [`crate::sessions::RefreshTokens::resolve`]): which session and
+/// [`crate::auth::refresh_tokens::RefreshTokens::resolve`]): which session and
 /// generation it stands for, and its hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PresentedRefresh {

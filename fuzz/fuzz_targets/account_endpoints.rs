@@ -42,7 +42,7 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 use uuid::Uuid;
-use warden::state::AppState;
+use warden::http::state::AppState;
 
 /// Also warden's own origin, the one a cookie refresh is accepted from.
 const ISSUER: &str = "http://warden.fuzz";
@@ -461,7 +461,7 @@ impl Fixture {
             None => self.register(USERNAME, PASSWORD),
         };
         let main = self.login(USERNAME, PASSWORD);
-        let now = warden::tokens::now();
+        let now = warden::auth::tokens::now();
         let extra_sid = match old.and_then(|a| Some((a, self.session(&a.extra_sid)?))) {
             Some((a, s)) if s.user_id == user_id && s.is_live(now) => a.extra_sid.clone(),
             _ => self.login(USERNAME, PASSWORD).sid,

@@ -24,7 +24,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use libfuzzer_sys::fuzz_target;
 use uuid::Uuid;
 use warden::storage::UserSecurity;
-use warden::tokens::UserGate;
+use warden::auth::tokens::UserGate;
 use warden_guard::{Claims, KeySet, Verifier};
 
 const ISSUER: &str = "http://fuzz.test";

@@ -13,8 +13,8 @@ use axum::body::Body;
 use axum::extract::FromRequest;
 use axum::response::IntoResponse;
 use libfuzzer_sys::fuzz_target;
-use warden::body::{JsonObject, OAuthParams};
-use warden::routes::users::parse_registration;
+use warden::http::body::{JsonObject, OAuthParams};
+use warden::http::routes::users::parse_registration;
 
 const CONTENT_TYPES: &[&str] = &[
     "application/x-www-form-urlencoded",
@@ -42,7 +42,7 @@ fn request(content_type: &str, body: &[u8]) -> axum::extract::Request {
     builder.body(Body::from(body.to_vec())).expect("request")
 }
 
-fn assert_client_error(e: warden::error::Error) {
+fn assert_client_error(e: warden::http::error::Error) {
     let status = e.into_response().status();
     assert!(status.is_client_error(), "decoding answered {status}");
 }

@@ -403,7 +403,7 @@ const SEED_HASH: &str =
 /// faster than `n` registrations.
 async fn seed(app: &TestApp, prefix: &str, n: usize) {
     let store = app.store().await;
-    let now = warden::tokens::now();
+    let now = warden::auth::tokens::now();
     for i in 0..n {
         let user = warden::storage::UserRecord::new(
             format!("{prefix}{i:04}"),
@@ -438,7 +438,7 @@ async fn pagination_walks_250_users_in_pages_of_50_without_duplicates_or_gaps_du
         let dir = app.database_url();
         tokio::spawn(async move {
             let store = warden::storage::connect(&dir).await.unwrap();
-            let now = warden::tokens::now();
+            let now = warden::auth::tokens::now();
             for i in 0..100 {
                 let user = warden::storage::UserRecord::new(
                     format!("late{i:04}"),

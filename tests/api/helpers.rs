@@ -148,7 +148,7 @@ pub struct TestApp {
     pub client: Client,
     pub env: Arc<TestEnv>,
     /// The server's own state, for what HTTP cannot observe (counters).
-    pub state: warden::state::AppState,
+    pub state: warden::http::state::AppState,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -367,12 +367,12 @@ impl TestApp {
             roles: Some(roles.iter().map(|r| r.to_string()).collect()),
             ..Default::default()
         };
-        let now = warden::tokens::now();
+        let now = warden::auth::tokens::now();
         store
             .update_user(
                 user.id,
                 &changes,
-                warden::tokens::next_valid_after(now),
+                warden::auth::tokens::next_valid_after(now),
                 now,
                 None,
             )

@@ -3,7 +3,7 @@
 //!
 //! Forged tokens that need a valid signature are signed with the HS256
 //! secret a test server is configured with, or with a key the attacker
-//! generated (`warden::keys`), so the only thing wrong with each is the
+//! generated (`warden::auth::keys`), so the only thing wrong with each is the
 //! attack under test.
 
 use base64::Engine;
@@ -164,8 +164,8 @@ async fn kid_unknown_with_path_traversal_or_sql() {
 async fn jku_x5u_and_embedded_jwk_headers_cannot_bring_a_key() {
     let (app, _, h, c) = victim(&[]).await;
     // The attacker's own Ed25519 key, offered in every way a header can.
-    let material = warden::keys::generate(Algorithm::EdDSA).unwrap();
-    let attacker = warden::keys::load(Algorithm::EdDSA, &material, 0).unwrap();
+    let material = warden::auth::keys::generate(Algorithm::EdDSA).unwrap();
+    let attacker = warden::auth::keys::load(Algorithm::EdDSA, &material, 0).unwrap();
     let attacker_jwk = serde_json::to_value(attacker.public_jwk.as_ref().unwrap()).unwrap();
     for (name, value) in [
         ("jwk", attacker_jwk.clone()),
@@ -233,7 +233,7 @@ async fn wrong_issuer_or_audience() {
 #[tokio::test]
 async fn nbf_in_the_future_and_expired_by_one_second() {
     let (app, _, h, c) = hs256_victim().await;
-    let now = warden::tokens::now();
+    let now = warden::auth::tokens::now();
     let mut future = c.clone();
     future["nbf"] = json!(now + 30);
     assert_invalid(&app, &hmac_sign(&h, &future, SECRET.as_bytes()), "nbf").await;

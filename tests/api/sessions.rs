@@ -787,7 +787,7 @@ async fn purge_deletes_ended_sessions_and_rotations_leave_nothing_to_purge() {
     post(&app, "/logout", Some(&a1), &[]).await;
     let (_, live) = login_pair(&app, "alice").await;
     let store = app.store().await;
-    let now = warden::tokens::now();
+    let now = warden::auth::tokens::now();
     let sessions = || app.sql_i64("select count(*) from sessions");
     // Nothing has expired yet, and the logout is recent: nothing goes.
     assert_eq!(store.purge(now, now - 3600, None).await.unwrap(), 0);
@@ -818,7 +818,7 @@ async fn introspection_of_an_expired_access_token_is_inactive() {
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let mut claims: Value =
         serde_json::from_slice(&b64.decode(token.split('.').nth(1).unwrap()).unwrap()).unwrap();
-    let now = warden::tokens::now();
+    let now = warden::auth::tokens::now();
     claims["exp"] = json!(now - 1);
     let mut header = Header::new(Algorithm::HS256);
     header.typ = Some("at+jwt".into());
@@ -1228,7 +1228,7 @@ async fn a_bad_session_page_limit_or_cursor_is_422() {
 async fn audit_events_older_than_the_retention_are_purged_in_batches() {
     let app = TestApp::spawn().await;
     app.register_ok("alice").await;
-    let now = warden::tokens::now();
+    let now = warden::auth::tokens::now();
     let day = 86_400;
     for (prefix, age, n) in [("old", 31 * day, 2500), ("new", 29 * day, 10)] {
         sql(

@@ -9,11 +9,11 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 use warden_guard::RequireScope;
 
-use crate::error::{Error, FieldError, Result};
+use crate::http::error::{Error, FieldError, Result};
+use crate::http::routes::users::{decode_cursor, encode_cursor};
+use crate::http::state::AppState;
 use crate::model::rfc3339;
 use crate::roles::UsersRead;
-use crate::routes::users::{decode_cursor, encode_cursor};
-use crate::state::AppState;
 use crate::storage::AuditQuery;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -71,7 +71,7 @@ fn parse(raw: Option<&str>) -> Result<AuditQuery> {
         kind: None,
     };
     let mut errors = Vec::new();
-    for (key, value) in crate::body::query_pairs(raw)? {
+    for (key, value) in crate::http::body::query_pairs(raw)? {
         match key.as_str() {
             "limit" => match value.parse::<u32>() {
                 Ok(n) if (1..=200).contains(&n) => q.limit = n,
@@ -117,9 +117,9 @@ fn parse(raw: Option<&str>) -> Result<AuditQuery> {
     security(("OAuth2PasswordBearer" = ["users:read"]), ("bearerAuth" = [])),
     responses(
         (status = 200, description = "A page of events", body = AuditPage),
-        (status = 401, description = "Missing, invalid or expired token", body = crate::routes::Detail),
-        (status = 403, description = "Token lacks scope `users:read`", body = crate::routes::Detail),
-        (status = 422, description = "Invalid query", body = crate::routes::ValidationErrorBody),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::http::routes::Detail),
+        (status = 403, description = "Token lacks scope `users:read`", body = crate::http::routes::Detail),
+        (status = 422, description = "Invalid query", body = crate::http::routes::ValidationErrorBody),
     )
 )]
 pub async fn list_audit_events(

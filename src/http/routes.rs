@@ -46,19 +46,19 @@ impl IntoResponse for TokenResponse {
 /// Who is calling: recorded with a new session and shown in
 /// `GET /users/me/sessions`. The address is the TCP peer's, or, behind a
 /// configured trusted proxy, the client it forwarded for (see
-/// [`crate::proxy`]).
+/// [`crate::http::proxy`]).
 #[derive(Debug, Clone, Default)]
 pub struct ClientMeta {
     pub user_agent: Option<String>,
     pub ip: Option<String>,
 }
 
-impl axum::extract::FromRequestParts<crate::state::AppState> for ClientMeta {
+impl axum::extract::FromRequestParts<crate::http::state::AppState> for ClientMeta {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
-        state: &crate::state::AppState,
+        state: &crate::http::state::AppState,
     ) -> Result<Self, Self::Rejection> {
         let user_agent = parts
             .headers
@@ -101,5 +101,5 @@ pub struct OAuthErrorBody {
 /// A 422 body: `{"detail": [{"loc", "msg", "type"}]}`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ValidationErrorBody {
-    pub detail: Vec<crate::error::FieldError>,
+    pub detail: Vec<crate::http::error::FieldError>,
 }

@@ -27,8 +27,8 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::config::Config;
-use crate::cors::{AllowedOrigins, origin_of};
-use crate::routes::TokenResponse;
+use crate::http::cors::{AllowedOrigins, origin_of};
+use crate::http::routes::TokenResponse;
 
 /// The cookie's name.
 pub const REFRESH_COOKIE: &str = "warden_refresh";

@@ -10,18 +10,18 @@ use super::{
     Actor, DeleteConfirmation, PasswordChange, ProfileUpdate, check_password, patch_user,
     token_user,
 };
-use crate::audit::{self, Event};
-use crate::body::{Fields, JsonObject};
-use crate::error::{Error, Result};
+use crate::auth::audit::{self, Event};
+use crate::auth::password_check::Purpose;
+use crate::auth::passwords::Password;
+use crate::auth::tokens;
+use crate::http::body::{Fields, JsonObject};
+use crate::http::error::{Error, Result};
+use crate::http::routes::sessions::{open_session, sessions_ended};
+use crate::http::routes::{ClientMeta, TokenResponse};
+use crate::http::state::AppState;
 use crate::model::{self, UserView};
-use crate::password_check::Purpose;
-use crate::passwords::Password;
 use crate::roles::Me;
-use crate::routes::sessions::{open_session, sessions_ended};
-use crate::routes::{ClientMeta, TokenResponse};
-use crate::state::AppState;
 use crate::storage::PasswordSet;
-use crate::tokens;
 
 /// 409 detail: a security change of the account landed while a password
 /// change was being checked.
@@ -40,8 +40,8 @@ const CHANGED_AFTER: &str =
     security(("OAuth2PasswordBearer" = ["me"]), ("bearerAuth" = [])),
     responses(
         (status = 200, description = "The current user", body = UserView),
-        (status = 401, description = "Missing, invalid or expired token", body = crate::routes::Detail),
-        (status = 403, description = "Token lacks scope `me`", body = crate::routes::Detail),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::http::routes::Detail),
+        (status = 403, description = "Token lacks scope `me`", body = crate::http::routes::Detail),
     )
 )]
 pub async fn get_current_user(
@@ -68,12 +68,12 @@ pub async fn get_current_user(
     security(("OAuth2PasswordBearer" = ["me"]), ("bearerAuth" = [])),
     responses(
         (status = 200, description = "Updated user", body = UserView),
-        (status = 401, description = "Missing, invalid or expired token", body = crate::routes::Detail),
-        (status = 403, description = "Token lacks scope `me`, or the body tries to change roles or disabled", body = crate::routes::Detail),
-        (status = 409, description = "Username or email already registered", body = crate::routes::Detail),
-        (status = 413, description = "Body over 64 KiB", body = crate::routes::Detail),
-        (status = 415, description = "Not JSON", body = crate::routes::Detail),
-        (status = 422, description = "Invalid input", body = crate::routes::ValidationErrorBody),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::http::routes::Detail),
+        (status = 403, description = "Token lacks scope `me`, or the body tries to change roles or disabled", body = crate::http::routes::Detail),
+        (status = 409, description = "Username or email already registered", body = crate::http::routes::Detail),
+        (status = 413, description = "Body over 64 KiB", body = crate::http::routes::Detail),
+        (status = 415, description = "Not JSON", body = crate::http::routes::Detail),
+        (status = 422, description = "Invalid input", body = crate::http::routes::ValidationErrorBody),
     )
 )]
 pub async fn update_current_user(
@@ -95,13 +95,13 @@ pub async fn update_current_user(
     security(("OAuth2PasswordBearer" = ["me"]), ("bearerAuth" = [])),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, description = "Incorrect password", body = crate::routes::Detail),
-        (status = 401, description = "Missing, invalid or expired token", body = crate::routes::Detail),
-        (status = 413, description = "Body over 64 KiB", body = crate::routes::Detail),
-        (status = 415, description = "Not JSON", body = crate::routes::Detail),
-        (status = 422, description = "Invalid input", body = crate::routes::ValidationErrorBody),
-        (status = 429, description = "Too many failed password checks; see Retry-After", body = crate::routes::Detail),
-        (status = 503, description = "Password hashing queue full; see Retry-After", body = crate::routes::Detail),
+        (status = 400, description = "Incorrect password", body = crate::http::routes::Detail),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::http::routes::Detail),
+        (status = 413, description = "Body over 64 KiB", body = crate::http::routes::Detail),
+        (status = 415, description = "Not JSON", body = crate::http::routes::Detail),
+        (status = 422, description = "Invalid input", body = crate::http::routes::ValidationErrorBody),
+        (status = 429, description = "Too many failed password checks; see Retry-After", body = crate::http::routes::Detail),
+        (status = 503, description = "Password hashing queue full; see Retry-After", body = crate::http::routes::Detail),
     )
 )]
 pub async fn delete_current_user(
@@ -130,7 +130,7 @@ pub async fn delete_current_user(
         .into_record();
     state.store.delete_user(user.id, &event).await?;
     audit::log(&event);
-    state.gate.remove(user.id, crate::tokens::now());
+    state.gate.remove(user.id, crate::auth::tokens::now());
     state.users.remove(user.id);
     Ok(StatusCode::NO_CONTENT)
 }
@@ -148,13 +148,13 @@ pub async fn delete_current_user(
     security(("OAuth2PasswordBearer" = ["me"]), ("bearerAuth" = [])),
     responses(
         (status = 200, description = "Changed; a fresh token", body = TokenResponse),
-        (status = 400, description = "Incorrect current password, or cookie mode from another origin", body = crate::routes::Detail),
-        (status = 401, description = "Missing, invalid or expired token", body = crate::routes::Detail),
-        (status = 413, description = "Body over 64 KiB", body = crate::routes::Detail),
-        (status = 415, description = "Not JSON", body = crate::routes::Detail),
-        (status = 422, description = "New password refused", body = crate::routes::ValidationErrorBody),
-        (status = 429, description = "Too many failed password checks; see Retry-After", body = crate::routes::Detail),
-        (status = 503, description = "Password hashing queue full; see Retry-After", body = crate::routes::Detail),
+        (status = 400, description = "Incorrect current password, or cookie mode from another origin", body = crate::http::routes::Detail),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::http::routes::Detail),
+        (status = 413, description = "Body over 64 KiB", body = crate::http::routes::Detail),
+        (status = 415, description = "Not JSON", body = crate::http::routes::Detail),
+        (status = 422, description = "New password refused", body = crate::http::routes::ValidationErrorBody),
+        (status = 429, description = "Too many failed password checks; see Retry-After", body = crate::http::routes::Detail),
+        (status = 503, description = "Password hashing queue full; see Retry-After", body = crate::http::routes::Detail),
     )
 )]
 pub async fn change_password(
@@ -165,10 +165,10 @@ pub async fn change_password(
     headers: axum::http::HeaderMap,
     JsonObject(body): JsonObject,
 ) -> Result<Response> {
-    let cookie_mode = crate::cookies::wants_cookie(query.as_deref());
+    let cookie_mode = crate::http::cookies::wants_cookie(query.as_deref());
     if cookie_mode && !state.cookies.may_set_cookie(&headers) {
         return Err(Error::BadRequest(
-            crate::cookies::COOKIE_MODE_ORIGIN_REFUSED.to_owned(),
+            crate::http::cookies::COOKIE_MODE_ORIGIN_REFUSED.to_owned(),
         ));
     }
     let user = token_user(&state, &claims).await?;

@@ -19,7 +19,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::oneshot;
 
 use crate::config::Argon2Params;
-use crate::error::Error;
+use crate::http::error::Error;
 
 const SALT_LEN: usize = 16;
 const HASH_LEN: usize = 32;

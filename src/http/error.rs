@@ -77,7 +77,7 @@ pub enum Error {
     /// account (the last admin, a concurrent security change).
     #[error("{0}")]
     StateConflict(String),
-    /// 408: the request took longer than [`crate::timeout::REQUEST_TIMEOUT`].
+    /// 408: the request took longer than [`crate::http::timeout::REQUEST_TIMEOUT`].
     #[error("request timed out")]
     Timeout,
     /// 413.

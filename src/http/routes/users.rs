@@ -18,17 +18,17 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 use warden_guard::{AuthError, Claims};
 
-use crate::audit::{self, Event};
-use crate::body::{Fields, JsonObject};
+use crate::auth::audit::{self, Event};
+use crate::auth::passwords::Password;
+use crate::auth::tokens;
 use crate::config::Registration;
-use crate::error::{Error, Result};
+use crate::http::body::{Fields, JsonObject};
+use crate::http::error::{Error, Result};
+use crate::http::routes::ClientMeta;
+use crate::http::state::AppState;
 use crate::model::{self, Email, UserView, Username};
-use crate::passwords::Password;
 use crate::roles::ROLE_USER;
-use crate::routes::ClientMeta;
-use crate::state::AppState;
 use crate::storage::{UserChanges, UserRecord};
-use crate::tokens;
 
 // Globs, so utoipa's generated `__path_*` items come along for `routes!`.
 pub use admin::*;
@@ -104,7 +104,7 @@ pub struct DeleteConfirmation {
 pub(crate) async fn token_user(
     state: &AppState,
     claims: &Claims,
-) -> Result<Arc<crate::cache::CachedUser>> {
+) -> Result<Arc<crate::auth::cache::CachedUser>> {
     let id = Uuid::parse_str(&claims.sub).map_err(|_| AuthError::Invalid)?;
     match state.users.get(state.store.as_ref(), id).await? {
         Some(u) if !u.disabled => Ok(u),
@@ -121,9 +121,9 @@ pub(crate) async fn check_password(
     password: &str,
     client: &ClientMeta,
     headers: &axum::http::HeaderMap,
-    purpose: crate::password_check::Purpose,
+    purpose: crate::auth::password_check::Purpose,
 ) -> Result<()> {
-    let check = crate::password_check::PasswordCheck {
+    let check = crate::auth::password_check::PasswordCheck {
         login: &user.username,
         user: Some(user),
         password,
@@ -131,7 +131,7 @@ pub(crate) async fn check_password(
         known_device: state.devices.known(headers, user.id, tokens::now()),
         purpose,
     };
-    if crate::password_check::check(state, check).await? {
+    if crate::auth::password_check::check(state, check).await? {
         Ok(())
     } else {
         Err(Error::BadRequest("Incorrect password".to_owned()))
@@ -240,7 +240,7 @@ pub(crate) async fn patch_user(
     if let Some(event) = &event {
         // Every earlier token of the user fails from this moment.
         state.gate.set(&updated);
-        crate::routes::sessions::sessions_ended(state, &update.ended_sessions, now);
+        crate::http::routes::sessions::sessions_ended(state, &update.ended_sessions, now);
         audit::log(event);
     }
     Ok(updated)
@@ -303,18 +303,18 @@ pub fn parse_registration(body: &Map<String, Value>) -> Result<NewUser<'_>> {
     request_body = RegisterRequest,
     responses(
         (status = 201, description = "Registered", body = UserView),
-        (status = 403, description = "Registration is closed", body = crate::routes::Detail),
-        (status = 409, description = "Username or email already registered", body = crate::routes::Detail),
-        (status = 413, description = "Body over 64 KiB", body = crate::routes::Detail),
-        (status = 415, description = "Not JSON", body = crate::routes::Detail),
-        (status = 422, description = "Invalid input", body = crate::routes::ValidationErrorBody),
-        (status = 429, description = "Too many registrations from this address; see Retry-After", body = crate::routes::Detail),
-        (status = 503, description = "Password hashing queue full; see Retry-After", body = crate::routes::Detail),
+        (status = 403, description = "Registration is closed", body = crate::http::routes::Detail),
+        (status = 409, description = "Username or email already registered", body = crate::http::routes::Detail),
+        (status = 413, description = "Body over 64 KiB", body = crate::http::routes::Detail),
+        (status = 415, description = "Not JSON", body = crate::http::routes::Detail),
+        (status = 422, description = "Invalid input", body = crate::http::routes::ValidationErrorBody),
+        (status = 429, description = "Too many registrations from this address; see Retry-After", body = crate::http::routes::Detail),
+        (status = 503, description = "Password hashing queue full; see Retry-After", body = crate::http::routes::Detail),
     )
 )]
 pub async fn create_user(
     State(state): State<AppState>,
-    client: crate::routes::ClientMeta,
+    client: crate::http::routes::ClientMeta,
     JsonObject(body): JsonObject,
 ) -> Result<Response> {
     if state.config.registration == Registration::Closed {

@@ -71,7 +71,7 @@ impl Event {
             session_id: self.session,
             ip: self.ip,
             detail: (!self.detail.is_empty()).then(|| Value::Object(self.detail).to_string()),
-            created_at: crate::tokens::now(),
+            created_at: crate::auth::tokens::now(),
         }
     }
 }
@@ -79,7 +79,7 @@ impl Event {
 /// Writes the log line of a stored event.
 pub fn log(row: &AuditRecord) {
     tracing::info!(
-        target: "warden::audit",
+        target: "warden::auth::audit",
         event = row.kind,
         // Absent fields are left out rather than logged as `None`.
         user_id = row.user_id.map(tracing::field::display),

@@ -8,13 +8,13 @@
 //! password oracle: with a stolen token, `PUT /users/me/password` took 40
 //! wrong guesses in a row without a 429 before this path existed.
 
-use crate::audit::{self, Event};
-use crate::error::Error;
-use crate::passwords::Password;
-use crate::state::Shared;
+use crate::auth::audit::{self, Event};
+use crate::auth::passwords::Password;
+use crate::auth::throttle::Refusal;
+use crate::auth::tokens;
+use crate::http::error::Error;
+use crate::http::state::Shared;
 use crate::storage::UserRecord;
-use crate::throttle::Refusal;
-use crate::tokens;
 
 /// What the password is checked for; it names the audit events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

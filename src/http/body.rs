@@ -20,7 +20,7 @@ use axum::extract::{FromRequest, Request};
 use axum::http::{StatusCode, header};
 use serde_json::{Map, Value};
 
-use crate::error::{Error, FieldError};
+use crate::http::error::{Error, FieldError};
 
 fn content_type(req: &Request) -> String {
     req.headers()
@@ -183,7 +183,7 @@ const MAX_FORM_FIELDS: usize = 32;
 
 fn too_many_parameters() -> Error {
     Error::Grant(
-        crate::error::GrantError::InvalidRequest,
+        crate::http::error::GrantError::InvalidRequest,
         format!("Too many parameters (at most {MAX_FORM_FIELDS})"),
     )
 }
@@ -207,7 +207,7 @@ impl<S: Send + Sync> FromRequest<S> for OAuthParams {
                 }
                 if map.insert(k.to_string(), v.into_owned()).is_some() {
                     return Err(Error::Grant(
-                        crate::error::GrantError::InvalidRequest,
+                        crate::http::error::GrantError::InvalidRequest,
                         format!("Parameter {k:?} was sent more than once"),
                     ));
                 }

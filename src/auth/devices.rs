@@ -98,7 +98,8 @@ impl DeviceCookies {
     /// Whether the request carries a valid, unexpired device cookie of
     /// `user`.
     pub fn known(&self, headers: &HeaderMap, user: Uuid, now: i64) -> bool {
-        crate::cookies::values(headers, self.name()).any(|value| self.verify(value, user, now))
+        crate::http::cookies::values(headers, self.name())
+            .any(|value| self.verify(value, user, now))
     }
 
     fn verify(&self, value: &str, user: Uuid, now: i64) -> bool {

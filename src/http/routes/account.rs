@@ -3,7 +3,7 @@
 //! password. Plain HTML, CSS and JavaScript (no build step, no other
 //! origin), using the API like any single-page app would: the access token
 //! in page memory only, the refresh token in the `HttpOnly` cookie of the
-//! cookie mode (see [`crate::cookies`]).
+//! cookie mode (see [`crate::http::cookies`]).
 //!
 //! Not part of the OpenAPI document: these are pages, not API routes.
 
@@ -12,7 +12,7 @@ use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::state::AppState;
+use crate::http::state::AppState;
 
 const INDEX_HTML: &str = include_str!("account/index.html");
 const APP_JS: &str = include_str!("account/app.js");

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::state::AppState;
+use crate::http::state::AppState;
 
 /// What Swagger UI at `/docs` needs, and nothing more: its scripts and
 /// stylesheets are files of warden's own (its initializer too, no inline
@@ -129,7 +129,7 @@ pub async fn healthz() -> Json<serde_json::Value> {
     tag = "operations",
     responses(
         (status = 200, description = "Ready", body = Object),
-        (status = 503, description = "Database unreachable", body = crate::routes::Detail),
+        (status = 503, description = "Database unreachable", body = crate::http::routes::Detail),
     )
 )]
 pub async fn readyz(State(state): State<AppState>) -> Response {

@@ -17,7 +17,7 @@ use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use tokio::time::{Instant, Sleep};
 
-use crate::error::Error;
+use crate::http::error::Error;
 
 /// How long the handling of one request may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);

@@ -12,14 +12,14 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 use warden_guard::{Claims, RequireScope};
 
-use crate::audit::{self, Event};
-use crate::error::{Error, FieldError, Result};
+use crate::auth::audit::{self, Event};
+use crate::auth::refresh_tokens::RefreshTokens;
+use crate::http::error::{Error, FieldError, Result};
+use crate::http::routes::users::{decode_cursor, encode_cursor};
+use crate::http::routes::{ClientMeta, TokenResponse};
+use crate::http::state::AppState;
 use crate::model::rfc3339;
 use crate::roles::Me;
-use crate::routes::users::{decode_cursor, encode_cursor};
-use crate::routes::{ClientMeta, TokenResponse};
-use crate::sessions::RefreshTokens;
-use crate::state::AppState;
 use crate::storage::{SessionOpened, SessionRecord, UserRecord};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -164,7 +164,7 @@ pub struct SessionView {
     security(("OAuth2PasswordBearer" = []), ("bearerAuth" = [])),
     responses(
         (status = 204, description = "Logged out; the refresh cookie is cleared"),
-        (status = 401, description = "Missing, invalid or expired token", body = crate::routes::Detail),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::http::routes::Detail),
     )
 )]
 pub async fn logout(
@@ -174,7 +174,7 @@ pub async fn logout(
 ) -> Result<Response> {
     let all = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .any(|(k, v)| k == "all" && matches!(v.as_ref(), "true" | "1"));
-    let now = crate::tokens::now();
+    let now = crate::auth::tokens::now();
     let sid = Uuid::parse_str(&claims.sid).map_err(|_| warden_guard::AuthError::Invalid)?;
     let event = Event::new("logout")
         .user_str(&claims.sub)
@@ -263,9 +263,9 @@ fn parse_page(raw: Option<&str>) -> Result<(u32, Option<Uuid>)> {
     responses(
         (status = 200, description = "Sessions; `Link: <...>; rel=\"next\"` when more follow", body = Vec<SessionView>,
             headers(("link" = String, description = "The next page (RFC 8288), if any"))),
-        (status = 401, description = "Missing, invalid or expired token", body = crate::routes::Detail),
-        (status = 403, description = "Token lacks scope `me`", body = crate::routes::Detail),
-        (status = 422, description = "Invalid `limit` or `cursor`", body = crate::routes::ValidationErrorBody),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::http::routes::Detail),
+        (status = 403, description = "Token lacks scope `me`", body = crate::http::routes::Detail),
+        (status = 422, description = "Invalid `limit` or `cursor`", body = crate::http::routes::ValidationErrorBody),
     )
 )]
 pub async fn list_sessions(
@@ -278,7 +278,7 @@ pub async fn list_sessions(
     // One extra row tells whether another page follows.
     let mut sessions = state
         .store
-        .user_sessions(user, crate::tokens::now(), before, limit + 1)
+        .user_sessions(user, crate::auth::tokens::now(), before, limit + 1)
         .await?;
     let next = if sessions.len() > limit as usize {
         sessions.truncate(limit as usize);
@@ -322,9 +322,9 @@ pub async fn list_sessions(
     security(("OAuth2PasswordBearer" = ["me"]), ("bearerAuth" = [])),
     responses(
         (status = 204, description = "Ended"),
-        (status = 401, description = "Missing, invalid or expired token", body = crate::routes::Detail),
-        (status = 403, description = "Token lacks scope `me`", body = crate::routes::Detail),
-        (status = 404, description = "No such live session of yours", body = crate::routes::Detail),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::http::routes::Detail),
+        (status = 403, description = "Token lacks scope `me`", body = crate::http::routes::Detail),
+        (status = 404, description = "No such live session of yours", body = crate::http::routes::Detail),
     )
 )]
 pub async fn delete_session(
@@ -332,9 +332,9 @@ pub async fn delete_session(
     claims: RequireScope<Me>,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
-    let now = crate::tokens::now();
+    let now = crate::auth::tokens::now();
     let Ok(id) = Uuid::parse_str(&id) else {
-        return Err(crate::error::Error::NotFound);
+        return Err(crate::http::error::Error::NotFound);
     };
     match state.store.session(id).await? {
         Some(s) if s.user_id.to_string() == claims.sub && s.is_live(now) => {
@@ -348,7 +348,7 @@ pub async fn delete_session(
             .await;
             Ok(StatusCode::NO_CONTENT)
         }
-        _ => Err(crate::error::Error::NotFound),
+        _ => Err(crate::http::error::Error::NotFound),
     }
 }
 

@@ -16,12 +16,12 @@ use uuid::Uuid;
 use warden_guard::{Claims, RequireScope};
 
 use super::{Actor, patch_user};
-use crate::audit::{self, Event};
-use crate::body::JsonObject;
-use crate::error::{Error, FieldError, Result};
+use crate::auth::audit::{self, Event};
+use crate::http::body::JsonObject;
+use crate::http::error::{Error, FieldError, Result};
+use crate::http::state::AppState;
 use crate::model::UserView;
 use crate::roles::{SCOPE_ME, SCOPE_USERS_READ, SCOPE_USERS_WRITE, UsersRead, UsersWrite};
-use crate::state::AppState;
 use crate::storage::UserQuery;
 
 const DEFAULT_LIMIT: u32 = 50;
@@ -68,7 +68,7 @@ fn parse_list_query(raw: Option<&str>) -> Result<UserQuery> {
         prefix: None,
     };
     let mut errors = Vec::new();
-    for (key, value) in crate::body::query_pairs(raw)? {
+    for (key, value) in crate::http::body::query_pairs(raw)? {
         match key.as_str() {
             "limit" => match value.parse::<u32>() {
                 Ok(n) if (1..=MAX_LIMIT).contains(&n) => query.limit = n,
@@ -135,9 +135,9 @@ fn is_self(claims: &Claims, id: Uuid) -> bool {
     security(("OAuth2PasswordBearer" = ["users:read"]), ("bearerAuth" = [])),
     responses(
         (status = 200, description = "A page of users", body = UserPage),
-        (status = 401, description = "Missing, invalid or expired token", body = crate::routes::Detail),
-        (status = 403, description = "Token lacks scope `users:read`", body = crate::routes::Detail),
-        (status = 422, description = "Invalid `limit`, `cursor` or `q`", body = crate::routes::ValidationErrorBody),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::http::routes::Detail),
+        (status = 403, description = "Token lacks scope `users:read`", body = crate::http::routes::Detail),
+        (status = 422, description = "Invalid `limit`, `cursor` or `q`", body = crate::http::routes::ValidationErrorBody),
     )
 )]
 pub async fn list_users(
@@ -171,10 +171,10 @@ pub async fn list_users(
     security(("OAuth2PasswordBearer" = ["users:read"]), ("OAuth2PasswordBearer" = ["me"]), ("bearerAuth" = [])),
     responses(
         (status = 200, description = "The user", body = UserView),
-        (status = 401, description = "Missing, invalid or expired token", body = crate::routes::Detail),
-        (status = 403, description = "Another user, and the token lacks `users:read`", body = crate::routes::Detail),
-        (status = 404, description = "No such user", body = crate::routes::Detail),
-        (status = 422, description = "The id is not a UUID", body = crate::routes::ValidationErrorBody),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::http::routes::Detail),
+        (status = 403, description = "Another user, and the token lacks `users:read`", body = crate::http::routes::Detail),
+        (status = 404, description = "No such user", body = crate::http::routes::Detail),
+        (status = 422, description = "The id is not a UUID", body = crate::http::routes::ValidationErrorBody),
     )
 )]
 pub async fn get_user(
@@ -202,13 +202,13 @@ pub async fn get_user(
     security(("OAuth2PasswordBearer" = ["users:write"]), ("OAuth2PasswordBearer" = ["me"]), ("bearerAuth" = [])),
     responses(
         (status = 200, description = "The updated user", body = UserView),
-        (status = 401, description = "Missing, invalid or expired token", body = crate::routes::Detail),
-        (status = 403, description = "Another user without `users:write`, or your own roles/disabled flag", body = crate::routes::Detail),
-        (status = 404, description = "No such user", body = crate::routes::Detail),
-        (status = 409, description = "Username or email already registered", body = crate::routes::Detail),
-        (status = 413, description = "Body over 64 KiB", body = crate::routes::Detail),
-        (status = 415, description = "Not JSON", body = crate::routes::Detail),
-        (status = 422, description = "Invalid input, or the id is not a UUID", body = crate::routes::ValidationErrorBody),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::http::routes::Detail),
+        (status = 403, description = "Another user without `users:write`, or your own roles/disabled flag", body = crate::http::routes::Detail),
+        (status = 404, description = "No such user", body = crate::http::routes::Detail),
+        (status = 409, description = "Username or email already registered", body = crate::http::routes::Detail),
+        (status = 413, description = "Body over 64 KiB", body = crate::http::routes::Detail),
+        (status = 415, description = "Not JSON", body = crate::http::routes::Detail),
+        (status = 422, description = "Invalid input, or the id is not a UUID", body = crate::http::routes::ValidationErrorBody),
     )
 )]
 pub async fn update_user(
@@ -242,10 +242,10 @@ pub async fn update_user(
     security(("OAuth2PasswordBearer" = ["users:write"]), ("bearerAuth" = [])),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "Missing, invalid or expired token", body = crate::routes::Detail),
-        (status = 403, description = "Token lacks scope `users:write`", body = crate::routes::Detail),
-        (status = 404, description = "No such user", body = crate::routes::Detail),
-        (status = 422, description = "The id is not a UUID", body = crate::routes::ValidationErrorBody),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::http::routes::Detail),
+        (status = 403, description = "Token lacks scope `users:write`", body = crate::http::routes::Detail),
+        (status = 404, description = "No such user", body = crate::http::routes::Detail),
+        (status = 422, description = "The id is not a UUID", body = crate::http::routes::ValidationErrorBody),
     )
 )]
 pub async fn delete_user(
@@ -262,7 +262,7 @@ pub async fn delete_user(
         return Err(Error::NotFound);
     }
     audit::log(&event);
-    state.gate.remove(id, crate::tokens::now());
+    state.gate.remove(id, crate::auth::tokens::now());
     state.users.remove(id);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -13,18 +13,18 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 use warden_guard::RequireScope;
 
-use crate::audit::{self, Event};
-use crate::body::OAuthParams;
-use crate::cookies;
-use crate::error::{Error, GrantError, Result};
+use crate::auth::audit::{self, Event};
+use crate::auth::refresh_tokens::RefreshTokens;
+use crate::auth::tokens;
+use crate::http::body::OAuthParams;
+use crate::http::cookies;
+use crate::http::error::{Error, GrantError, Result};
+use crate::http::routes::{ClientMeta, TokenResponse, sessions};
+use crate::http::state::AppState;
 use crate::roles::Roles;
 use crate::roles::TokensIntrospect;
-use crate::routes::{ClientMeta, TokenResponse, sessions};
-use crate::sessions::RefreshTokens;
-use crate::state::AppState;
 use crate::storage::UserRecord;
 use crate::storage::{RefreshLifetimes, RefreshOutcome};
-use crate::tokens;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -127,12 +127,12 @@ pub fn grant_scopes(
     request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "Token issued", body = TokenResponse),
-        (status = 400, description = "invalid_grant, invalid_request, invalid_scope or unsupported_grant_type", body = crate::routes::OAuthErrorBody),
-        (status = 413, description = "Body over 64 KiB", body = crate::routes::Detail),
-        (status = 415, description = "Not a form or JSON body", body = crate::routes::Detail),
-        (status = 422, description = "A field or its name contains control characters", body = crate::routes::ValidationErrorBody),
-        (status = 429, description = "Too many failed logins; see Retry-After", body = crate::routes::Detail),
-        (status = 503, description = "Password hashing queue full; see Retry-After", body = crate::routes::Detail),
+        (status = 400, description = "invalid_grant, invalid_request, invalid_scope or unsupported_grant_type", body = crate::http::routes::OAuthErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = crate::http::routes::Detail),
+        (status = 415, description = "Not a form or JSON body", body = crate::http::routes::Detail),
+        (status = 422, description = "A field or its name contains control characters", body = crate::http::routes::ValidationErrorBody),
+        (status = 429, description = "Too many failed logins; see Retry-After", body = crate::http::routes::Detail),
+        (status = 503, description = "Password hashing queue full; see Retry-After", body = crate::http::routes::Detail),
     )
 )]
 pub async fn issue_token(
@@ -229,15 +229,15 @@ async fn password_grant(
     // Throttled before any password work; always one argon2 verification,
     // even for an unknown user (against a dummy hash), so timing does not
     // reveal which accounts exist.
-    let check = crate::password_check::PasswordCheck {
+    let check = crate::auth::password_check::PasswordCheck {
         login,
         user: user.as_ref(),
         password,
         address,
         known_device,
-        purpose: crate::password_check::Purpose::Login,
+        purpose: crate::auth::password_check::Purpose::Login,
     };
-    let right = crate::password_check::check(state, check).await?;
+    let right = crate::auth::password_check::check(state, check).await?;
     let user = match user {
         Some(u) if right => u,
         _ => {
@@ -420,10 +420,10 @@ pub struct RevokeRequest {
     request_body(content = RevokeRequest, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "Revoked, or nothing to revoke"),
-        (status = 400, description = "No `token` parameter", body = crate::routes::OAuthErrorBody),
-        (status = 413, description = "Body over 64 KiB", body = crate::routes::Detail),
-        (status = 415, description = "Not a form or JSON body", body = crate::routes::Detail),
-        (status = 422, description = "A field or its name contains control characters", body = crate::routes::ValidationErrorBody),
+        (status = 400, description = "No `token` parameter", body = crate::http::routes::OAuthErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = crate::http::routes::Detail),
+        (status = 415, description = "Not a form or JSON body", body = crate::http::routes::Detail),
+        (status = 422, description = "A field or its name contains control characters", body = crate::http::routes::ValidationErrorBody),
     )
 )]
 pub async fn revoke_token(State(state): State<AppState>, params: OAuthParams) -> Result<Response> {
@@ -504,12 +504,12 @@ pub struct Introspection {
     security(("OAuth2PasswordBearer" = ["tokens:introspect"]), ("bearerAuth" = [])),
     responses(
         (status = 200, description = "Introspection", body = Introspection),
-        (status = 400, description = "No `token` parameter", body = crate::routes::OAuthErrorBody),
-        (status = 401, description = "Missing, invalid or expired bearer token", body = crate::routes::Detail),
-        (status = 403, description = "Bearer token lacks `tokens:introspect`", body = crate::routes::Detail),
-        (status = 413, description = "Body over 64 KiB", body = crate::routes::Detail),
-        (status = 415, description = "Not a form or JSON body", body = crate::routes::Detail),
-        (status = 422, description = "A field or its name contains control characters", body = crate::routes::ValidationErrorBody),
+        (status = 400, description = "No `token` parameter", body = crate::http::routes::OAuthErrorBody),
+        (status = 401, description = "Missing, invalid or expired bearer token", body = crate::http::routes::Detail),
+        (status = 403, description = "Bearer token lacks `tokens:introspect`", body = crate::http::routes::Detail),
+        (status = 413, description = "Body over 64 KiB", body = crate::http::routes::Detail),
+        (status = 415, description = "Not a form or JSON body", body = crate::http::routes::Detail),
+        (status = 422, description = "A field or its name contains control characters", body = crate::http::routes::ValidationErrorBody),
     )
 )]
 pub async fn introspect_token(

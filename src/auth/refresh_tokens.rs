@@ -111,8 +111,9 @@ impl RefreshTokens {
     }
 
     /// The first refresh token (generation 0) of a new session.
-    pub fn generate(&self, session: Uuid) -> Result<String, crate::error::Error> {
-        let secret = random_secret().map_err(|e| crate::error::Error::Internal(e.to_string()))?;
+    pub fn generate(&self, session: Uuid) -> Result<String, crate::http::error::Error> {
+        let secret =
+            random_secret().map_err(|e| crate::http::error::Error::Internal(e.to_string()))?;
         Ok(self.format(session, 0, &secret))
     }
 

@@ -12,8 +12,8 @@ use serde::Serialize;
 use uuid::Uuid;
 use warden_guard::{Claims, TokenCheck};
 
-use crate::error::Error;
-use crate::keys::KeyRing;
+use crate::auth::keys::KeyRing;
+use crate::http::error::Error;
 use crate::storage::{UserChange, UserRecord, UserSecurity};
 
 /// Seconds since the Unix epoch.

@@ -1,0 +1,15 @@
+//! The HTTP tier: the router and one module per resource (`routes`), the
+//! shared state handed to handlers, the mapping of service errors to
+//! responses (`error`), request-body parsing, and the middleware (cookies,
+//! CORS, proxy headers, timeouts, metrics, connection limits).
+
+pub mod body;
+pub mod connections;
+pub mod cookies;
+pub mod cors;
+pub mod error;
+pub mod metrics;
+pub mod proxy;
+pub mod routes;
+pub mod state;
+pub mod timeout;
