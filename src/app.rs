@@ -22,10 +22,10 @@ use warden_guard::Verifier;
 use crate::auth::passwords::PasswordHasher;
 use crate::auth::tokens::{self, TokenIssuer, UserGate};
 use crate::config::Config;
+use crate::domain::roles::Roles;
 use crate::http::error::Error;
 use crate::http::routes;
 use crate::http::state::{AppState, Shared};
-use crate::roles::Roles;
 use crate::storage::{self, Store};
 
 /// Request bodies over this get 413 (API.md).
@@ -213,7 +213,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     }
     let verifier = verifier.build();
     let hasher = PasswordHasher::start(config.argon2, config.hash_workers, config.hash_queue)?;
-    crate::model::warm_up();
+    crate::domain::profile::warm_up();
     let tokens = Arc::new(TokenIssuer::new(
         keys,
         config.issuer.clone(),
@@ -234,9 +234,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             per_account: config.throttle_per_account,
         },
     ));
-    let state = AppState::new(Shared {
+    let services = crate::auth::Services {
         refresh,
-        cookies,
         devices,
         throttle,
         users: Arc::new(crate::auth::cache::UserCache::default()),
@@ -245,6 +244,10 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         hasher,
         tokens,
         gate,
+    };
+    let state = AppState::new(Shared {
+        services,
+        cookies,
         verifier,
         metrics: metrics_handle(),
     });

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::auth::passwords::{Password, PasswordHasher};
 use crate::auth::tokens;
 use crate::config::{Config, LogFormat};
-use crate::model::{self, Email, Username};
+use crate::domain::profile::{self, Email, Username};
 use crate::storage::{self, StoreError, UniqueField, UserRecord};
 
 #[derive(Parser)]
@@ -110,8 +110,14 @@ impl From<StoreError> for Failure {
     }
 }
 
-impl From<crate::http::error::Error> for Failure {
-    fn from(e: crate::http::error::Error) -> Self {
+impl From<crate::auth::Error> for Failure {
+    fn from(e: crate::auth::Error) -> Self {
+        Self::new(e.to_string())
+    }
+}
+
+impl From<crate::auth::error::PasswordError> for Failure {
+    fn from(e: crate::auth::error::PasswordError) -> Self {
         Self::new(e.to_string())
     }
 }
@@ -254,7 +260,7 @@ async fn create_user(config: Config, args: CreateUser) -> Result<(), Failure> {
     let full_name = args
         .full_name
         .as_deref()
-        .map(model::parse_full_name)
+        .map(profile::parse_full_name)
         .transpose()
         .map_err(|m| Failure::new(format!("--full-name: {m}")))?;
     let roles = if args.roles.is_empty() {
@@ -267,7 +273,7 @@ async fn create_user(config: Config, args: CreateUser) -> Result<(), Failure> {
         .check_known(&roles)
         .map_err(|m| Failure::new(format!("--role: {m}")))?;
     let password = read_password(args.password_stdin)?;
-    model::check_new_password(&password, username.as_str(), email.as_str())
+    profile::check_new_password(&password, username.as_str(), email.as_str())
         .map_err(|m| Failure::new(format!("password: {m}")))?;
 
     let store = storage::connect_with(&config.database_url, &config.database).await?;
@@ -338,7 +344,7 @@ async fn list_users(config: Config) -> Result<(), Failure> {
             u.email,
             u.roles.join(","),
             if u.disabled { "yes" } else { "no" },
-            model::rfc3339(u.created_at)
+            profile::rfc3339(u.created_at)
         );
     }
     Ok(())
@@ -421,15 +427,15 @@ async fn list_keys(config: Config) -> Result<(), Failure> {
             let status = match k.retired_at {
                 None => "active".to_owned(),
                 Some(at) if at + ttl > now => {
-                    format!("retired, in JWKS until {}", model::rfc3339(at + ttl))
+                    format!("retired, in JWKS until {}", profile::rfc3339(at + ttl))
                 }
-                Some(at) => format!("retired {}", model::rfc3339(at)),
+                Some(at) => format!("retired {}", profile::rfc3339(at)),
             };
             println!(
                 "{:<44}  {:<6}  {:<20}  {}",
                 k.kid,
                 k.algorithm,
-                model::rfc3339(k.created_at),
+                profile::rfc3339(k.created_at),
                 status
             );
         }

@@ -13,7 +13,7 @@ use std::path::Path;
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 
-use crate::roles::{RoleError, Roles};
+use crate::domain::roles::{RoleError, Roles};
 
 /// A configuration value that was rejected, named as the user wrote it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -33,9 +33,8 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod domain;
 pub mod http;
-pub mod model;
-pub mod roles;
 pub mod storage;
 
 pub use warden_guard as guard;

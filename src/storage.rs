@@ -37,7 +37,7 @@ impl Default for DatabaseOptions {
 }
 
 /// A user as stored, password hash included. Never serialised to clients:
-/// routes turn it into [`crate::model::UserView`].
+/// routes turn it into [`crate::domain::profile::UserView`].
 #[derive(Debug, Clone)]
 pub struct UserRecord {
     pub id: Uuid,
@@ -145,7 +145,7 @@ pub struct UserChangeLog {
 }
 
 /// A `like` pattern that matches the JSON `roles` column of a user with
-/// the built-in `admin` role ([`crate::roles::ROLE_ADMIN`]): role names are
+/// the built-in `admin` role ([`crate::domain::roles::ROLE_ADMIN`]): role names are
 /// stored as a JSON array of strings, so the quotes delimit the name.
 const ADMIN_ROLES_LIKE: &str = "%\"admin\"%";
 
@@ -568,7 +568,7 @@ mod tests {
     fn the_admin_pattern_names_the_admin_role() {
         assert_eq!(
             ADMIN_ROLES_LIKE,
-            format!("%\"{}\"%", crate::roles::ROLE_ADMIN)
+            format!("%\"{}\"%", crate::domain::roles::ROLE_ADMIN)
         );
     }
 

@@ -10,11 +10,11 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use bytes::Bytes;
 use dashmap::DashMap;
 use uuid::Uuid;
 
-use crate::model::UserView;
+use crate::domain::profile::UserView;
 use crate::storage::{Store, StoreResult, UserChange, UserRecord};
 
 /// A cached user, with the JSON clients see of them serialized once: `GET

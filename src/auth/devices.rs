@@ -11,7 +11,6 @@
 //! per-address limits (the (account, address) limit still applies) — so it
 //! is not revoked with sessions; it expires after [`DEVICE_COOKIE_TTL`].
 
-use axum::http::{HeaderMap, HeaderValue};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, KeyInit, Mac};
@@ -84,22 +83,26 @@ impl DeviceCookies {
         )
     }
 
-    /// `Set-Cookie` marking this browser as a known device of `user`.
-    pub fn set(&self, user: Uuid, now: i64) -> HeaderValue {
+    /// The `Set-Cookie` value marking this browser as a known device of
+    /// `user` (ASCII, no control characters).
+    pub fn set_cookie(&self, user: Uuid, now: i64) -> String {
         let secure = if self.secure { "; Secure" } else { "" };
-        let cookie = format!(
+        format!(
             "{}={}; Path=/; Max-Age={DEVICE_COOKIE_TTL}; HttpOnly; SameSite=Strict{secure}",
             self.name(),
             self.value(user, now)
-        );
-        HeaderValue::from_str(&cookie).expect("the cookie is ASCII without controls")
+        )
     }
 
-    /// Whether the request carries a valid, unexpired device cookie of
-    /// `user`.
-    pub fn known(&self, headers: &HeaderMap, user: Uuid, now: i64) -> bool {
-        crate::http::cookies::values(headers, self.name())
-            .any(|value| self.verify(value, user, now))
+    /// Whether one of `values` (the request's cookies named
+    /// [`Self::name`]) is a valid, unexpired device cookie of `user`.
+    pub fn known<'a>(
+        &self,
+        mut values: impl Iterator<Item = &'a str>,
+        user: Uuid,
+        now: i64,
+    ) -> bool {
+        values.any(|value| self.verify(value, user, now))
     }
 
     fn verify(&self, value: &str, user: Uuid, now: i64) -> bool {
@@ -139,13 +142,8 @@ mod tests {
         }
     }
 
-    fn with_cookie(value: &str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert(
-            axum::http::header::COOKIE,
-            HeaderValue::from_str(&format!("a=b; __Host-warden_device={value}")).unwrap(),
-        );
-        h
+    fn with_cookie(value: &str) -> std::iter::Once<&str> {
+        std::iter::once(value)
     }
 
     #[test]
@@ -154,10 +152,10 @@ mod tests {
         let alice = Uuid::new_v4();
         let bob = Uuid::new_v4();
         let v = c.value(alice, 1000);
-        assert!(c.known(&with_cookie(&v), alice, 1000));
-        assert!(c.known(&with_cookie(&v), alice, 1000 + DEVICE_COOKIE_TTL - 1));
-        assert!(!c.known(&with_cookie(&v), alice, 1000 + DEVICE_COOKIE_TTL));
-        assert!(!c.known(&with_cookie(&v), bob, 1000));
+        assert!(c.known(with_cookie(&v), alice, 1000));
+        assert!(c.known(with_cookie(&v), alice, 1000 + DEVICE_COOKIE_TTL - 1));
+        assert!(!c.known(with_cookie(&v), alice, 1000 + DEVICE_COOKIE_TTL));
+        assert!(!c.known(with_cookie(&v), bob, 1000));
     }
 
     #[test]
@@ -166,22 +164,21 @@ mod tests {
         let alice = Uuid::new_v4();
         let v = c.value(alice, 1000);
         let later = v.replace(".1000.", ".2000.");
-        assert!(!c.known(&with_cookie(&later), alice, 2000));
+        assert!(!c.known(with_cookie(&later), alice, 2000));
         let other_key = DeviceCookies {
             key: vec![8; 32],
             secure: true,
         };
-        assert!(!c.known(&with_cookie(&other_key.value(alice, 1000)), alice, 1000));
-        assert!(!c.known(&with_cookie("v1"), alice, 1000));
-        assert!(!c.known(&with_cookie(""), alice, 1000));
-        assert!(!c.known(&HeaderMap::new(), alice, 1000));
+        assert!(!c.known(with_cookie(&other_key.value(alice, 1000)), alice, 1000));
+        assert!(!c.known(with_cookie("v1"), alice, 1000));
+        assert!(!c.known(with_cookie(""), alice, 1000));
+        assert!(!c.known(std::iter::empty(), alice, 1000));
     }
 
     #[test]
     fn the_set_cookie_header_uses_the_host_prefix_when_secure() {
         let c = cookies();
-        let h = c.set(Uuid::nil(), 5);
-        let s = h.to_str().unwrap();
+        let s = c.set_cookie(Uuid::nil(), 5);
         assert!(s.starts_with("__Host-warden_device=v1."));
         assert!(s.contains("Path=/;") && s.contains("Secure") && s.contains("HttpOnly"));
         let plain = DeviceCookies {
@@ -190,9 +187,7 @@ mod tests {
         };
         assert!(
             plain
-                .set(Uuid::nil(), 5)
-                .to_str()
-                .unwrap()
+                .set_cookie(Uuid::nil(), 5)
                 .starts_with("warden_device=")
         );
     }

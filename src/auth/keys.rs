@@ -16,6 +16,7 @@ use rand::RngExt;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::auth::error::SigningError;
 use crate::config::Config;
 use crate::storage::{SigningKeyRecord, Store};
 use warden_guard::KeySet;
@@ -41,22 +42,19 @@ impl SigningKey {
     /// signature (callgrind: ~220 k of ~480 k instructions per login, on the
     /// async executor). Its signers are not `Send`, so each thread keeps the
     /// signer of the key it last signed with.
-    pub fn sign<T: Serialize>(&self, header: &Header, claims: &T) -> Result<String, String> {
+    pub fn sign<T: Serialize>(&self, header: &Header, claims: &T) -> Result<String, SigningError> {
         thread_local! {
             static SIGNER: RefCell<Option<(String, Box<dyn JwtSigner>)>> =
                 const { RefCell::new(None) };
         }
         if header.alg != self.algorithm {
-            return Err(format!(
-                "a {:?} header for a {:?} key",
-                header.alg, self.algorithm
-            ));
+            return Err(SigningError::AlgorithmMismatch {
+                header: header.alg,
+                key: self.algorithm,
+            });
         }
         let mut token = String::with_capacity(512);
-        for part in [
-            serde_json::to_vec(header).map_err(|e| e.to_string())?,
-            serde_json::to_vec(claims).map_err(|e| e.to_string())?,
-        ] {
+        for part in [serde_json::to_vec(header)?, serde_json::to_vec(claims)?] {
             if !token.is_empty() {
                 token.push('.');
             }
@@ -64,14 +62,14 @@ impl SigningKey {
         }
         let signature = SIGNER.with_borrow_mut(|cached| {
             if cached.as_ref().is_none_or(|(kid, _)| *kid != self.kid) {
-                let provider =
-                    CryptoProvider::try_get_default().ok_or("no jsonwebtoken crypto provider")?;
-                let signer = (provider.signer_factory)(&self.algorithm, &self.encoding)
-                    .map_err(|e| e.to_string())?;
+                let provider = CryptoProvider::try_get_default().ok_or(SigningError::NoProvider)?;
+                let signer = (provider.signer_factory)(&self.algorithm, &self.encoding)?;
                 *cached = Some((self.kid.clone(), signer));
             }
             let (_, signer) = cached.as_ref().expect("set above");
-            signer.try_sign(token.as_bytes()).map_err(|e| e.to_string())
+            signer
+                .try_sign(token.as_bytes())
+                .map_err(|e| SigningError::Signature(Box::new(e)))
         })?;
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(signature, &mut token);

@@ -12,8 +12,7 @@ use crate::auth::audit::{self, Event};
 use crate::auth::passwords::Password;
 use crate::auth::throttle::Refusal;
 use crate::auth::tokens;
-use crate::http::error::Error;
-use crate::http::state::Shared;
+use crate::auth::{Error, Result, Services};
 use crate::storage::UserRecord;
 
 /// What the password is checked for; it names the audit events.
@@ -70,8 +69,8 @@ pub struct PasswordCheck<'a> {
 /// Checks a password: `Ok(true)` when `user` exists, is not disabled and
 /// the password is theirs. `Err` for a throttled check (429, nothing
 /// verified) and a full hashing queue (503, not counted as a failure).
-pub async fn check(state: &Shared, c: PasswordCheck<'_>) -> Result<bool, Error> {
-    let account = crate::model::fold_login(c.login);
+pub async fn check(state: &Services, c: PasswordCheck<'_>) -> Result<bool> {
+    let account = crate::domain::profile::fold_login(c.login);
     let attempt =
         match state
             .throttle
@@ -98,7 +97,7 @@ pub async fn check(state: &Shared, c: PasswordCheck<'_>) -> Result<bool, Error> 
             // Not judged (the account's places or the queue are full): no
             // failure either.
             state.throttle.succeeded(attempt);
-            return Err(e);
+            return Err(e.into());
         }
     };
     if ok && c.user.is_some_and(|u| !u.disabled) {
@@ -121,7 +120,7 @@ pub async fn check(state: &Shared, c: PasswordCheck<'_>) -> Result<bool, Error> 
 
 /// The 429 of a throttled check; its audit event is written once per
 /// blocking key and window (with how many refusals it stands for).
-async fn refused(state: &Shared, c: &PasswordCheck<'_>, refusal: Refusal) -> Error {
+async fn refused(state: &Services, c: &PasswordCheck<'_>, refusal: Refusal) -> Error {
     if c.purpose == Purpose::Login {
         metrics::counter!("warden_logins_total", "result" => "throttled").increment(1);
     }

@@ -5,7 +5,7 @@
 //! token check behind it; run in unbounded `spawn_blocking`, it would use
 //! gigabytes. So hashing has its own threads (one per core by default), each
 //! reusing one memory buffer, fed by a bounded queue: when the queue is
-//! full, the caller gets [`Error::Busy`] (503 + `Retry-After`) at once.
+//! full, the caller gets [`PasswordError::Busy`] (503 + `Retry-After`) at once.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -18,8 +18,8 @@ use rand::RngExt;
 use subtle::ConstantTimeEq;
 use tokio::sync::oneshot;
 
+use crate::auth::error::PasswordError;
 use crate::config::Argon2Params;
-use crate::http::error::Error;
 
 const SALT_LEN: usize = 16;
 const HASH_LEN: usize = 32;
@@ -375,7 +375,7 @@ impl PasswordHasher {
         })
     }
 
-    fn submit(&self, job: Job) -> Result<(), Error> {
+    fn submit(&self, job: Job) -> Result<(), PasswordError> {
         self.counters.depth.fetch_add(1, Ordering::Relaxed);
         match self.jobs.try_send(job) {
             Ok(()) => {
@@ -385,23 +385,27 @@ impl PasswordHasher {
             }
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.counters.depth.fetch_sub(1, Ordering::Relaxed);
-                Err(Error::Busy)
+                Err(PasswordError::Busy)
             }
         }
     }
 
     /// Hashes `password` into an argon2id PHC string.
-    pub async fn hash(&self, password: Password) -> Result<String, Error> {
+    pub async fn hash(&self, password: Password) -> Result<String, PasswordError> {
         let (reply, rx) = oneshot::channel();
         self.submit(Job::Hash { password, reply })?;
         rx.await
-            .map_err(|_| Error::Internal("hash worker stopped".to_owned()))?
-            .map_err(Error::Internal)
+            .map_err(|_| PasswordError::WorkerStopped)?
+            .map_err(PasswordError::Hash)
     }
 
     /// Checks `password` against `phc`; with `None` (unknown user) runs the
     /// same work against a dummy hash and answers `false`.
-    pub async fn verify(&self, password: Password, phc: Option<String>) -> Result<bool, Error> {
+    pub async fn verify(
+        &self,
+        password: Password,
+        phc: Option<String>,
+    ) -> Result<bool, PasswordError> {
         let (reply, rx) = oneshot::channel();
         self.submit(Job::Verify {
             password,
@@ -409,8 +413,7 @@ impl PasswordHasher {
             reply,
             slot: None,
         })?;
-        rx.await
-            .map_err(|_| Error::Internal("hash worker stopped".to_owned()))
+        rx.await.map_err(|_| PasswordError::WorkerStopped)
     }
 
     /// [`Self::verify`] as one of `account`'s at most
@@ -421,9 +424,9 @@ impl PasswordHasher {
         account: &str,
         password: Password,
         phc: Option<String>,
-    ) -> Result<bool, Error> {
+    ) -> Result<bool, PasswordError> {
         let Some(slot) = self.per_account.take(account) else {
-            return Err(Error::Throttled(1, TOO_MANY_CHECKS));
+            return Err(PasswordError::TooManyChecks);
         };
         let (reply, rx) = oneshot::channel();
         self.submit(Job::Verify {
@@ -432,8 +435,7 @@ impl PasswordHasher {
             reply,
             slot: Some(slot),
         })?;
-        rx.await
-            .map_err(|_| Error::Internal("hash worker stopped".to_owned()))
+        rx.await.map_err(|_| PasswordError::WorkerStopped)
     }
 
     /// Jobs queued or running.
@@ -544,7 +546,7 @@ mod tests {
         for c in checks {
             match c.await.unwrap() {
                 Ok(ok) => assert!(!ok),
-                Err(Error::Throttled(1, _)) => refused += 1,
+                Err(PasswordError::TooManyChecks) => refused += 1,
                 Err(e) => panic!("{e:?}"),
             }
         }

@@ -32,6 +32,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
+use crate::auth::error::RandomError;
 use crate::storage::{PresentedRefresh, Store, StoreResult};
 
 const SECRET_NAME: &str = "refresh_successor_key";
@@ -68,9 +69,9 @@ pub enum ParsedRefresh {
 }
 
 /// 256 random bits from the OS.
-fn random_secret() -> anyhow::Result<[u8; SECRET_BYTES]> {
+fn random_secret() -> Result<[u8; SECRET_BYTES], RandomError> {
     let mut bytes = [0u8; SECRET_BYTES];
-    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("OS random source failed: {e}"))?;
+    getrandom::fill(&mut bytes).map_err(RandomError)?;
     Ok(bytes)
 }
 
@@ -111,9 +112,8 @@ impl RefreshTokens {
     }
 
     /// The first refresh token (generation 0) of a new session.
-    pub fn generate(&self, session: Uuid) -> Result<String, crate::http::error::Error> {
-        let secret =
-            random_secret().map_err(|e| crate::http::error::Error::Internal(e.to_string()))?;
+    pub fn generate(&self, session: Uuid) -> Result<String, RandomError> {
+        let secret = random_secret()?;
         Ok(self.format(session, 0, &secret))
     }
 

@@ -12,8 +12,8 @@ use serde::Serialize;
 use uuid::Uuid;
 use warden_guard::{Claims, TokenCheck};
 
+use crate::auth::error::SigningError;
 use crate::auth::keys::KeyRing;
-use crate::http::error::Error;
 use crate::storage::{UserChange, UserRecord, UserSecurity};
 
 /// Seconds since the Unix epoch.
@@ -98,7 +98,7 @@ impl TokenIssuer {
         scope: &str,
         sid: Uuid,
         now: i64,
-    ) -> Result<AccessToken, Error> {
+    ) -> Result<AccessToken, SigningError> {
         self.issue_for(user, scope, sid, now, "password")
     }
 
@@ -110,7 +110,7 @@ impl TokenIssuer {
         sid: Uuid,
         now: i64,
         grant: &'static str,
-    ) -> Result<AccessToken, Error> {
+    ) -> Result<AccessToken, SigningError> {
         let keys = self.keys.load();
         let key = &keys.current;
         let mut header = Header::new(key.algorithm);
@@ -133,9 +133,7 @@ impl TokenIssuer {
             roles: &user.roles,
             username: &user.username,
         };
-        let token = key
-            .sign(&header, &claims)
-            .map_err(|e| Error::Internal(format!("signing failed: {e}")))?;
+        let token = key.sign(&header, &claims)?;
         metrics::counter!("warden_tokens_issued_total", "grant" => grant).increment(1);
         Ok(AccessToken {
             token,

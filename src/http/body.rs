@@ -71,7 +71,7 @@ fn parse_json_object(bytes: &[u8]) -> Result<Map<String, Value>, Error> {
 /// Fields whose values are never stored or logged, only hashed or compared:
 /// passwords and tokens. They are not checked for control characters, so a
 /// password accepted before this rule still signs its owner in; new
-/// passwords are checked by [`crate::model::check_new_password`].
+/// passwords are checked by [`crate::domain::profile::check_new_password`].
 pub const SECRET_FIELDS: &[&str] = &[
     "password",
     "current_password",
@@ -375,7 +375,8 @@ impl<'a> Fields<'a> {
 
     /// Records a rule violation on `name`.
     pub fn invalid(&mut self, name: &str, msg: String) {
-        self.errors.push(crate::model::field_error(name, msg));
+        self.errors
+            .push(crate::domain::profile::field_error(name, msg));
     }
 
     /// `Err(422)` if anything was wrong.

@@ -157,6 +157,27 @@ pub fn wants_cookie(query: Option<&str>) -> bool {
         .any(|(k, v)| k == "cookie" && matches!(v.as_ref(), "true" | "1"))
 }
 
+/// Whether the request carries a valid known-device cookie of `user`
+/// (lock-out resistance, see `auth::devices`).
+pub fn known_device(
+    devices: &crate::auth::devices::DeviceCookies,
+    headers: &HeaderMap,
+    user: uuid::Uuid,
+    now: i64,
+) -> bool {
+    devices.known(values(headers, devices.name()), user, now)
+}
+
+/// The `Set-Cookie` header marking this browser as a known device of `user`.
+pub fn device_cookie(
+    devices: &crate::auth::devices::DeviceCookies,
+    user: uuid::Uuid,
+    now: i64,
+) -> HeaderValue {
+    HeaderValue::from_str(&devices.set_cookie(user, now))
+        .expect("the device cookie is ASCII without controls")
+}
+
 /// The values of every cookie named `name` the request carries (quotes
 /// stripped), across all its `Cookie` headers.
 pub fn values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> {

@@ -3,52 +3,15 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 use serde_json::json;
-use utoipa::ToSchema;
 use warden_guard::AuthError;
 
+use crate::auth;
+use crate::auth::error::{PasswordError, RandomError, SigningError};
 use crate::storage::{StoreError, UniqueField};
 
-/// One entry of a 422 body, in FastAPI's shape.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
-pub struct FieldError {
-    /// Where: `["body", "email"]`, `["query", "limit"]`, ...
-    pub loc: Vec<String>,
-    pub msg: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-}
-
-impl FieldError {
-    pub fn new(loc: &[&str], msg: impl Into<String>, kind: &str) -> Self {
-        Self {
-            loc: loc.iter().map(|s| s.to_string()).collect(),
-            msg: msg.into(),
-            kind: kind.to_owned(),
-        }
-    }
-}
-
-/// An OAuth 2.0 error code of the token endpoint (RFC 6749 §5.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GrantError {
-    InvalidRequest,
-    InvalidGrant,
-    InvalidScope,
-    UnsupportedGrantType,
-}
-
-impl GrantError {
-    fn code(self) -> &'static str {
-        match self {
-            Self::InvalidRequest => "invalid_request",
-            Self::InvalidGrant => "invalid_grant",
-            Self::InvalidScope => "invalid_scope",
-            Self::UnsupportedGrantType => "unsupported_grant_type",
-        }
-    }
-}
+pub use crate::auth::error::LAST_ADMIN;
+pub use crate::domain::error::{FieldError, GrantError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -94,15 +57,17 @@ pub enum Error {
     #[error("password hashing queue is full")]
     Busy,
     /// 503 with `Retry-After`: the database is unreachable.
-    #[error("database unavailable: {0}")]
-    Unavailable(String),
-    /// 500; logged, never shown to the client.
-    #[error("internal error: {0}")]
-    Internal(String),
+    #[error("database unavailable")]
+    Unavailable(#[source] StoreError),
+    /// 500; logged with its cause chain, never shown to the client.
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-/// The 409 detail when a change would leave no enabled admin.
-pub const LAST_ADMIN: &str = "This is the last admin account: it cannot be deleted, disabled or lose the admin role until another user is an admin";
+/// A broken invariant of warden itself (a bug), as the cause of a 500.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Bug(pub &'static str);
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -129,15 +94,55 @@ impl Error {
     }
 }
 
-impl From<StoreError> for Error {
-    fn from(e: StoreError) -> Self {
+/// The parts' own errors reach a handler's `?` through the service error.
+macro_rules! through_service_error {
+    ($($part:ty),*) => {$(
+        impl From<$part> for Error {
+            fn from(e: $part) -> Self {
+                auth::Error::from(e).into()
+            }
+        }
+    )*};
+}
+through_service_error!(StoreError, PasswordError, SigningError, RandomError);
+
+/// Each service failure becomes its response; a failing part stays the
+/// `source`, so the 500's log line names the cause.
+impl From<auth::Error> for Error {
+    fn from(e: auth::Error) -> Self {
+        use auth::Error as E;
         match e {
-            StoreError::Conflict(field) => Self::Conflict(field),
-            StoreError::LastAdmin => Self::StateConflict(LAST_ADMIN.to_owned()),
-            StoreError::Database(ref db) if is_unavailable(db) => Self::Unavailable(e.to_string()),
-            other => Self::Internal(other.to_string()),
+            E::Validation(errors) => Self::Validation(errors),
+            E::BadRequest(detail) => Self::BadRequest(detail),
+            E::Grant(code, description) => Self::Grant(code, description),
+            E::Unauthenticated(e) => Self::Auth(e),
+            E::Forbidden(detail) => Self::Forbidden(detail),
+            E::NotFound => Self::NotFound,
+            E::Conflict(field) => Self::Conflict(field),
+            E::StateConflict(detail) => Self::StateConflict(detail),
+            E::Throttled(seconds, what) => Self::Throttled(seconds, what),
+            E::Store(StoreError::Database(db)) if is_unavailable(&db) => {
+                Self::Unavailable(StoreError::Database(db))
+            }
+            E::Password(PasswordError::Busy) => Self::Busy,
+            E::Password(PasswordError::TooManyChecks) => {
+                Self::Throttled(1, crate::auth::passwords::TOO_MANY_CHECKS)
+            }
+            other => Self::Internal(Box::new(other)),
         }
     }
+}
+
+/// `error` and each of its sources, `: `-separated, for one log line.
+fn cause_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut chain = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        chain.push_str(": ");
+        chain.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    chain
 }
 
 /// Whether a database error means "the database is not answering right
@@ -217,8 +222,8 @@ impl IntoResponse for Error {
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
                 r
             }
-            Self::Unavailable(reason) => {
-                tracing::warn!(%reason, "database unavailable");
+            Self::Unavailable(cause) => {
+                tracing::warn!(cause = %cause_chain(&cause), "database unavailable");
                 let mut r =
                     Json(json!({ "detail": "Service temporarily unavailable, retry shortly" }))
                         .into_response();
@@ -226,9 +231,9 @@ impl IntoResponse for Error {
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
                 r
             }
-            Self::Internal(reason) => {
+            Self::Internal(cause) => {
                 // Logged once, here; the client learns nothing of the cause.
-                tracing::error!(%reason, "internal error");
+                tracing::error!(cause = %cause_chain(cause.as_ref()), "internal error");
                 Json(json!({ "detail": "Internal Server Error" })).into_response()
             }
         };

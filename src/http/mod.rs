@@ -11,5 +11,6 @@ pub mod error;
 pub mod metrics;
 pub mod proxy;
 pub mod routes;
+pub mod scopes;
 pub mod state;
 pub mod timeout;

@@ -6,10 +6,7 @@ use axum::extract::FromRef;
 use metrics_exporter_prometheus::PrometheusHandle;
 use warden_guard::Verifier;
 
-use crate::auth::passwords::PasswordHasher;
-use crate::auth::tokens::{TokenIssuer, UserGate};
-use crate::config::Config;
-use crate::storage::Store;
+use crate::auth::Services;
 
 /// Cloned for every request (axum hands each handler and extractor its own
 /// copy), so it is one `Arc`: a clone is one atomic increment, not one per
@@ -38,24 +35,21 @@ impl FromRef<AppState> for Verifier {
     }
 }
 
+/// The services (derefs to them) and what only HTTP needs beside them.
 pub struct Shared {
-    pub config: Arc<Config>,
-    pub store: Arc<dyn Store>,
-    pub hasher: PasswordHasher,
-    pub tokens: Arc<TokenIssuer>,
-    pub gate: Arc<UserGate>,
-    /// Failed-login and registration throttling (per process).
-    pub throttle: Arc<crate::auth::throttle::Throttle>,
-    /// Users by id, kept current on writes.
-    pub users: Arc<crate::auth::cache::UserCache>,
+    pub services: Services,
     /// Verifies bearer tokens on protected routes — the same
     /// `warden_guard` extractor other services use.
     pub verifier: Verifier,
     pub metrics: Option<PrometheusHandle>,
-    /// The key refresh-token successors are derived with.
-    pub refresh: crate::auth::refresh_tokens::RefreshTokens,
-    /// Signs and checks the known-device cookie (lock-out resistance).
-    pub devices: crate::auth::devices::DeviceCookies,
     /// How the browser cookie mode writes and accepts refresh cookies.
     pub cookies: Arc<crate::http::cookies::CookiePolicy>,
+}
+
+impl std::ops::Deref for Shared {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.services
+    }
 }

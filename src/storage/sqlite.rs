@@ -19,7 +19,7 @@ use super::{
     UserChangeLog, UserChanges, UserQuery, UserRecord, UserSecurity, UserUpdate, refresh_step,
     refreshed_expiry,
 };
-use crate::model::fold;
+use crate::domain::profile::fold;
 
 const USER_COLUMNS: &str = "id, username, email, full_name, password_hash, roles, disabled, \
                             tokens_valid_after, security_version, revision, created_at, updated_at";
@@ -277,7 +277,7 @@ impl Store for SqliteStore {
     }
 
     async fn user_by_login(&self, login: &str) -> StoreResult<Option<UserRecord>> {
-        let folded = crate::model::fold_login(login);
+        let folded = crate::domain::profile::fold_login(login);
         let sql = format!(
             "select {USER_COLUMNS} from users where username_folded = $1 or email_folded = $1"
         );

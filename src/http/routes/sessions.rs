@@ -14,12 +14,12 @@ use warden_guard::{Claims, RequireScope};
 
 use crate::auth::audit::{self, Event};
 use crate::auth::refresh_tokens::RefreshTokens;
+use crate::domain::profile::rfc3339;
 use crate::http::error::{Error, FieldError, Result};
 use crate::http::routes::users::{decode_cursor, encode_cursor};
 use crate::http::routes::{ClientMeta, TokenResponse};
+use crate::http::scopes::Me;
 use crate::http::state::AppState;
-use crate::model::rfc3339;
-use crate::roles::Me;
 use crate::storage::{SessionOpened, SessionRecord, UserRecord};
 
 pub fn router() -> OpenApiRouter<AppState> {

@@ -16,13 +16,13 @@ use warden_guard::RequireScope;
 use crate::auth::audit::{self, Event};
 use crate::auth::refresh_tokens::RefreshTokens;
 use crate::auth::tokens;
+use crate::domain::roles::Roles;
 use crate::http::body::OAuthParams;
 use crate::http::cookies;
 use crate::http::error::{Error, GrantError, Result};
 use crate::http::routes::{ClientMeta, TokenResponse, sessions};
+use crate::http::scopes::TokensIntrospect;
 use crate::http::state::AppState;
-use crate::roles::Roles;
-use crate::roles::TokensIntrospect;
 use crate::storage::UserRecord;
 use crate::storage::{RefreshLifetimes, RefreshOutcome};
 
@@ -160,7 +160,7 @@ pub async fn issue_token(
             // user: lock-out resistance, see devices.rs.
             response.headers_mut().append(
                 axum::http::header::SET_COOKIE,
-                state.devices.set(user, tokens::now()),
+                cookies::device_cookie(&state.devices, user, tokens::now()),
             );
             Ok(response)
         }
@@ -225,7 +225,7 @@ async fn password_grant(
     let address = client.ip.as_deref().unwrap_or("unknown");
     let known_device = user
         .as_ref()
-        .is_some_and(|u| state.devices.known(headers, u.id, tokens::now()));
+        .is_some_and(|u| cookies::known_device(&state.devices, headers, u.id, tokens::now()));
     // Throttled before any password work; always one argon2 verification,
     // even for an unknown user (against a dummy hash), so timing does not
     // reveal which accounts exist.

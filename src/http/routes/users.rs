@@ -22,12 +22,12 @@ use crate::auth::audit::{self, Event};
 use crate::auth::passwords::Password;
 use crate::auth::tokens;
 use crate::config::Registration;
+use crate::domain::profile::{self, Email, UserView, Username};
+use crate::domain::roles::ROLE_USER;
 use crate::http::body::{Fields, JsonObject};
 use crate::http::error::{Error, Result};
 use crate::http::routes::ClientMeta;
 use crate::http::state::AppState;
-use crate::model::{self, Email, UserView, Username};
-use crate::roles::ROLE_USER;
 use crate::storage::{UserChanges, UserRecord};
 
 // Globs, so utoipa's generated `__path_*` items come along for `routes!`.
@@ -128,7 +128,12 @@ pub(crate) async fn check_password(
         user: Some(user),
         password,
         address: client.ip.as_deref().unwrap_or("unknown"),
-        known_device: state.devices.known(headers, user.id, tokens::now()),
+        known_device: crate::http::cookies::known_device(
+            &state.devices,
+            headers,
+            user.id,
+            tokens::now(),
+        ),
         purpose,
     };
     if crate::auth::password_check::check(state, check).await? {
@@ -178,7 +183,7 @@ pub(crate) async fn patch_user(
         .and_then(|e| Email::parse(e).map_err(|m| f.invalid("email", m)).ok());
     let full_name = f.nullable_str("full_name").and_then(|n| match n {
         None => Some(None),
-        Some(n) => model::parse_full_name(n)
+        Some(n) => profile::parse_full_name(n)
             .map_err(|m| f.invalid("full_name", m))
             .ok()
             .map(Some),
@@ -271,7 +276,7 @@ pub fn parse_registration(body: &Map<String, Value>) -> Result<NewUser<'_>> {
     });
     let email = email.and_then(|e| Email::parse(e).map_err(|m| f.invalid("email", m)).ok());
     let full_name = full_name.and_then(|n| {
-        model::parse_full_name(n)
+        profile::parse_full_name(n)
             .map_err(|m| f.invalid("full_name", m))
             .ok()
     });
@@ -280,13 +285,15 @@ pub fn parse_registration(body: &Map<String, Value>) -> Result<NewUser<'_>> {
             username.as_ref().map_or("", |u| u.as_str()),
             email.as_ref().map_or("", |e| e.as_str()),
         );
-        if let Err(m) = model::check_new_password(p, u, e) {
+        if let Err(m) = profile::check_new_password(p, u, e) {
             f.invalid("password", m);
         }
     }
     f.finish()?;
     let (Some(username), Some(email), Some(password)) = (username, email, password) else {
-        return Err(Error::Internal("validated fields missing".to_owned()));
+        return Err(Error::Internal(Box::new(crate::http::error::Bug(
+            "validated fields missing",
+        ))));
     };
     Ok(NewUser {
         username,
@@ -359,7 +366,7 @@ pub async fn create_user(
     )
     .await;
     let location = HeaderValue::from_str(&format!("/users/{}", user.id))
-        .map_err(|e| Error::Internal(e.to_string()))?;
+        .map_err(|e| Error::Internal(Box::new(e)))?;
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],

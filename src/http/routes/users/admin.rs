@@ -17,11 +17,12 @@ use warden_guard::{Claims, RequireScope};
 
 use super::{Actor, patch_user};
 use crate::auth::audit::{self, Event};
+use crate::domain::profile::UserView;
+use crate::domain::roles::{SCOPE_ME, SCOPE_USERS_READ, SCOPE_USERS_WRITE};
 use crate::http::body::JsonObject;
 use crate::http::error::{Error, FieldError, Result};
+use crate::http::scopes::{UsersRead, UsersWrite};
 use crate::http::state::AppState;
-use crate::model::UserView;
-use crate::roles::{SCOPE_ME, SCOPE_USERS_READ, SCOPE_USERS_WRITE, UsersRead, UsersWrite};
 use crate::storage::UserQuery;
 
 const DEFAULT_LIMIT: u32 = 50;

@@ -14,13 +14,13 @@ use crate::auth::audit::{self, Event};
 use crate::auth::password_check::Purpose;
 use crate::auth::passwords::Password;
 use crate::auth::tokens;
+use crate::domain::profile::{self, UserView};
 use crate::http::body::{Fields, JsonObject};
 use crate::http::error::{Error, Result};
 use crate::http::routes::sessions::{open_session, sessions_ended};
 use crate::http::routes::{ClientMeta, TokenResponse};
+use crate::http::scopes::Me;
 use crate::http::state::AppState;
-use crate::model::{self, UserView};
-use crate::roles::Me;
 use crate::storage::PasswordSet;
 
 /// 409 detail: a security change of the account landed while a password
@@ -176,13 +176,15 @@ pub async fn change_password(
     let current = f.required_str("current_password");
     let new = f.required_str("new_password");
     if let Some(new) = new
-        && let Err(m) = model::check_new_password(new, &user.username, &user.email)
+        && let Err(m) = profile::check_new_password(new, &user.username, &user.email)
     {
         f.invalid("new_password", m);
     }
     f.finish()?;
     let (Some(current), Some(new)) = (current, new) else {
-        return Err(Error::Internal("validated fields missing".to_owned()));
+        return Err(Error::Internal(Box::new(crate::http::error::Bug(
+            "validated fields missing",
+        ))));
     };
     check_password(
         &state,

@@ -130,13 +130,6 @@ impl Roles {
     }
 }
 
-// Marker types for `warden_guard::RequireScope`, so each route's required
-// scope is part of its handler's signature.
-warden_guard::scope!(pub Me = "me");
-warden_guard::scope!(pub UsersRead = "users:read");
-warden_guard::scope!(pub UsersWrite = "users:write");
-warden_guard::scope!(pub TokensIntrospect = "tokens:introspect");
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,7 @@ use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::http::error::FieldError;
+use crate::domain::error::FieldError;
 use crate::storage::UserRecord;
 
 /// The case-folded form used for uniqueness and login: `Alice` and `alice`
@@ -36,7 +36,7 @@ pub fn fold_login(login: &str) -> String {
 /// The 10,000 most common passwords (zxcvbn's list; see `data/README.md`),
 /// compiled into the binary: nothing is downloaded at run time.
 static COMMON_PASSWORDS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
-    include_str!("../data/common-passwords.txt")
+    include_str!("../../data/common-passwords.txt")
         .lines()
         .filter(|l| !l.is_empty())
         .collect()
