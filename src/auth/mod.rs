@@ -10,6 +10,7 @@ pub mod keys;
 pub mod password_check;
 pub mod passwords;
 pub mod refresh_tokens;
+pub mod sessions;
 pub mod throttle;
 pub mod tokens;
 

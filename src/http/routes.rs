@@ -12,22 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-/// The body of a successful token response (FastAPI's `{"access_token",
-/// "token_type"}` plus RFC 6749's `expires_in` and `scope`).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TokenResponse {
-    pub access_token: String,
-    /// Always `bearer`.
-    pub token_type: &'static str,
-    /// Seconds until the access token expires.
-    pub expires_in: u64,
-    /// The granted scopes, space-separated.
-    pub scope: String,
-    /// Opaque; rotates on every use (`grant_type=refresh_token`). Absent in
-    /// cookie mode (`?cookie=true`), where it is an `HttpOnly` cookie.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub refresh_token: Option<String>,
-}
+pub use crate::auth::sessions::{ClientMeta, TokenResponse};
 
 impl IntoResponse for TokenResponse {
     fn into_response(self) -> Response {
@@ -41,16 +26,6 @@ impl IntoResponse for TokenResponse {
         )
             .into_response()
     }
-}
-
-/// Who is calling: recorded with a new session and shown in
-/// `GET /users/me/sessions`. The address is the TCP peer's, or, behind a
-/// configured trusted proxy, the client it forwarded for (see
-/// [`crate::http::proxy`]).
-#[derive(Debug, Clone, Default)]
-pub struct ClientMeta {
-    pub user_agent: Option<String>,
-    pub ip: Option<String>,
 }
 
 impl axum::extract::FromRequestParts<crate::http::state::AppState> for ClientMeta {

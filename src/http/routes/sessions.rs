@@ -13,129 +13,18 @@ use uuid::Uuid;
 use warden_guard::{Claims, RequireScope};
 
 use crate::auth::audit::{self, Event};
-use crate::auth::refresh_tokens::RefreshTokens;
+use crate::auth::sessions;
 use crate::domain::profile::rfc3339;
 use crate::http::error::{Error, FieldError, Result};
 use crate::http::routes::users::{decode_cursor, encode_cursor};
-use crate::http::routes::{ClientMeta, TokenResponse};
 use crate::http::scopes::Me;
 use crate::http::state::AppState;
-use crate::storage::{SessionOpened, SessionRecord, UserRecord};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(logout))
         .routes(routes!(list_sessions))
         .routes(routes!(delete_session))
-}
-
-/// Opens a session for `user` — as the caller read them and checked
-/// their password — and returns its first token pair and its id. `None`
-/// when the user has had a security change (password, roles, disabled)
-/// since that read: then nothing was stored, and the caller decides again
-/// from the user as they are now. Past the per-user cap, the user's oldest
-/// sessions end.
-pub(crate) async fn open_session(
-    state: &AppState,
-    user: &UserRecord,
-    scope: String,
-    client: &ClientMeta,
-    now: i64,
-) -> Result<Option<(TokenResponse, Uuid)>> {
-    let id = Uuid::now_v7();
-    let refresh = state.refresh.generate(id)?;
-    // The first token, like every later one, ends with the session at the
-    // latest.
-    let expires_at = crate::storage::refreshed_expiry(
-        now,
-        now,
-        state.config.refresh_token_ttl as i64,
-        state.config.session_max_lifetime as i64,
-    );
-    let session = SessionRecord {
-        id,
-        user_id: user.id,
-        scope,
-        user_agent: client.user_agent.clone(),
-        ip: client.ip.clone(),
-        created_at: now,
-        last_used_at: now,
-        expires_at,
-        revoked_at: None,
-    };
-    let opened = state
-        .store
-        .create_session(
-            &session,
-            &RefreshTokens::hash(&refresh),
-            user.security_version,
-            state.config.max_sessions_per_user,
-        )
-        .await?;
-    match opened {
-        SessionOpened::Stale => return Ok(None),
-        SessionOpened::Opened { ended } => {
-            if !ended.is_empty() {
-                sessions_ended(state, &ended, now);
-                audit::record(
-                    state.store.as_ref(),
-                    Event::new("sessions_over_limit_ended")
-                        .user(user.id)
-                        .session(session.id)
-                        .detail("ended", ended.len())
-                        .detail("limit", state.config.max_sessions_per_user),
-                )
-                .await;
-            }
-        }
-    }
-    let issued = state.tokens.issue(user, &session.scope, session.id, now)?;
-    Ok(Some((
-        TokenResponse {
-            access_token: issued.token,
-            token_type: "bearer",
-            expires_in: issued.expires_in,
-            scope: session.scope,
-            refresh_token: Some(refresh),
-        },
-        session.id,
-    )))
-}
-
-/// Tells this process's token gate that `ended` sessions (already ended
-/// in the database) are over; other instances read it from the database.
-pub(crate) fn sessions_ended(state: &AppState, ended: &[Uuid], now: i64) {
-    for &sid in ended {
-        state.gate.revoke_session(sid, now);
-    }
-}
-
-/// Ends one session: its refresh token at once, its access tokens on their
-/// next request.
-pub(crate) async fn end_session(state: &AppState, sid: Uuid, now: i64) -> Result<bool> {
-    let ended = state.store.revoke_session(sid, now).await?;
-    state.gate.revoke_session(sid, now);
-    Ok(ended)
-}
-
-/// Ends every session of a user, storing `event` (if any) in the same
-/// transaction.
-pub(crate) async fn end_user_sessions(
-    state: &AppState,
-    user: Uuid,
-    now: i64,
-    event: Option<Event>,
-) -> Result<()> {
-    let row = event.map(Event::into_record);
-    let ended = state
-        .store
-        .revoke_user_sessions(user, now, row.as_ref())
-        .await?;
-    sessions_ended(state, &ended, now);
-    if let Some(row) = &row {
-        audit::log(row);
-    }
-    Ok(())
 }
 
 /// One of your sessions.
@@ -184,9 +73,9 @@ pub async fn logout(
         // Every session, the current one included, and the event: one
         // transaction.
         let user = Uuid::parse_str(&claims.sub).map_err(|_| warden_guard::AuthError::Invalid)?;
-        end_user_sessions(&state, user, now, Some(event)).await?;
+        sessions::end_user_sessions(&state, user, now, Some(event)).await?;
     } else {
-        end_session(&state, sid, now).await?;
+        sessions::end_session(&state, sid, now).await?;
         audit::record(state.store.as_ref(), event).await;
     }
     // The cookie (Path=/token) is not sent here, and its session has just
@@ -338,7 +227,7 @@ pub async fn delete_session(
     };
     match state.store.session(id).await? {
         Some(s) if s.user_id.to_string() == claims.sub && s.is_live(now) => {
-            end_session(&state, id, now).await?;
+            sessions::end_session(&state, id, now).await?;
             audit::record(
                 state.store.as_ref(),
                 Event::new("session_ended")

@@ -20,7 +20,7 @@ use crate::domain::roles::Roles;
 use crate::http::body::OAuthParams;
 use crate::http::cookies;
 use crate::http::error::{Error, GrantError, Result};
-use crate::http::routes::{ClientMeta, TokenResponse, sessions};
+use crate::http::routes::{ClientMeta, TokenResponse};
 use crate::http::scopes::TokensIntrospect;
 use crate::http::state::AppState;
 use crate::storage::UserRecord;
@@ -256,7 +256,7 @@ async fn password_grant(
     let (response, sid) = loop {
         let scope = grant_scopes(&state.config.roles, &user, requested.as_ref())?;
         if let Some(opened) =
-            sessions::open_session(state, &user, scope, client, tokens::now()).await?
+            crate::auth::sessions::open_session(state, &user, scope, client, tokens::now()).await?
         {
             break opened;
         }
@@ -446,7 +446,7 @@ pub async fn revoke_token(State(state): State<AppState>, params: OAuthParams) ->
         sid = refresh_session(&state, token).await?;
     }
     if let Some(sid) = sid {
-        sessions::end_session(&state, sid, now).await?;
+        crate::auth::sessions::end_session(&state, sid, now).await?;
         audit::record(
             state.store.as_ref(),
             Event::new("token_revoked").session(sid),

@@ -245,7 +245,7 @@ pub(crate) async fn patch_user(
     if let Some(event) = &event {
         // Every earlier token of the user fails from this moment.
         state.gate.set(&updated);
-        crate::http::routes::sessions::sessions_ended(state, &update.ended_sessions, now);
+        crate::auth::sessions::sessions_ended(state, &update.ended_sessions, now);
         audit::log(event);
     }
     Ok(updated)

@@ -13,11 +13,11 @@ use super::{
 use crate::auth::audit::{self, Event};
 use crate::auth::password_check::Purpose;
 use crate::auth::passwords::Password;
+use crate::auth::sessions;
 use crate::auth::tokens;
 use crate::domain::profile::{self, UserView};
 use crate::http::body::{Fields, JsonObject};
 use crate::http::error::{Error, Result};
-use crate::http::routes::sessions::{open_session, sessions_ended};
 use crate::http::routes::{ClientMeta, TokenResponse};
 use crate::http::scopes::Me;
 use crate::http::state::AppState;
@@ -221,12 +221,13 @@ pub async fn change_password(
         PasswordSet::Missing => return Err(AuthError::Invalid.into()),
     };
     audit::log(&event);
-    sessions_ended(&state, &changed.ended_sessions, now);
+    sessions::sessions_ended(&state, &changed.ended_sessions, now);
     let user = changed.user;
     state.gate.set(&user);
     state.users.put(&user);
     // The caller continues in a fresh session.
-    let Some((tokens, _)) = open_session(&state, &user, claims.scope.clone(), &client, now).await?
+    let Some((tokens, _)) =
+        sessions::open_session(&state, &user, claims.scope.clone(), &client, now).await?
     else {
         return Err(Error::StateConflict(CHANGED_AFTER.to_owned()));
     };

@@ -1,0 +1,148 @@
+//! Sessions: opening one per login (its first token pair), ending one or
+//! all of a user's, and telling this process's token gate at once. Every
+//! grant, the password change and logout go through here.
+
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::auth::audit::{self, Event};
+use crate::auth::refresh_tokens::RefreshTokens;
+use crate::auth::{Result, Services};
+use crate::storage::{SessionOpened, SessionRecord, UserRecord, refreshed_expiry};
+
+/// The body of a successful token response (FastAPI's `{"access_token",
+/// "token_type"}` plus RFC 6749's `expires_in` and `scope`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenResponse {
+    pub access_token: String,
+    /// Always `bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    /// The granted scopes, space-separated.
+    pub scope: String,
+    /// Opaque; rotates on every use (`grant_type=refresh_token`). Absent in
+    /// cookie mode (`?cookie=true`), where it is an `HttpOnly` cookie.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+}
+
+/// Who is calling: recorded with a new session and shown in
+/// `GET /users/me/sessions`. The address is the TCP peer's, or, behind a
+/// configured trusted proxy, the client it forwarded for (the HTTP tier
+/// reads both from the request).
+#[derive(Debug, Clone, Default)]
+pub struct ClientMeta {
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+/// Opens a session for `user` — as the caller read them and checked
+/// their password — and returns its first token pair and its id. `None`
+/// when the user has had a security change (password, roles, disabled)
+/// since that read: then nothing was stored, and the caller decides again
+/// from the user as they are now. Past the per-user cap, the user's oldest
+/// sessions end.
+pub async fn open_session(
+    state: &Services,
+    user: &UserRecord,
+    scope: String,
+    client: &ClientMeta,
+    now: i64,
+) -> Result<Option<(TokenResponse, Uuid)>> {
+    let id = Uuid::now_v7();
+    let refresh = state.refresh.generate(id)?;
+    // The first token, like every later one, ends with the session at the
+    // latest.
+    let expires_at = refreshed_expiry(
+        now,
+        now,
+        state.config.refresh_token_ttl as i64,
+        state.config.session_max_lifetime as i64,
+    );
+    let session = SessionRecord {
+        id,
+        user_id: user.id,
+        scope,
+        user_agent: client.user_agent.clone(),
+        ip: client.ip.clone(),
+        created_at: now,
+        last_used_at: now,
+        expires_at,
+        revoked_at: None,
+    };
+    let opened = state
+        .store
+        .create_session(
+            &session,
+            &RefreshTokens::hash(&refresh),
+            user.security_version,
+            state.config.max_sessions_per_user,
+        )
+        .await?;
+    match opened {
+        SessionOpened::Stale => return Ok(None),
+        SessionOpened::Opened { ended } => {
+            if !ended.is_empty() {
+                sessions_ended(state, &ended, now);
+                audit::record(
+                    state.store.as_ref(),
+                    Event::new("sessions_over_limit_ended")
+                        .user(user.id)
+                        .session(session.id)
+                        .detail("ended", ended.len())
+                        .detail("limit", state.config.max_sessions_per_user),
+                )
+                .await;
+            }
+        }
+    }
+    let issued = state.tokens.issue(user, &session.scope, session.id, now)?;
+    Ok(Some((
+        TokenResponse {
+            access_token: issued.token,
+            token_type: "bearer",
+            expires_in: issued.expires_in,
+            scope: session.scope,
+            refresh_token: Some(refresh),
+        },
+        session.id,
+    )))
+}
+
+/// Tells this process's token gate that `ended` sessions (already ended
+/// in the database) are over; other instances read it from the database.
+pub fn sessions_ended(state: &Services, ended: &[Uuid], now: i64) {
+    for &sid in ended {
+        state.gate.revoke_session(sid, now);
+    }
+}
+
+/// Ends one session: its refresh token at once, its access tokens on their
+/// next request.
+pub async fn end_session(state: &Services, sid: Uuid, now: i64) -> Result<bool> {
+    let ended = state.store.revoke_session(sid, now).await?;
+    state.gate.revoke_session(sid, now);
+    Ok(ended)
+}
+
+/// Ends every session of a user, storing `event` (if any) in the same
+/// transaction.
+pub async fn end_user_sessions(
+    state: &Services,
+    user: Uuid,
+    now: i64,
+    event: Option<Event>,
+) -> Result<()> {
+    let row = event.map(Event::into_record);
+    let ended = state
+        .store
+        .revoke_user_sessions(user, now, row.as_ref())
+        .await?;
+    sessions_ended(state, &ended, now);
+    if let Some(row) = &row {
+        audit::log(row);
+    }
+    Ok(())
+}
