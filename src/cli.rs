@@ -6,11 +6,11 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::auth::passwords::{Password, PasswordHasher};
-use crate::auth::tokens;
+use crate::auth::accounts::{self, Actor, NewUser};
+use crate::auth::{self, Services, tokens};
 use crate::config::{Config, LogFormat};
 use crate::domain::profile::{self, Email, Username};
-use crate::storage::{self, StoreError, UniqueField, UserRecord};
+use crate::storage::{self, StoreError, UniqueField};
 
 #[derive(Parser)]
 #[command(
@@ -112,7 +112,17 @@ impl From<StoreError> for Failure {
 
 impl From<crate::auth::Error> for Failure {
     fn from(e: crate::auth::Error) -> Self {
-        Self::new(e.to_string())
+        match e {
+            // The rule that was broken, not "validation failed".
+            auth::Error::Validation(errors) => Self::new(
+                errors
+                    .iter()
+                    .map(|e| e.msg.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+            other => Self::new(format_chain(&other)),
+        }
     }
 }
 
@@ -120,6 +130,18 @@ impl From<crate::auth::error::PasswordError> for Failure {
     fn from(e: crate::auth::error::PasswordError) -> Self {
         Self::new(e.to_string())
     }
+}
+
+/// `error: cause: cause…`, so a failing part is named.
+fn format_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 fn init_logging(config: &Config) {
@@ -276,35 +298,29 @@ async fn create_user(config: Config, args: CreateUser) -> Result<(), Failure> {
     profile::check_new_password(&password, username.as_str(), email.as_str())
         .map_err(|m| Failure::new(format!("password: {m}")))?;
 
-    let store = storage::connect_with(&config.database_url, &config.database).await?;
-    store.migrate().await?;
-    let hasher = PasswordHasher::start(config.argon2, 1, 1)?;
-    let password_hash = hasher.hash(Password::new(password)).await?;
-    let now = tokens::now();
-    let user = UserRecord::new(
-        username.into_inner(),
-        email.into_inner(),
+    let services = Services::open(config, 1, 1).await?;
+    let new = NewUser {
+        username,
+        email,
+        password: &password,
         full_name,
-        password_hash,
-        roles,
-        now,
-    );
-    match store.insert_user(&user).await {
-        Ok(()) => {}
-        Err(StoreError::Conflict(UniqueField::Username)) => {
+    };
+    let user = match accounts::create(&services, new, roles, None, Actor::Cli).await {
+        Ok(user) => user,
+        Err(auth::Error::Conflict(UniqueField::Username)) => {
             return Err(Failure::new(format!(
                 "username {:?} is already taken",
-                user.username
+                args.username
             )));
         }
-        Err(StoreError::Conflict(UniqueField::Email)) => {
+        Err(auth::Error::Conflict(UniqueField::Email)) => {
             return Err(Failure::new(format!(
                 "email {:?} is already registered",
-                user.email
+                args.email
             )));
         }
         Err(e) => return Err(e.into()),
-    }
+    };
     println!(
         "created user {} ({}) with roles {}",
         user.username,
@@ -351,36 +367,20 @@ async fn list_users(config: Config) -> Result<(), Failure> {
 }
 
 async fn set_roles(config: Config, user: String, roles: Vec<String>) -> Result<(), Failure> {
-    let roles = dedup(roles);
-    config.roles.check_known(&roles).map_err(Failure::new)?;
-    let store = storage::connect_with(&config.database_url, &config.database).await?;
-    store.migrate().await?;
-    let Some(record) = store.user_by_login(&user).await? else {
-        return Err(Failure::new(format!("no user {user:?}")));
+    let services = Services::open(config, 1, 1).await?;
+    // The same service as `PATCH /users/{id}`: every session ends, the
+    // change is audited (`by: cli`); a running server picks it up from the
+    // database within its sync interval.
+    let record = match accounts::set_roles(&services, &user, roles, Actor::Cli).await {
+        Ok(record) => record,
+        Err(auth::Error::NotFound) => return Err(Failure::new(format!("no user {user:?}"))),
+        Err(e) => return Err(e.into()),
     };
-    let now = tokens::now();
-    let changes = crate::storage::UserChanges {
-        roles: Some(roles.clone()),
-        ..Default::default()
-    };
-    // A role change ends every session, audited like the same change over
-    // HTTP; a running server picks it up from the database within its sync
-    // interval.
-    let event = crate::auth::audit::Event::new("user_security_changed")
-        .user(record.id)
-        .detail("roles", roles.clone())
-        .detail("by", "cli")
-        .into_record();
-    store
-        .update_user(
-            record.id,
-            &changes,
-            tokens::next_valid_after(now),
-            now,
-            Some(&event),
-        )
-        .await?;
-    println!("{}: roles set to {}", record.username, roles.join(", "));
+    println!(
+        "{}: roles set to {}",
+        record.username,
+        record.roles.join(", ")
+    );
     Ok(())
 }
 

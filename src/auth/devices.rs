@@ -131,6 +131,23 @@ impl DeviceCookies {
     }
 }
 
+/// Whether warden's cookies (refresh, device) carry `Secure`: yes unless the issuer is `http://` on a loopback host and warden
+/// listens on loopback only: there the browser talks plain HTTP to the
+/// same machine, and a `Secure` cookie could not be stored. Anywhere else
+/// plain HTTP would expose the token, so the cookie demands HTTPS.
+pub fn needs_secure(issuer: &str, bind: std::net::IpAddr) -> bool {
+    let Ok(url) = url::Url::parse(issuer) else {
+        return true;
+    };
+    let loopback_host = match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    !(url.scheme() == "http" && loopback_host && bind.is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,7 @@
 //! called alike by the HTTP handlers and the CLI. Nothing here imports axum
 //! or returns the HTTP error type (`tests/architecture.rs` checks it).
 
+pub mod accounts;
 pub mod audit;
 pub mod cache;
 pub mod devices;
@@ -38,4 +39,52 @@ pub struct Services {
     pub refresh: refresh_tokens::RefreshTokens,
     /// Signs and checks the known-device cookie (lock-out resistance).
     pub devices: devices::DeviceCookies,
+}
+
+impl Services {
+    /// Opens the database (migrating it), loads or creates the signing key
+    /// and the refresh and device keys, and starts a hashing pool of
+    /// `hash_workers` threads with a queue of `hash_queue` jobs. The token
+    /// gate starts empty: a server loads it from the database (`app`).
+    pub async fn open(
+        config: Config,
+        hash_workers: usize,
+        hash_queue: usize,
+    ) -> anyhow::Result<Self> {
+        let store = crate::storage::connect_with(&config.database_url, &config.database).await?;
+        store.migrate().await?;
+        let now = tokens::now();
+        let keys = keys::load_or_create(&config, store.as_ref(), now).await?;
+        let hasher = passwords::PasswordHasher::start(config.argon2, hash_workers, hash_queue)?;
+        let tokens = Arc::new(tokens::TokenIssuer::new(
+            keys,
+            config.issuer.clone(),
+            config.audience.clone(),
+            config.access_token_ttl,
+        ));
+        let refresh = refresh_tokens::RefreshTokens::load(store.as_ref(), now).await?;
+        let devices = devices::DeviceCookies::load(
+            store.as_ref(),
+            devices::needs_secure(&config.issuer, config.bind.ip()),
+            now,
+        )
+        .await?;
+        let throttle = Arc::new(throttle::Throttle::new(throttle::Limits {
+            window: config.throttle_window as i64,
+            per_pair: config.throttle_per_pair,
+            per_address: config.throttle_per_address,
+            per_account: config.throttle_per_account,
+        }));
+        Ok(Self {
+            config: Arc::new(config),
+            store,
+            hasher,
+            tokens,
+            gate: Arc::new(tokens::UserGate::default()),
+            throttle,
+            users: Arc::new(cache::UserCache::default()),
+            refresh,
+            devices,
+        })
+    }
 }

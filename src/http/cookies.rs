@@ -49,7 +49,7 @@ pub struct CookiePolicy {
 impl CookiePolicy {
     pub fn new(config: &Config) -> Self {
         Self {
-            secure: needs_secure(&config.issuer, config.bind.ip()),
+            secure: crate::auth::devices::needs_secure(&config.issuer, config.bind.ip()),
             own_origin: origin_of(&config.issuer),
             allowed: config.cors_origins.clone(),
             max_age: config.refresh_token_ttl,
@@ -131,23 +131,6 @@ impl CookiePolicy {
     }
 }
 
-/// `Secure` unless the issuer is `http://` on a loopback host and warden
-/// listens on loopback only: there the browser talks plain HTTP to the
-/// same machine, and a `Secure` cookie could not be stored. Anywhere else
-/// plain HTTP would expose the token, so the cookie demands HTTPS.
-fn needs_secure(issuer: &str, bind: std::net::IpAddr) -> bool {
-    let Ok(url) = url::Url::parse(issuer) else {
-        return true;
-    };
-    let loopback_host = match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    };
-    !(url.scheme() == "http" && loopback_host && bind.is_loopback())
-}
-
 /// Why cookie mode was refused for the request's `Origin`.
 pub const COOKIE_MODE_ORIGIN_REFUSED: &str = "Cookie mode (cookie=true) is accepted only from warden's own origin or a configured CORS origin";
 
@@ -209,6 +192,7 @@ pub fn read(headers: &HeaderMap) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::devices::needs_secure;
 
     fn ip(s: &str) -> std::net::IpAddr {
         s.parse().unwrap()

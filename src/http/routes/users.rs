@@ -18,12 +18,9 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 use warden_guard::{AuthError, Claims};
 
-use crate::auth::audit::{self, Event};
-use crate::auth::passwords::Password;
+pub(crate) use crate::auth::accounts::{self, Actor, NewUser};
 use crate::auth::tokens;
-use crate::config::Registration;
 use crate::domain::profile::{self, Email, UserView, Username};
-use crate::domain::roles::ROLE_USER;
 use crate::http::body::{Fields, JsonObject};
 use crate::http::error::{Error, Result};
 use crate::http::routes::ClientMeta;
@@ -112,9 +109,9 @@ pub(crate) async fn token_user(
     }
 }
 
-/// The current password of a signed-in user, checked through the
-/// throttled, audited path every password check takes; a wrong one is 400
-/// `Incorrect password`.
+/// The current password of a signed-in user, checked by
+/// [`accounts::check_password`] with the request's address and device
+/// cookie.
 pub(crate) async fn check_password(
     state: &AppState,
     user: &UserRecord,
@@ -123,34 +120,11 @@ pub(crate) async fn check_password(
     headers: &axum::http::HeaderMap,
     purpose: crate::auth::password_check::Purpose,
 ) -> Result<()> {
-    let check = crate::auth::password_check::PasswordCheck {
-        login: &user.username,
-        user: Some(user),
-        password,
-        address: client.ip.as_deref().unwrap_or("unknown"),
-        known_device: crate::http::cookies::known_device(
-            &state.devices,
-            headers,
-            user.id,
-            tokens::now(),
-        ),
-        purpose,
-    };
-    if crate::auth::password_check::check(state, check).await? {
-        Ok(())
-    } else {
-        Err(Error::BadRequest("Incorrect password".to_owned()))
-    }
-}
-
-/// Who is changing a user, which decides the fields they may set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Actor {
-    /// The user themself: own profile fields only, never own roles or
-    /// disabled flag (not even with `users:write`).
-    Itself,
-    /// Someone else, with `users:write`: also `roles` and `disabled`.
-    Admin,
+    let known_device =
+        crate::http::cookies::known_device(&state.devices, headers, user.id, tokens::now());
+    let address = client.ip.as_deref().unwrap_or("unknown");
+    accounts::check_password(state, user, password, address, known_device, purpose).await?;
+    Ok(())
 }
 
 /// Validates a PATCH body and applies it to the user `target`.
@@ -161,11 +135,7 @@ pub(crate) async fn patch_user(
     actor: Actor,
 ) -> Result<UserRecord> {
     let touches_security = body.contains_key("roles") || body.contains_key("disabled");
-    if touches_security && actor == Actor::Itself {
-        return Err(Error::Forbidden(
-            "You cannot change your own roles or disabled flag".to_owned(),
-        ));
-    }
+    accounts::may_change(actor, touches_security)?;
     let mut f = Fields::new(body);
     if body.contains_key("password") {
         f.invalid(
@@ -216,48 +186,7 @@ pub(crate) async fn patch_user(
         roles,
         disabled,
     };
-    let now = tokens::now();
-    // A security change ends every session of the user and is audited in
-    // the same transaction.
-    let event = changes.is_security_change().then(|| {
-        let mut event = Event::new("user_security_changed").user(target);
-        if let Some(roles) = &changes.roles {
-            event = event.detail("roles", roles.clone());
-        }
-        if let Some(disabled) = changes.disabled {
-            event = event.detail("disabled", disabled);
-        }
-        event.into_record()
-    });
-    let update = state
-        .store
-        .update_user(
-            target,
-            &changes,
-            tokens::next_valid_after(now),
-            now,
-            event.as_ref(),
-        )
-        .await?
-        .ok_or(Error::NotFound)?;
-    let updated = update.user;
-    state.users.put(&updated);
-    if let Some(event) = &event {
-        // Every earlier token of the user fails from this moment.
-        state.gate.set(&updated);
-        crate::auth::sessions::sessions_ended(state, &update.ended_sessions, now);
-        audit::log(event);
-    }
-    Ok(updated)
-}
-
-/// Register a new account.
-/// The fields of a registration, validated.
-pub struct NewUser<'a> {
-    pub username: Username,
-    pub email: Email,
-    pub password: &'a str,
-    pub full_name: Option<String>,
+    Ok(accounts::update(state, target, changes, actor).await?)
 }
 
 /// Validates a `POST /users` body, collecting every problem into one 422.
@@ -324,47 +253,11 @@ pub async fn create_user(
     client: crate::http::routes::ClientMeta,
     JsonObject(body): JsonObject,
 ) -> Result<Response> {
-    if state.config.registration == Registration::Closed {
-        return Err(Error::Forbidden("Registration is closed".to_owned()));
-    }
     let address = client.ip.as_deref().unwrap_or("unknown");
-    if let Err(wait) = state.throttle.begin_registration(address, tokens::now()) {
-        audit::record(
-            state.store.as_ref(),
-            Event::new("registration_throttled")
-                .ip(Some(address))
-                .detail("retry_after", wait),
-        )
-        .await;
-        return Err(Error::Throttled(wait, "registrations from this address"));
-    }
-    let NewUser {
-        username,
-        email,
-        password,
-        full_name,
-    } = parse_registration(&body)?;
-
-    let password_hash = state.hasher.hash(Password::new(password)).await?;
-    let now = tokens::now();
-    let user = UserRecord::new(
-        username.into_inner(),
-        email.into_inner(),
-        full_name,
-        password_hash,
-        vec![ROLE_USER.to_owned()],
-        now,
-    );
-    state.store.insert_user(&user).await?;
-    state.gate.set(&user);
-    state.users.put(&user);
-    audit::record(
-        state.store.as_ref(),
-        Event::new("user_registered")
-            .user(user.id)
-            .ip(client.ip.as_deref()),
-    )
-    .await;
+    accounts::register(&state, address).await?;
+    let new = parse_registration(&body)?;
+    let user =
+        accounts::create(&state, new, Vec::new(), client.ip.as_deref(), Actor::Itself).await?;
     let location = HeaderValue::from_str(&format!("/users/{}", user.id))
         .map_err(|e| Error::Internal(Box::new(e)))?;
     Ok((
