@@ -4,6 +4,7 @@
 //! validated, audited, cached and seen by the token gate alike.
 
 use uuid::Uuid;
+use warden_guard::AuthError;
 
 use crate::auth::audit::{self, Event};
 use crate::auth::password_check::{self, PasswordCheck, Purpose};
@@ -12,7 +13,7 @@ use crate::auth::{Error, Result, Services, sessions, tokens};
 use crate::config::Registration;
 use crate::domain::profile::{Email, Username};
 use crate::domain::roles::ROLE_USER;
-use crate::storage::{UserChanges, UserRecord};
+use crate::storage::{PasswordSet, UserChanges, UserRecord};
 
 /// The fields of a new account, validated.
 pub struct NewUser<'a> {
@@ -210,6 +211,68 @@ pub async fn check_password(
     } else {
         Err(Error::BadRequest("Incorrect password".to_owned()))
     }
+}
+
+/// Deletes the user `target`, by `by` (`self`, an admin's id, `cli`):
+/// every session ends and their tokens fail at once. `NotFound` when there
+/// is no such user.
+pub async fn delete(s: &Services, target: Uuid, by: &str) -> Result<()> {
+    let event = Event::new("user_deleted")
+        .user(target)
+        .detail("by", by.to_owned())
+        .into_record();
+    if !s.store.delete_user(target, &event).await? {
+        return Err(Error::NotFound);
+    }
+    audit::log(&event);
+    s.gate.remove(target, tokens::now());
+    s.users.remove(target);
+    Ok(())
+}
+
+/// 409 detail: a security change of the account landed while a password
+/// change was being checked.
+pub const CHANGED_MEANWHILE: &str =
+    "The account was changed while this request was being handled; try again";
+
+/// Sets a new password for `user`, whose current password the caller has
+/// just checked: the new hash, the end of every session and the audit
+/// event are one transaction, made only if the account is still the one
+/// that was checked. Returns the user as they are now.
+pub async fn change_password(
+    s: &Services,
+    user: &UserRecord,
+    new_password: &str,
+    address: Option<&str>,
+) -> Result<UserRecord> {
+    let hash = s.hasher.hash(Password::new(new_password)).await?;
+    let now = tokens::now();
+    let event = Event::new("password_changed")
+        .user(user.id)
+        .ip(address)
+        .into_record();
+    let changed = match s
+        .store
+        .set_password(
+            user.id,
+            &hash,
+            user.security_version,
+            tokens::next_valid_after(now),
+            now,
+            &event,
+        )
+        .await?
+    {
+        PasswordSet::Changed(changed) => changed,
+        PasswordSet::Stale => return Err(Error::StateConflict(CHANGED_MEANWHILE.to_owned())),
+        PasswordSet::Missing => return Err(AuthError::Invalid.into()),
+    };
+    audit::log(&event);
+    sessions::sessions_ended(s, &changed.ended_sessions, now);
+    let user = changed.user;
+    s.gate.set(&user);
+    s.users.put(&user);
+    Ok(user)
 }
 
 /// `roles` without repeats, in their order.

@@ -16,7 +16,6 @@ use uuid::Uuid;
 use warden_guard::{Claims, RequireScope};
 
 use super::{Actor, patch_user};
-use crate::auth::audit::{self, Event};
 use crate::domain::profile::UserView;
 use crate::domain::roles::{SCOPE_ME, SCOPE_USERS_READ, SCOPE_USERS_WRITE};
 use crate::http::body::JsonObject;
@@ -255,16 +254,7 @@ pub async fn delete_user(
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
     let id = parse_id(&id)?;
-    let event = Event::new("user_deleted")
-        .user(id)
-        .detail("by", auth.sub.clone())
-        .into_record();
-    if !state.store.delete_user(id, &event).await? {
-        return Err(Error::NotFound);
-    }
-    audit::log(&event);
-    state.gate.remove(id, crate::auth::tokens::now());
-    state.users.remove(id);
+    crate::auth::accounts::delete(&state, id, &auth.sub).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

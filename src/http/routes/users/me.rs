@@ -4,15 +4,14 @@ use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use warden_guard::{AuthError, RequireScope};
+use warden_guard::RequireScope;
 
 use super::{
     Actor, DeleteConfirmation, PasswordChange, ProfileUpdate, check_password, patch_user,
     token_user,
 };
-use crate::auth::audit::{self, Event};
+use crate::auth::accounts;
 use crate::auth::password_check::Purpose;
-use crate::auth::passwords::Password;
 use crate::auth::sessions;
 use crate::auth::tokens;
 use crate::domain::profile::{self, UserView};
@@ -21,12 +20,7 @@ use crate::http::error::{Error, Result};
 use crate::http::routes::{ClientMeta, TokenResponse};
 use crate::http::scopes::Me;
 use crate::http::state::AppState;
-use crate::storage::PasswordSet;
 
-/// 409 detail: a security change of the account landed while a password
-/// change was being checked.
-const CHANGED_MEANWHILE: &str =
-    "The account was changed while this request was being handled; try again";
 /// 409 detail: the password was changed, but the account changed again
 /// before the fresh session could be opened.
 const CHANGED_AFTER: &str =
@@ -124,14 +118,7 @@ pub async fn delete_current_user(
         Purpose::AccountDeletion,
     )
     .await?;
-    let event = Event::new("user_deleted")
-        .user(user.id)
-        .detail("by", "self")
-        .into_record();
-    state.store.delete_user(user.id, &event).await?;
-    audit::log(&event);
-    state.gate.remove(user.id, crate::auth::tokens::now());
-    state.users.remove(user.id);
+    accounts::delete(&state, user.id, "self").await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -195,36 +182,8 @@ pub async fn change_password(
         Purpose::PasswordChange,
     )
     .await?;
-    let hash = state.hasher.hash(Password::new(new)).await?;
+    let user = accounts::change_password(&state, &user, new, client.ip.as_deref()).await?;
     let now = tokens::now();
-    // The new password, the end of every session and the audit event are
-    // one transaction, made only if the account is still the one whose
-    // password was just checked.
-    let event = Event::new("password_changed")
-        .user(user.id)
-        .ip(client.ip.as_deref())
-        .into_record();
-    let changed = match state
-        .store
-        .set_password(
-            user.id,
-            &hash,
-            user.security_version,
-            tokens::next_valid_after(now),
-            now,
-            &event,
-        )
-        .await?
-    {
-        PasswordSet::Changed(changed) => changed,
-        PasswordSet::Stale => return Err(Error::StateConflict(CHANGED_MEANWHILE.to_owned())),
-        PasswordSet::Missing => return Err(AuthError::Invalid.into()),
-    };
-    audit::log(&event);
-    sessions::sessions_ended(&state, &changed.ended_sessions, now);
-    let user = changed.user;
-    state.gate.set(&user);
-    state.users.put(&user);
     // The caller continues in a fresh session.
     let Some((tokens, _)) =
         sessions::open_session(&state, &user, claims.scope.clone(), &client, now).await?
