@@ -214,6 +214,47 @@ async fn metrics_count_logins_and_requests() {
 }
 
 #[tokio::test]
+async fn request_durations_are_a_histogram_with_buckets() {
+    // The contract says histogram: buckets aggregate across instances,
+    // a summary's quantiles do not.
+    let app = TestApp::spawn().await;
+    assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
+    let text = app.get("/metrics").await.text().await.unwrap();
+    let series: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("warden_http_request_duration_seconds"))
+        .collect();
+    assert!(
+        text.contains("# TYPE warden_http_request_duration_seconds histogram"),
+        "{series:#?}"
+    );
+    assert!(
+        !series.iter().any(|l| l.contains("quantile=")),
+        "{series:#?}"
+    );
+    let buckets: Vec<&str> = series
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with(r#"warden_http_request_duration_seconds_bucket{route="/healthz",le=""#))
+        .collect();
+    // Microseconds (a cached-token request) to seconds (a hashing queue).
+    for le in ["0.00005", "0.001", "0.1", "1", "10", "+Inf"] {
+        assert!(
+            buckets.iter().any(|l| l.contains(&format!("le=\"{le}\""))),
+            "no bucket le={le} in {buckets:#?}"
+        );
+    }
+    // Cumulative: the +Inf bucket holds every request counted.
+    let value = |l: &str| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap();
+    let inf = buckets.iter().find(|l| l.contains(r#"le="+Inf""#)).unwrap();
+    let count = series
+        .iter()
+        .find(|l| l.starts_with(r#"warden_http_request_duration_seconds_count{route="/healthz"}"#))
+        .unwrap();
+    assert!(value(inf) >= 1.0 && value(inf) == value(count), "{inf} {count}");
+}
+
+#[tokio::test]
 async fn swagger_ui_offers_the_scopes_of_configured_roles() {
     let app = TestApp::spawn_with_file(
         "[roles.teacher]\nscopes = [\"me\", \"grades:write\"]\n",
