@@ -101,6 +101,14 @@ impl DeviceCookies {
         crate::cookies::values(headers, self.name()).any(|value| self.verify(value, user, now))
     }
 
+    /// Whether the request carries a valid, unexpired device cookie of any
+    /// user: before the login's account is known, whether the request may
+    /// be a known device of it.
+    pub fn any_known(&self, headers: &HeaderMap, now: i64) -> bool {
+        crate::cookies::values(headers, self.name())
+            .any(|value| cookie_user(value).is_some_and(|user| self.verify(value, user, now)))
+    }
+
     fn verify(&self, value: &str, user: Uuid, now: i64) -> bool {
         let mut parts = value.split('.');
         let (Some("v1"), Some(id), Some(issued), Some(tag), None) = (
@@ -124,6 +132,15 @@ impl DeviceCookies {
         }
         use subtle::ConstantTimeEq;
         bool::from(tag.ct_eq(&self.tag(user, issued)))
+    }
+}
+
+/// The user a cookie value names, unverified.
+fn cookie_user(value: &str) -> Option<Uuid> {
+    let mut parts = value.split('.');
+    match (parts.next(), parts.next()) {
+        (Some("v1"), Some(id)) => Uuid::try_parse(id).ok(),
+        _ => None,
     }
 }
 
@@ -157,6 +174,8 @@ mod tests {
         assert!(c.known(&with_cookie(&v), alice, 1000 + DEVICE_COOKIE_TTL - 1));
         assert!(!c.known(&with_cookie(&v), alice, 1000 + DEVICE_COOKIE_TTL));
         assert!(!c.known(&with_cookie(&v), bob, 1000));
+        assert!(c.any_known(&with_cookie(&v), 1000));
+        assert!(!c.any_known(&with_cookie(&v), 1000 + DEVICE_COOKIE_TTL));
     }
 
     #[test]
@@ -174,6 +193,8 @@ mod tests {
         assert!(!c.known(&with_cookie("v1"), alice, 1000));
         assert!(!c.known(&with_cookie(""), alice, 1000));
         assert!(!c.known(&HeaderMap::new(), alice, 1000));
+        assert!(!c.any_known(&with_cookie(&later), 2000));
+        assert!(!c.any_known(&with_cookie("v1.garbage.1.x"), 1000));
     }
 
     #[test]

@@ -221,8 +221,18 @@ async fn password_grant(
         params.0.get("scope").map(String::as_str),
     )?;
 
-    let user = state.store.user_by_login(login).await?;
     let address = client.ip.as_deref().unwrap_or("unknown");
+    // Throttled before the account is looked up: a flood of refused
+    // attempts costs no database read.
+    crate::password_check::check_before_lookup(
+        state,
+        login,
+        address,
+        state.devices.any_known(headers, tokens::now()),
+        crate::password_check::Purpose::Login,
+    )
+    .await?;
+    let user = state.store.user_by_login(login).await?;
     let known_device = user
         .as_ref()
         .is_some_and(|u| state.devices.known(headers, u.id, tokens::now()));
