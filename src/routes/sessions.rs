@@ -89,7 +89,10 @@ pub(crate) async fn open_session(
             }
         }
     }
-    let issued = state.tokens.issue(user, &session.scope, session.id, now)?;
+    let issued_at = crate::tokens::issuing_time(user, now).await;
+    let issued = state
+        .tokens
+        .issue(user, &session.scope, session.id, issued_at)?;
     Ok(Some((
         TokenResponse {
             access_token: issued.token,

@@ -394,9 +394,10 @@ async fn refresh_grant(
         return Err(invalid_refresh());
     }
     let scope = scope.join(" ");
+    let issued_at = tokens::issuing_time(&user, now).await;
     let issued = state
         .tokens
-        .issue_for(&user, &scope, session.id, now, "refresh_token")?;
+        .issue_for(&user, &scope, session.id, issued_at, "refresh_token")?;
     Ok(TokenResponse {
         access_token: issued.token,
         token_type: "bearer",
