@@ -246,7 +246,6 @@ pub(crate) async fn patch_user(
     Ok(updated)
 }
 
-/// Register a new account.
 /// The fields of a registration, validated.
 pub struct NewUser<'a> {
     pub username: Username,
@@ -296,6 +295,11 @@ pub fn parse_registration(body: &Map<String, Value>) -> Result<NewUser<'_>> {
     })
 }
 
+/// Register a new account.
+///
+/// Open to anyone while registration is open; the new user gets the
+/// `user` role. At most `WARDEN_THROTTLE_PER_ADDRESS` registrations per
+/// address and window.
 #[utoipa::path(
     post,
     path = "/users",

@@ -128,6 +128,27 @@ async fn openapi_documents_every_route_with_the_password_flow() {
 }
 
 #[tokio::test]
+async fn every_operation_in_openapi_has_a_summary() {
+    // utoipa takes the summary from the handler's doc comment; a comment
+    // that drifts onto a neighbouring item leaves the operation without
+    // one (it happened to `POST /users`).
+    let app = TestApp::spawn().await;
+    let doc: Value = app.get("/openapi.json").await.json().await.unwrap();
+    let mut operations = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            operations += 1;
+            let summary = operation["summary"].as_str().unwrap_or("");
+            assert!(
+                !summary.trim().is_empty(),
+                "{method} {path} has no summary in /openapi.json"
+            );
+        }
+    }
+    assert!(operations >= CONTRACT_ROUTES.len(), "{operations} operations");
+}
+
+#[tokio::test]
 async fn every_documented_route_is_served() {
     // The other direction: nothing in the document 404s.
     let app = TestApp::spawn().await;
