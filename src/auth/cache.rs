@@ -69,9 +69,30 @@ impl UserCache {
         let Some(user) = store.user_by_id(id).await? else {
             return Ok(None);
         };
-        let user = Arc::new(CachedUser::new(user));
-        self.insert(user.clone());
-        Ok(Some(user))
+        Ok(Some(self.fill(user)))
+    }
+
+    /// Caches `read`, a record read from the store, unless the cache
+    /// already holds the same or a newer revision of the user: a write of
+    /// this process that committed after the read began (and was
+    /// [`UserCache::put`] while the read was in flight) must not be undone
+    /// by the older row. Returns what the cache holds now.
+    fn fill(&self, read: UserRecord) -> Arc<CachedUser> {
+        use dashmap::mapref::entry::Entry;
+        if self.users.len() >= MAX_USERS {
+            self.users.clear();
+        }
+        match self.users.entry(read.id) {
+            Entry::Occupied(cached) if cached.get().revision >= read.revision => {
+                cached.get().clone()
+            }
+            Entry::Occupied(mut cached) => {
+                let fresh = Arc::new(CachedUser::new(read));
+                cached.insert(fresh.clone());
+                fresh
+            }
+            Entry::Vacant(slot) => slot.insert(Arc::new(CachedUser::new(read))).clone(),
+        }
     }
 
     /// Records a user this process just wrote.
@@ -102,5 +123,56 @@ impl UserCache {
 
     pub fn clear(&self) {
         self.users.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alice(revision: i64, full_name: &str) -> UserRecord {
+        let mut u = UserRecord::new(
+            "alice".to_owned(),
+            "alice@example.com".to_owned(),
+            Some(full_name.to_owned()),
+            "$argon2id$placeholder".to_owned(),
+            vec!["user".to_owned()],
+            1000,
+        );
+        u.id = Uuid::from_u128(7);
+        u.revision = revision;
+        u
+    }
+
+    #[test]
+    fn a_read_older_than_a_local_write_does_not_replace_it() {
+        let cache = UserCache::default();
+        // A read of revision 3 is in flight when this process writes
+        // revision 4; the read finishes last.
+        cache.put(&alice(4, "Alice Written"));
+        let held = cache.fill(alice(3, "Alice Read"));
+        assert_eq!(
+            (held.revision, held.full_name.as_deref()),
+            (4, Some("Alice Written"))
+        );
+        let cached = cache.users.get(&Uuid::from_u128(7)).unwrap().clone();
+        assert_eq!(cached.revision, 4);
+        assert!(
+            String::from_utf8_lossy(&cached.view_json()).contains("Alice Written"),
+            "the served JSON is the written user's"
+        );
+    }
+
+    #[test]
+    fn a_newer_read_replaces_an_older_entry_and_fills_an_empty_one() {
+        let cache = UserCache::default();
+        assert_eq!(cache.fill(alice(2, "Two")).revision, 2);
+        cache.put(&alice(2, "Two"));
+        let held = cache.fill(alice(5, "Five"));
+        assert_eq!(
+            (held.revision, held.full_name.as_deref()),
+            (5, Some("Five"))
+        );
+        assert_eq!(cache.users.get(&Uuid::from_u128(7)).unwrap().revision, 5);
     }
 }

@@ -105,6 +105,13 @@ impl DeviceCookies {
         values.any(|value| self.verify(value, user, now))
     }
 
+    /// Whether the request carries a valid, unexpired device cookie of any
+    /// user: before the login's account is known, whether the request may
+    /// be a known device of it.
+    pub fn any_known<'a>(&self, mut values: impl Iterator<Item = &'a str>, now: i64) -> bool {
+        values.any(|value| cookie_user(value).is_some_and(|user| self.verify(value, user, now)))
+    }
+
     fn verify(&self, value: &str, user: Uuid, now: i64) -> bool {
         let mut parts = value.split('.');
         let (Some("v1"), Some(id), Some(issued), Some(tag), None) = (
@@ -131,8 +138,9 @@ impl DeviceCookies {
     }
 }
 
-/// Whether warden's cookies (refresh, device) carry `Secure`: yes unless the issuer is `http://` on a loopback host and warden
-/// listens on loopback only: there the browser talks plain HTTP to the
+/// Whether warden's cookies (refresh, device) carry `Secure`: yes unless
+/// the issuer is `http://` on a loopback host and warden listens on
+/// loopback only: there the browser talks plain HTTP to the
 /// same machine, and a `Secure` cookie could not be stored. Anywhere else
 /// plain HTTP would expose the token, so the cookie demands HTTPS.
 pub fn needs_secure(issuer: &str, bind: std::net::IpAddr) -> bool {
@@ -146,6 +154,15 @@ pub fn needs_secure(issuer: &str, bind: std::net::IpAddr) -> bool {
         None => false,
     };
     !(url.scheme() == "http" && loopback_host && bind.is_loopback())
+}
+
+/// The user a cookie value names, unverified.
+fn cookie_user(value: &str) -> Option<Uuid> {
+    let mut parts = value.split('.');
+    match (parts.next(), parts.next()) {
+        (Some("v1"), Some(id)) => Uuid::try_parse(id).ok(),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -173,6 +190,8 @@ mod tests {
         assert!(c.known(with_cookie(&v), alice, 1000 + DEVICE_COOKIE_TTL - 1));
         assert!(!c.known(with_cookie(&v), alice, 1000 + DEVICE_COOKIE_TTL));
         assert!(!c.known(with_cookie(&v), bob, 1000));
+        assert!(c.any_known(with_cookie(&v), 1000));
+        assert!(!c.any_known(with_cookie(&v), 1000 + DEVICE_COOKIE_TTL));
     }
 
     #[test]
@@ -190,6 +209,8 @@ mod tests {
         assert!(!c.known(with_cookie("v1"), alice, 1000));
         assert!(!c.known(with_cookie(""), alice, 1000));
         assert!(!c.known(std::iter::empty(), alice, 1000));
+        assert!(!c.any_known(with_cookie(&later), 2000));
+        assert!(!c.any_known(with_cookie("v1.garbage.1.x"), 1000));
     }
 
     #[test]

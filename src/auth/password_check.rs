@@ -77,7 +77,10 @@ pub async fn check(state: &Services, c: PasswordCheck<'_>) -> Result<bool> {
             .begin_login(&account, c.address, c.known_device, tokens::now())
         {
             Ok(attempt) => attempt,
-            Err(refusal) => return Err(refused(state, &c, refusal).await),
+            Err(refusal) => {
+                let user = c.user.map(|u| u.id);
+                return Err(refused(state, c.purpose, user, c.address, refusal).await);
+            }
         };
     let phc = c.user.map(|u| u.password_hash.clone());
     // A known device has its own places, so a flood of guesses against
@@ -118,23 +121,63 @@ pub async fn check(state: &Services, c: PasswordCheck<'_>) -> Result<bool> {
     Ok(false)
 }
 
+/// The throttle, asked before the login's account is looked up: an
+/// attempt it refuses costs no database read (the audit event of a
+/// refusal, written once per key and window, looks the account up then).
+/// `maybe_known_device`: the request carries a valid device cookie of some
+/// account, so it is judged by the limits a known device is held to; the
+/// full check in [`check`] follows once the account is known.
+pub async fn check_before_lookup(
+    state: &Services,
+    login: &str,
+    address: &str,
+    maybe_known_device: bool,
+    purpose: Purpose,
+) -> Result<()> {
+    let account = crate::domain::profile::fold_login(login);
+    let Err(refusal) =
+        state
+            .throttle
+            .check_login(&account, address, maybe_known_device, tokens::now())
+    else {
+        return Ok(());
+    };
+    let user = match refusal.report {
+        Some(_) => state
+            .store
+            .user_by_login(login)
+            .await
+            .ok()
+            .flatten()
+            .map(|u| u.id),
+        None => None,
+    };
+    Err(refused(state, purpose, user, address, refusal).await)
+}
+
 /// The 429 of a throttled check; its audit event is written once per
 /// blocking key and window (with how many refusals it stands for).
-async fn refused(state: &Services, c: &PasswordCheck<'_>, refusal: Refusal) -> Error {
-    if c.purpose == Purpose::Login {
+async fn refused(
+    state: &Services,
+    purpose: Purpose,
+    user: Option<uuid::Uuid>,
+    address: &str,
+    refusal: Refusal,
+) -> Error {
+    if purpose == Purpose::Login {
         metrics::counter!("warden_logins_total", "result" => "throttled").increment(1);
     }
     if let Some(unreported) = refusal.report {
-        let mut event = Event::new(c.purpose.throttled_event())
-            .user(c.user.map(|u| u.id))
-            .ip(Some(c.address))
+        let mut event = Event::new(purpose.throttled_event())
+            .user(user)
+            .ip(Some(address))
             .detail("retry_after", refusal.wait)
             .detail("limit", refusal.blocked.limit());
         if unreported > 0 {
             event = event.detail("refusals_since_last_event", unreported);
         }
-        if c.purpose != Purpose::Login {
-            event = event.detail("purpose", c.purpose.name());
+        if purpose != Purpose::Login {
+            event = event.detail("purpose", purpose.name());
         }
         audit::record(state.store.as_ref(), event).await;
     }

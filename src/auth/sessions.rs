@@ -98,7 +98,10 @@ pub async fn open_session(
             }
         }
     }
-    let issued = state.tokens.issue(user, &session.scope, session.id, now)?;
+    let issued_at = crate::auth::tokens::issuing_time(user, now).await;
+    let issued = state
+        .tokens
+        .issue(user, &session.scope, session.id, issued_at)?;
     Ok(Some((
         TokenResponse {
             access_token: issued.token,

@@ -26,16 +26,24 @@
 //! rows, not one per request.
 //!
 //! State is per process (see the README's multi-instance notes), in memory,
-//! and bounded: windows are pruned as they are touched and swept with the
-//! background purge.
+//! and bounded: every failure also goes into a time-ordered queue, and each
+//! attempt expires at most [`EXPIRE_PER_CALL`] of the oldest entries per
+//! map, dropping windows that have emptied. An attempt's cost stays
+//! bounded however many keys are tracked (a full sweep per attempt, past
+//! 200 k pairs, cost a scan of every map); the background purge sweeps the
+//! rest.
 
 use std::collections::VecDeque;
 use std::hash::Hash;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use dashmap::DashMap;
 
-/// Past this many tracked pairs, a sweep runs on the next attempt.
-const MAX_TRACKED: usize = 200_000;
+/// Entries each attempt expires per map, at most. More than one, so that
+/// expiry outpaces recording (each attempt records at most one failure
+/// per map) and a backlog — after a quiet spell — drains.
+const EXPIRE_PER_CALL: usize = 8;
 
 /// Limits, from the configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,16 +98,79 @@ pub struct Refusal {
     pub report: Option<u64>,
 }
 
+/// Entries of a map in the order they leave the window: each with its key,
+/// and the time it was recorded at.
+struct ExpiryQueue<K> {
+    queue: Mutex<VecDeque<(i64, K)>>,
+}
+
+impl<K> ExpiryQueue<K> {
+    fn new() -> Self {
+        Self {
+            queue: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    fn push(&self, at: i64, key: K) {
+        self.lock().push_back((at, key));
+    }
+
+    /// Takes out at most `limit` entries recorded at or before `cutoff`,
+    /// oldest first. (Clocks of concurrent callers may disagree by a
+    /// second, so the queue is nearly, not strictly, in order; an entry
+    /// behind a newer one leaves a little late, never early.)
+    fn pop_expired(&self, cutoff: i64, limit: usize) -> Vec<(i64, K)> {
+        let mut queue = self.lock();
+        let mut expired = Vec::new();
+        while expired.len() < limit && queue.front().is_some_and(|(at, _)| *at <= cutoff) {
+            expired.extend(queue.pop_front());
+        }
+        expired
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(i64, K)>> {
+        // A panic while holding the lock leaves the queue consistent.
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// One sliding window per key: the times (unix seconds) of its failures.
 struct Windows<K> {
     map: DashMap<K, VecDeque<i64>>,
+    /// Every failure recorded, so windows expire without a scan.
+    expiry: ExpiryQueue<K>,
 }
 
 impl<K: Eq + Hash + Clone> Windows<K> {
     fn new() -> Self {
         Self {
             map: DashMap::new(),
+            expiry: ExpiryQueue::new(),
         }
+    }
+
+    /// Drops what at most `limit` of the oldest failures leave behind
+    /// (their times, and their keys' windows once empty); returns how many
+    /// entries it looked at.
+    fn expire(&self, window: i64, now: i64, limit: usize) -> usize {
+        let expired = self.expiry.pop_expired(now - window, limit);
+        for (_, key) in &expired {
+            let empty = self.map.get_mut(key).is_some_and(|mut times| {
+                while times.front().is_some_and(|&t| t <= now - window) {
+                    times.pop_front();
+                }
+                times.is_empty()
+            });
+            if empty {
+                self.map.remove_if(key, |_, times| times.is_empty());
+            }
+        }
+        expired.len()
     }
 
     /// Seconds until `key` may try again, if it is over `limit`.
@@ -122,7 +193,8 @@ impl<K: Eq + Hash + Clone> Windows<K> {
     }
 
     fn record(&self, key: K, now: i64) {
-        self.map.entry(key).or_default().push_back(now);
+        self.map.entry(key.clone()).or_default().push_back(now);
+        self.expiry.push(now, key);
     }
 
     /// Takes back one failure recorded at `at`.
@@ -138,9 +210,17 @@ impl<K: Eq + Hash + Clone> Windows<K> {
         self.map.remove(key);
     }
 
-    fn sweep(&self, window: i64, now: i64) {
-        self.map
-            .retain(|_, times| times.back().is_some_and(|&t| t > now - window));
+    /// Expires everything that has left the window; returns how many
+    /// entries it looked at.
+    fn sweep(&self, window: i64, now: i64) -> usize {
+        let mut visited = self.expire(window, now, usize::MAX);
+        // Windows emptied by a success (`clear`, `forget_one`) before
+        // their entries' turn in the queue.
+        self.map.retain(|_, times| {
+            visited += 1;
+            times.back().is_some_and(|&t| t > now - window)
+        });
+        visited
     }
 
     fn len(&self) -> usize {
@@ -165,6 +245,12 @@ pub struct Throttle {
     registrations: Windows<String>,
     /// Refusals per blocking key: (when last reported, refusals since).
     refusals: DashMap<Blocked, (i64, u64)>,
+    /// Each report of `refusals`, in order, so reports expire without a
+    /// scan like the windows do.
+    refusals_expiry: ExpiryQueue<Blocked>,
+    /// Entries looked at by expiry and sweeps: the work the throttle's
+    /// bookkeeping costs (for tests: counted, never timed).
+    work: AtomicU64,
 }
 
 impl Throttle {
@@ -176,7 +262,39 @@ impl Throttle {
             accounts: Windows::new(),
             registrations: Windows::new(),
             refusals: DashMap::new(),
+            refusals_expiry: ExpiryQueue::new(),
+            work: AtomicU64::new(0),
         }
+    }
+
+    /// Expires a bounded number of the oldest entries of every map.
+    fn expire(&self, now: i64) {
+        let w = self.limits.window;
+        let mut work = self.pairs.expire(w, now, EXPIRE_PER_CALL)
+            + self.addresses.expire(w, now, EXPIRE_PER_CALL)
+            + self.accounts.expire(w, now, EXPIRE_PER_CALL)
+            + self.registrations.expire(w, now, EXPIRE_PER_CALL);
+        work += self.expire_refusals(now, EXPIRE_PER_CALL);
+        self.work.fetch_add(work as u64, Ordering::Relaxed);
+    }
+
+    fn expire_refusals(&self, now: i64, limit: usize) -> usize {
+        let w = self.limits.window;
+        let expired = self.refusals_expiry.pop_expired(now - w, limit);
+        for (at, key) in &expired {
+            // Reported again since: a later entry of the queue is its. With
+            // refusals since the report, the entry carries their count to
+            // the next window's report (the background sweep drops it).
+            self.refusals.remove_if(key, |_, (reported_at, since)| {
+                reported_at == at && *since == 0
+            });
+        }
+        expired.len()
+    }
+
+    /// Entries the throttle's expiry and sweeps have looked at so far.
+    pub fn work(&self) -> u64 {
+        self.work.load(Ordering::Relaxed)
     }
 
     pub fn limits(&self) -> Limits {
@@ -193,12 +311,34 @@ impl Throttle {
         known_device: bool,
         now: i64,
     ) -> Result<Attempt, Refusal> {
+        self.check_login(account, address, known_device, now)?;
+        self.pairs
+            .record((account.to_owned(), address.to_owned()), now);
+        self.addresses.record(address.to_owned(), now);
+        self.accounts.record(account.to_owned(), now);
+        Ok(Attempt {
+            account: account.to_owned(),
+            address: address.to_owned(),
+            at: now,
+        })
+    }
+
+    /// Whether a login attempt would be refused, without letting it
+    /// through: a refusal is counted (and reported) like one of
+    /// [`Throttle::begin_login`], a pass records nothing. Needs no
+    /// database: the password grant asks it before looking the account
+    /// up, with `known_device` true when the request carries any valid
+    /// device cookie (which account it belongs to, only the lookup tells),
+    /// and [`Throttle::begin_login`] decides again after.
+    pub fn check_login(
+        &self,
+        account: &str,
+        address: &str,
+        known_device: bool,
+        now: i64,
+    ) -> Result<(), Refusal> {
         let l = self.limits;
-        if self.pairs.len() > MAX_TRACKED {
-            // Someone is spraying many accounts or addresses: drop windows
-            // that have emptied, keeping memory bounded.
-            self.sweep(now);
-        }
+        self.expire(now);
         let pair = (account.to_owned(), address.to_owned());
         let mut refused: Option<(i64, Blocked)> = None;
         let mut refuse = |wait: Option<i64>, blocked: &dyn Fn() -> Blocked| {
@@ -243,14 +383,7 @@ impl Throttle {
                 report,
             });
         }
-        self.pairs.record(pair, now);
-        self.addresses.record(address.to_owned(), now);
-        self.accounts.record(account.to_owned(), now);
-        Ok(Attempt {
-            account: account.to_owned(),
-            address: address.to_owned(),
-            at: now,
-        })
+        Ok(())
     }
 
     /// Counts a refusal of `blocked`; `Some(unreported)` when it is the
@@ -269,6 +402,8 @@ impl Throttle {
             let unreported = *since;
             *reported_at = now;
             *since = 0;
+            drop(entry);
+            self.refusals_expiry.push(now, blocked.clone());
             Some(unreported)
         }
     }
@@ -291,6 +426,7 @@ impl Throttle {
     /// per window, successful or not), or says how long to wait.
     pub fn begin_registration(&self, address: &str, now: i64) -> Result<(), i64> {
         let l = self.limits;
+        self.expire(now);
         if let Some(wait) =
             self.registrations
                 .blocked_for(&address.to_owned(), l.per_address, l.window, now)
@@ -301,15 +437,19 @@ impl Throttle {
         Ok(())
     }
 
-    /// Drops windows with nothing left in them.
+    /// Drops everything that has left the window (the background purge).
     pub fn sweep(&self, now: i64) {
         let w = self.limits.window;
-        self.pairs.sweep(w, now);
-        self.addresses.sweep(w, now);
-        self.accounts.sweep(w, now);
-        self.registrations.sweep(w, now);
-        self.refusals
-            .retain(|_, (reported_at, _)| *reported_at > now - w);
+        let mut work = self.pairs.sweep(w, now)
+            + self.addresses.sweep(w, now)
+            + self.accounts.sweep(w, now)
+            + self.registrations.sweep(w, now)
+            + self.expire_refusals(now, usize::MAX);
+        self.refusals.retain(|_, (reported_at, _)| {
+            work += 1;
+            *reported_at > now - w
+        });
+        self.work.fetch_add(work as u64, Ordering::Relaxed);
     }
 
     /// Keys tracked (for tests and metrics).
@@ -410,6 +550,59 @@ mod tests {
             t.begin_login("victim", "5.5.5.5", false, 1005).is_err(),
             "per account"
         );
+    }
+
+    #[test]
+    fn past_200k_pairs_an_attempt_still_looks_at_a_bounded_number_of_entries() {
+        // A spray of 200,001 (account, address) pairs inside one window
+        // used to make every later attempt sweep every map in full.
+        let t = throttle();
+        let sprayed = 200_001u32;
+        for i in 0..sprayed {
+            let address = format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255);
+            t.failed(
+                t.begin_login(&format!("u{i}"), &address, false, 1000)
+                    .unwrap(),
+            );
+        }
+        assert_eq!(t.pairs.len(), sprayed as usize);
+        let bound = 5 * EXPIRE_PER_CALL as u64;
+        let attempts = |from: i64| {
+            (from..from + 100)
+                .map(|now| {
+                    let before = t.work();
+                    if let Ok(a) = t.begin_login("alice", "192.0.2.1", false, now) {
+                        t.succeeded(a);
+                    }
+                    t.work() - before
+                })
+                .max()
+                .unwrap()
+        };
+        // Inside the window: nothing has expired, nothing is looked at.
+        assert_eq!(attempts(1001), 0);
+        // Once the spray leaves the window, each attempt expires a bounded
+        // share of it...
+        assert!(attempts(1900) <= bound);
+        assert!(t.pairs.len() < sprayed as usize);
+        // ...and the background sweep the rest: memory comes back.
+        t.sweep(3000);
+        assert_eq!(t.tracked(), 0);
+        assert_eq!(t.pairs.expiry.len(), 0);
+    }
+
+    #[test]
+    fn expiry_keeps_a_key_whose_window_was_refilled() {
+        let t = throttle();
+        t.failed(t.begin_login("alice", "1.2.3.4", false, 1000).unwrap());
+        for i in 0..4 {
+            t.failed(t.begin_login("alice", "1.2.3.4", false, 1800 + i).unwrap());
+        }
+        // At 1900 the first failure leaves; the four later ones still
+        // count, so a fifth is the last allowed.
+        t.failed(t.begin_login("alice", "1.2.3.4", false, 1900).unwrap());
+        assert_eq!(t.pairs.len(), 1);
+        assert!(t.begin_login("alice", "1.2.3.4", false, 1901).is_err());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use dashmap::DashMap;
@@ -27,10 +27,39 @@ pub fn now() -> i64 {
 /// The moment from which a user's new tokens are valid after a security
 /// change at `now`: the next whole second. A token carries `iat` in whole
 /// seconds, so every token issued during the second of the change (before
-/// it) has `iat < now + 1` and fails; tokens issued after the change get
-/// `iat = now + 1` (see [`TokenIssuer::issue`]).
+/// it) has `iat < now + 1` and fails; a token for the user is issued no
+/// earlier than `now + 1` (see [`issuing_time`]).
 pub fn next_valid_after(now: i64) -> i64 {
     now + 1
+}
+
+/// The longest [`issuing_time`] waits: one second, the granularity of
+/// `iat`. A `tokens_valid_after` further ahead comes from a clock that runs
+/// ahead of ours (another instance's).
+const MAX_ISSUE_WAIT: Duration = Duration::from_secs(1);
+
+/// When to issue a token for `user`, given that it is `now`: `now`, or,
+/// in the second of the user's last security change, the start of the
+/// next second, once the clock has reached it.
+///
+/// Tokens issued before the change and after it in that same second are
+/// told apart by waiting rather than by stamping the later ones with the
+/// next second: an `iat` ahead of the clock is refused by verifiers that
+/// check it. The wait (under a second) falls only on a token issued in the
+/// second of its user's own change, such as the one a password change
+/// answers with.
+pub async fn issuing_time(user: &UserRecord, now: i64) -> i64 {
+    let valid_after = user.tokens_valid_after;
+    if now >= valid_after {
+        return now;
+    }
+    let start = UNIX_EPOCH + Duration::from_secs(u64::try_from(valid_after).unwrap_or(0));
+    if let Ok(wait) = start.duration_since(SystemTime::now())
+        && wait <= MAX_ISSUE_WAIT
+    {
+        tokio::time::sleep(wait).await;
+    }
+    self::now()
 }
 
 #[derive(Serialize)]
@@ -117,8 +146,9 @@ impl TokenIssuer {
         header.typ = Some("at+jwt".to_owned());
         header.kid = Some(key.kid.clone());
         // `iat` is never before the user's last security change, so the
-        // token passes the gate even when issued in the second of the change;
-        // `nbf` stays the true time, so the token is usable at once.
+        // token passes the gate. Callers issue at [`issuing_time`], so this
+        // is `now` unless a clock ahead of ours made the change; `nbf`
+        // stays the true time, so the token is usable at once either way.
         let iat = now.max(user.tokens_valid_after);
         let claims = AccessClaims {
             iss: &self.issuer,

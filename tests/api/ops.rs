@@ -128,6 +128,27 @@ async fn openapi_documents_every_route_with_the_password_flow() {
 }
 
 #[tokio::test]
+async fn every_operation_in_openapi_has_a_summary() {
+    // utoipa takes the summary from the handler's doc comment; a comment
+    // that drifts onto a neighbouring item leaves the operation without
+    // one (it happened to `POST /users`).
+    let app = TestApp::spawn().await;
+    let doc: Value = app.get("/openapi.json").await.json().await.unwrap();
+    let mut operations = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            operations += 1;
+            let summary = operation["summary"].as_str().unwrap_or("");
+            assert!(
+                !summary.trim().is_empty(),
+                "{method} {path} has no summary in /openapi.json"
+            );
+        }
+    }
+    assert!(operations >= CONTRACT_ROUTES.len(), "{operations} operations");
+}
+
+#[tokio::test]
 async fn every_documented_route_is_served() {
     // The other direction: nothing in the document 404s.
     let app = TestApp::spawn().await;
@@ -211,6 +232,47 @@ async fn metrics_count_logins_and_requests() {
     ] {
         assert!(text.contains(series), "{series} missing from /metrics");
     }
+}
+
+#[tokio::test]
+async fn request_durations_are_a_histogram_with_buckets() {
+    // The contract says histogram: buckets aggregate across instances,
+    // a summary's quantiles do not.
+    let app = TestApp::spawn().await;
+    assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
+    let text = app.get("/metrics").await.text().await.unwrap();
+    let series: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("warden_http_request_duration_seconds"))
+        .collect();
+    assert!(
+        text.contains("# TYPE warden_http_request_duration_seconds histogram"),
+        "{series:#?}"
+    );
+    assert!(
+        !series.iter().any(|l| l.contains("quantile=")),
+        "{series:#?}"
+    );
+    let buckets: Vec<&str> = series
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with(r#"warden_http_request_duration_seconds_bucket{route="/healthz",le=""#))
+        .collect();
+    // Microseconds (a cached-token request) to seconds (a hashing queue).
+    for le in ["0.00005", "0.001", "0.1", "1", "10", "+Inf"] {
+        assert!(
+            buckets.iter().any(|l| l.contains(&format!("le=\"{le}\""))),
+            "no bucket le={le} in {buckets:#?}"
+        );
+    }
+    // Cumulative: the +Inf bucket holds every request counted.
+    let value = |l: &str| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap();
+    let inf = buckets.iter().find(|l| l.contains(r#"le="+Inf""#)).unwrap();
+    let count = series
+        .iter()
+        .find(|l| l.starts_with(r#"warden_http_request_duration_seconds_count{route="/healthz"}"#))
+        .unwrap();
+    assert!(value(inf) >= 1.0 && value(inf) == value(count), "{inf} {count}");
 }
 
 #[tokio::test]

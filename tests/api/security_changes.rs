@@ -323,6 +323,63 @@ async fn a_demotion_that_fails_half_way_changes_nothing() {
     );
 }
 
+/// The claims of an access token, decoded without verifying it.
+fn unverified_claims(access_token: &str) -> Value {
+    use base64::Engine;
+    let payload = access_token.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+#[tokio::test]
+async fn the_token_of_a_password_change_is_not_issued_in_the_future() {
+    let app = TestApp::spawn().await;
+    let (_, old) = app.user_with_token("alice").await;
+    // At the start of a second, so the change and its answer share it: a
+    // token stamped with the next second would then be ahead of the clock.
+    let ms_into_second = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_millis();
+    tokio::time::sleep(Duration::from_millis(u64::from(1000 - ms_into_second))).await;
+    let r = app
+        .client
+        .put(app.at("/users/me/password"))
+        .bearer_auth(&old)
+        .json(&json!({"current_password": PASSWORD, "new_password": NEW_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let answered_at = unix_now();
+    let body: Value = r.json().await.unwrap();
+    let new = body["access_token"].as_str().unwrap();
+    let claims = unverified_claims(new);
+    let (iat, nbf) = (claims["iat"].as_i64().unwrap(), claims["nbf"].as_i64().unwrap());
+    assert!(iat <= answered_at, "iat {iat} is after the answer at {answered_at}");
+    assert!(nbf <= iat, "nbf {nbf}, iat {iat}");
+    // And the gate still tells the two apart: the new token works at once,
+    // the one from before the change does not.
+    assert_eq!(app.me(new).await.status(), StatusCode::OK);
+    assert_eq!(app.me(&old).await.status(), StatusCode::UNAUTHORIZED);
+    // A login in the same second as the change, likewise.
+    let login: Value = app.login("alice", NEW_PASSWORD).await.json().await.unwrap();
+    let fresh = login["access_token"].as_str().unwrap();
+    assert!(unverified_claims(fresh)["iat"].as_i64().unwrap() <= unix_now());
+    assert_eq!(app.me(fresh).await.status(), StatusCode::OK);
+}
+
 #[tokio::test]
 async fn a_password_change_and_its_audit_event_are_one() {
     let app = TestApp::spawn().await;

@@ -269,6 +269,35 @@ async fn a_refresh_may_narrow_scope_but_never_widen_it() {
 }
 
 #[tokio::test]
+async fn a_refresh_refused_for_its_scope_leaves_the_token_usable() {
+    // Without a grace period, so a rotation committed behind the refusal
+    // would make the client's retry a reuse.
+    let app = TestApp::spawn_with(&[("WARDEN_REFRESH_REUSE_GRACE", "0")]).await;
+    app.register_ok("alice").await;
+    let (access, r1) = login_pair(&app, "alice").await;
+    let r = app
+        .login_form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &r1),
+            ("scope", "me users:read"),
+        ])
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let err: Value = r.json().await.unwrap();
+    assert_eq!(err["error"], "invalid_scope");
+    // The same token, without the scope: rotated as if nothing happened.
+    let (a2, r2) = refresh_ok(&app, &r1).await;
+    assert_eq!(app.me(&access).await.status(), StatusCode::OK);
+    assert_eq!(app.me(&a2).await.status(), StatusCode::OK);
+    refresh_ok(&app, &r2).await;
+    assert_eq!(
+        app.sql_i64("select count(*) from audit_events where type = 'refresh_reuse_detected'")
+            .await,
+        0
+    );
+}
+
+#[tokio::test]
 async fn a_missing_refresh_token_is_invalid_request_and_garbage_is_invalid_grant() {
     let app = TestApp::spawn().await;
     let r = app.login_form(&[("grant_type", "refresh_token")]).await;

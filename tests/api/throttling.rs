@@ -399,3 +399,31 @@ async fn a_flood_of_throttled_logins_writes_one_audit_row_per_key_and_window() {
     assert_eq!(audit_count(&app, "login_failed").await, 5);
     assert_eq!(audit_count(&app, "login_throttled").await, 1);
 }
+
+#[tokio::test]
+async fn a_throttled_login_is_refused_without_reading_the_database() {
+    // The throttle used to run after the account lookup: every refused
+    // attempt of a flood still cost a database read.
+    let app = TestApp::spawn().await;
+    app.register_ok("alice").await;
+    for _ in 0..5 {
+        app.login("alice", "wrong password").await;
+    }
+    // The first refusal of the window writes its audit event.
+    assert_throttled(app.login("Alice", "wrong password").await).await;
+    assert_eq!(audit_count(&app, "login_throttled").await, 1);
+    // With the users table out of reach, a login that needs the account
+    // fails (5xx); a throttled one never gets that far.
+    app.sql("alter table users rename to users_out_of_reach").await;
+    let throttled = app.login("ALICE", PASSWORD).await;
+    let needs_lookup = app.login("bob", "wrong password").await.status();
+    app.sql("alter table users_out_of_reach rename to users").await;
+    assert_throttled(throttled).await;
+    assert!(needs_lookup.is_server_error(), "{needs_lookup}");
+    // The refusals since were counted, not written.
+    assert_eq!(audit_count(&app, "login_throttled").await, 1);
+    assert_eq!(
+        app.login("bob", "wrong password").await.status(),
+        StatusCode::BAD_REQUEST
+    );
+}

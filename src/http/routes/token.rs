@@ -221,8 +221,21 @@ async fn password_grant(
         params.0.get("scope").map(String::as_str),
     )?;
 
-    let user = state.store.user_by_login(login).await?;
     let address = client.ip.as_deref().unwrap_or("unknown");
+    // Throttled before the account is looked up: a flood of refused
+    // attempts costs no database read.
+    crate::auth::password_check::check_before_lookup(
+        state,
+        login,
+        address,
+        state.devices.any_known(
+            cookies::values(headers, state.devices.name()),
+            tokens::now(),
+        ),
+        crate::auth::password_check::Purpose::Login,
+    )
+    .await?;
+    let user = state.store.user_by_login(login).await?;
     let known_device = user
         .as_ref()
         .is_some_and(|u| cookies::known_device(&state.devices, headers, u.id, tokens::now()));
@@ -317,6 +330,19 @@ async fn refresh_grant(
     let Some(presented) = state.refresh.resolve(state.store.as_ref(), token).await? else {
         return Err(invalid_refresh());
     };
+    // A scope the session does not hold is refused before the rotation:
+    // refused after it, the client would never see the successor, and its
+    // next refresh with this (then spent) token would count as reuse and
+    // end the session. Only the current token is judged here; any other
+    // goes on to the rotation, which decides retry or reuse.
+    if let Some(wanted) = &requested
+        && let Some(record) = state.store.refresh_record(presented.session).await?
+        && record.is_current(&presented, now, state.config.session_max_lifetime as i64)
+        && let Some(user) = state.store.user_by_id(record.session.user_id).await?
+        && !user.disabled
+    {
+        ungranted_scope(state, &user, &record.session.scope, wanted)?;
+    }
     let successor = state
         .refresh
         .successor(token, presented.session, presented.generation + 1);
@@ -353,22 +379,14 @@ async fn refresh_grant(
         _ => return Err(invalid_refresh()),
     };
     // Never wider than the login granted, nor than the user's roles allow
-    // now; a request may narrow it.
-    let own = state.config.roles.scopes_of(&user.roles);
-    let session_scopes: Vec<&str> = session
-        .scope
-        .split(' ')
-        .filter(|s| own.contains(s))
-        .collect();
+    // now; a request may narrow it. (Checked before the rotation too; a
+    // role change in between has ended the session, so this refusal after
+    // a committed rotation needs a race.)
+    let session_scopes = session_scopes(state, &user, &session.scope);
     let scope: Vec<&str> = match &requested {
         None => session_scopes,
         Some(wanted) => {
-            if let Some(extra) = wanted.iter().find(|w| !session_scopes.contains(w)) {
-                return Err(Error::Grant(
-                    GrantError::InvalidScope,
-                    format!("Scope {extra} was not granted to this session"),
-                ));
-            }
+            ungranted_scope(state, &user, &session.scope, wanted)?;
             session_scopes
                 .into_iter()
                 .filter(|s| wanted.contains(s))
@@ -379,9 +397,10 @@ async fn refresh_grant(
         return Err(invalid_refresh());
     }
     let scope = scope.join(" ");
+    let issued_at = tokens::issuing_time(&user, now).await;
     let issued = state
         .tokens
-        .issue_for(&user, &scope, session.id, now, "refresh_token")?;
+        .issue_for(&user, &scope, session.id, issued_at, "refresh_token")?;
     Ok(TokenResponse {
         access_token: issued.token,
         token_type: "bearer",
@@ -389,6 +408,30 @@ async fn refresh_grant(
         scope,
         refresh_token: Some(successor),
     })
+}
+
+/// The scopes a refresh of a session granted `granted` may carry: those
+/// the user's roles still grant.
+fn session_scopes<'a>(state: &AppState, user: &UserRecord, granted: &'a str) -> Vec<&'a str> {
+    let own = state.config.roles.scopes_of(&user.roles);
+    granted.split(' ').filter(|s| own.contains(s)).collect()
+}
+
+/// 400 `invalid_scope` when `wanted` asks for a scope beyond the session's.
+fn ungranted_scope(
+    state: &AppState,
+    user: &UserRecord,
+    granted: &str,
+    wanted: &BTreeSet<&str>,
+) -> Result<()> {
+    let held = session_scopes(state, user, granted);
+    match wanted.iter().find(|w| !held.contains(w)) {
+        Some(extra) => Err(Error::Grant(
+            GrantError::InvalidScope,
+            format!("Scope {extra} was not granted to this session"),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The session a genuine refresh token (of any generation) belongs to.

@@ -232,6 +232,11 @@ pub fn parse_registration(body: &Map<String, Value>) -> Result<NewUser<'_>> {
     })
 }
 
+/// Register a new account.
+///
+/// Open to anyone while registration is open; the new user gets the
+/// `user` role. At most `WARDEN_THROTTLE_PER_ADDRESS` registrations per
+/// address and window.
 #[utoipa::path(
     post,
     path = "/users",
