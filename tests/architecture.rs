@@ -91,6 +91,8 @@ fn names_in(line: &str) -> (Vec<String>, Vec<String>) {
             crates.push(word.to_owned());
         }
     }
+    crates.sort();
+    crates.dedup();
     (modules, crates)
 }
 
@@ -120,15 +122,15 @@ fn no_tier_reaches_up() {
         for (n, line) in text.lines().enumerate() {
             let (modules, crates) = names_in(line);
             for module in modules {
-                if let Some(used) = tier_of_module(&module) {
-                    if used > tier {
-                        violations.push(format!(
-                            "src/{relative}:{}: the {} tier uses crate::{module} of the {} tier",
-                            n + 1,
-                            TIERS[tier].0,
-                            TIERS[used].0
-                        ));
-                    }
+                if let Some(used) = tier_of_module(&module)
+                    && used > tier
+                {
+                    violations.push(format!(
+                        "src/{relative}:{}: the {} tier uses crate::{module} of the {} tier",
+                        n + 1,
+                        TIERS[tier].0,
+                        TIERS[used].0
+                    ));
                 }
             }
             for name in crates {

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod cache;
 pub mod devices;
 pub mod error;
+pub mod grants;
 pub mod keys;
 pub mod password_check;
 pub mod passwords;

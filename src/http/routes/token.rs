@@ -1,7 +1,5 @@
 //! `POST /token`: the OAuth 2.0 password grant (RFC 6749 §4.3).
 
-use std::collections::BTreeSet;
-
 use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, header};
@@ -14,17 +12,14 @@ use uuid::Uuid;
 use warden_guard::RequireScope;
 
 use crate::auth::audit::{self, Event};
-use crate::auth::refresh_tokens::RefreshTokens;
+use crate::auth::grants;
 use crate::auth::tokens;
-use crate::domain::roles::Roles;
 use crate::http::body::OAuthParams;
 use crate::http::cookies;
 use crate::http::error::{Error, GrantError, Result};
 use crate::http::routes::{ClientMeta, TokenResponse};
 use crate::http::scopes::TokensIntrospect;
 use crate::http::state::AppState;
-use crate::storage::UserRecord;
-use crate::storage::{RefreshLifetimes, RefreshOutcome};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -50,7 +45,10 @@ pub struct TokenRequest {
     scope: Option<String>,
 }
 
-const BAD_CREDENTIALS: &str = "Incorrect username or password";
+/// The `scope` parameter, if any.
+fn scope_of(params: &OAuthParams) -> Option<&str> {
+    params.0.get("scope").map(String::as_str)
+}
 
 fn missing(name: &str) -> Error {
     Error::Grant(
@@ -64,47 +62,6 @@ fn required<'a>(params: &'a OAuthParams, name: &str) -> Result<&'a str> {
         Some(v) if !v.is_empty() => Ok(v),
         _ => Err(missing(name)),
     }
-}
-
-/// Parses the requested scope: `None` when absent or empty; every scope
-/// must be one some role grants.
-pub fn requested_scopes<'a>(
-    roles: &Roles,
-    scope: Option<&'a str>,
-) -> Result<Option<BTreeSet<&'a str>>> {
-    let Some(scope) = scope else { return Ok(None) };
-    let wanted: BTreeSet<&str> = scope.split(' ').filter(|s| !s.is_empty()).collect();
-    if wanted.is_empty() {
-        return Ok(None);
-    }
-    if let Some(unknown) = wanted.iter().find(|s| !roles.all_scopes().contains(**s)) {
-        return Err(Error::Grant(
-            GrantError::InvalidScope,
-            format!("Unknown scope: {unknown}"),
-        ));
-    }
-    Ok(Some(wanted))
-}
-
-/// Granted = requested ∩ the user's scopes (all of them when none was
-/// requested), space-separated in a stable order.
-pub fn grant_scopes(
-    roles: &Roles,
-    user: &UserRecord,
-    requested: Option<&BTreeSet<&str>>,
-) -> Result<String> {
-    let own = roles.scopes_of(&user.roles);
-    let granted: Vec<&str> = match requested {
-        None => own.into_iter().collect(),
-        Some(wanted) => own.into_iter().filter(|s| wanted.contains(s)).collect(),
-    };
-    if granted.is_empty() {
-        return Err(Error::Grant(
-            GrantError::InvalidScope,
-            "None of the requested scopes is granted to this user".to_owned(),
-        ));
-    }
-    Ok(granted.join(" "))
 }
 
 /// Issue an access token for a username (or email) and password.
@@ -154,7 +111,17 @@ pub async fn issue_token(
     }
     match params.0.get("grant_type").map(String::as_str) {
         None | Some("") | Some("password") => {
-            let (tokens, user) = password_grant(&state, &client, &headers, &params).await?;
+            let device_cookies: Vec<&str> =
+                cookies::values(&headers, state.devices.name()).collect();
+            let (tokens, user) = grants::password(
+                &state,
+                required(&params, "username")?,
+                required(&params, "password")?,
+                params.0.get("scope").map(String::as_str),
+                &client,
+                &device_cookies,
+            )
+            .await?;
             let mut response = state.cookies.respond(tokens, cookie_mode);
             // This browser (if it is one) is now a known device of the
             // user: lock-out resistance, see devices.rs.
@@ -183,7 +150,7 @@ async fn refresh(
     cookie_mode: bool,
 ) -> Result<Response> {
     if let Ok(token) = required(params, "refresh_token") {
-        let tokens = refresh_grant(state, token, params).await?;
+        let tokens = grants::refresh(state, token, scope_of(params)).await?;
         return Ok(state.cookies.respond(tokens, cookie_mode));
     }
     let Some(token) = cookies::read(headers) else {
@@ -195,7 +162,10 @@ async fn refresh(
             COOKIE_ORIGIN_REFUSED.to_owned(),
         ));
     }
-    match refresh_grant(state, &token, params).await {
+    match grants::refresh(state, &token, scope_of(params))
+        .await
+        .map_err(Error::from)
+    {
         Ok(tokens) => Ok(state.cookies.respond(tokens, true)),
         Err(e @ Error::Grant(GrantError::InvalidGrant, _)) => {
             Ok(state.cookies.cleared(e.into_response()))
@@ -206,233 +176,6 @@ async fn refresh(
 
 /// Why a cookie refresh from another origin is refused.
 pub const COOKIE_ORIGIN_REFUSED: &str = "The refresh token cookie is accepted only from warden's own origin or a configured CORS origin";
-
-/// The password grant; with the token response, the user it was issued to.
-async fn password_grant(
-    state: &AppState,
-    client: &ClientMeta,
-    headers: &HeaderMap,
-    params: &OAuthParams,
-) -> Result<(TokenResponse, uuid::Uuid)> {
-    let login = required(params, "username")?;
-    let password = required(params, "password")?;
-    let requested = requested_scopes(
-        &state.config.roles,
-        params.0.get("scope").map(String::as_str),
-    )?;
-
-    let address = client.ip.as_deref().unwrap_or("unknown");
-    // Throttled before the account is looked up: a flood of refused
-    // attempts costs no database read.
-    crate::auth::password_check::check_before_lookup(
-        state,
-        login,
-        address,
-        state.devices.any_known(
-            cookies::values(headers, state.devices.name()),
-            tokens::now(),
-        ),
-        crate::auth::password_check::Purpose::Login,
-    )
-    .await?;
-    let user = state.store.user_by_login(login).await?;
-    let known_device = user
-        .as_ref()
-        .is_some_and(|u| cookies::known_device(&state.devices, headers, u.id, tokens::now()));
-    // Throttled before any password work; always one argon2 verification,
-    // even for an unknown user (against a dummy hash), so timing does not
-    // reveal which accounts exist.
-    let check = crate::auth::password_check::PasswordCheck {
-        login,
-        user: user.as_ref(),
-        password,
-        address,
-        known_device,
-        purpose: crate::auth::password_check::Purpose::Login,
-    };
-    let right = crate::auth::password_check::check(state, check).await?;
-    let user = match user {
-        Some(u) if right => u,
-        _ => {
-            return Err(Error::Grant(
-                GrantError::InvalidGrant,
-                BAD_CREDENTIALS.to_owned(),
-            ));
-        }
-    };
-    // The session is opened only if the user is still as the password
-    // check saw them. A password, role or disabled change that committed
-    // in between has ended every session of the user, and must end this
-    // login too: decide again from the user as they are now.
-    let mut user = user;
-    let mut retries = 0;
-    let (response, sid) = loop {
-        let scope = grant_scopes(&state.config.roles, &user, requested.as_ref())?;
-        if let Some(opened) =
-            crate::auth::sessions::open_session(state, &user, scope, client, tokens::now()).await?
-        {
-            break opened;
-        }
-        retries += 1;
-        match state.store.user_by_id(user.id).await? {
-            // Same password (a role change): the check still holds, under
-            // the new roles. Bounded, though a user changed three times
-            // during one login is already absurd.
-            Some(fresh)
-                if !fresh.disabled && fresh.password_hash == user.password_hash && retries < 3 =>
-            {
-                user = fresh;
-            }
-            // A new password, disabled, deleted: the password that was
-            // checked is no longer the account's.
-            _ => {
-                return Err(Error::Grant(
-                    GrantError::InvalidGrant,
-                    BAD_CREDENTIALS.to_owned(),
-                ));
-            }
-        }
-    };
-    state.gate.set(&user);
-    state.users.put(&user);
-    metrics::counter!("warden_logins_total", "result" => "ok").increment(1);
-    audit::record(
-        state.store.as_ref(),
-        Event::new("login_succeeded")
-            .user(user.id)
-            .session(sid)
-            .ip(client.ip.as_deref()),
-    )
-    .await;
-    Ok((response, user.id))
-}
-
-fn invalid_refresh() -> Error {
-    Error::Grant(
-        GrantError::InvalidGrant,
-        "Invalid or expired refresh token".to_owned(),
-    )
-}
-
-/// `grant_type=refresh_token`: rotate the refresh token, issue a new pair.
-async fn refresh_grant(
-    state: &AppState,
-    token: &str,
-    params: &OAuthParams,
-) -> Result<TokenResponse> {
-    let requested = requested_scopes(
-        &state.config.roles,
-        params.0.get("scope").map(String::as_str),
-    )?;
-    let now = tokens::now();
-    // A forged token (a session id seen in some access token, with a
-    // made-up secret) stops here, before the database: nothing is revoked.
-    let Some(presented) = state.refresh.resolve(state.store.as_ref(), token).await? else {
-        return Err(invalid_refresh());
-    };
-    // A scope the session does not hold is refused before the rotation:
-    // refused after it, the client would never see the successor, and its
-    // next refresh with this (then spent) token would count as reuse and
-    // end the session. Only the current token is judged here; any other
-    // goes on to the rotation, which decides retry or reuse.
-    if let Some(wanted) = &requested
-        && let Some(record) = state.store.refresh_record(presented.session).await?
-        && record.is_current(&presented, now, state.config.session_max_lifetime as i64)
-        && let Some(user) = state.store.user_by_id(record.session.user_id).await?
-        && !user.disabled
-    {
-        ungranted_scope(state, &user, &record.session.scope, wanted)?;
-    }
-    let successor = state
-        .refresh
-        .successor(token, presented.session, presented.generation + 1);
-    let outcome = state
-        .store
-        .rotate_refresh_token(
-            &presented,
-            &RefreshTokens::hash(&successor),
-            now,
-            RefreshLifetimes {
-                ttl: state.config.refresh_token_ttl as i64,
-                max_lifetime: state.config.session_max_lifetime as i64,
-                grace: state.config.refresh_reuse_grace as i64,
-            },
-        )
-        .await?;
-    let session = match outcome {
-        RefreshOutcome::Rotated(s) | RefreshOutcome::Retry(s) => s,
-        RefreshOutcome::Reused { session, user } => {
-            state.gate.revoke_session(session, now);
-            audit::record(
-                state.store.as_ref(),
-                Event::new("refresh_reuse_detected")
-                    .user(user)
-                    .session(session),
-            )
-            .await;
-            return Err(invalid_refresh());
-        }
-        RefreshOutcome::Invalid => return Err(invalid_refresh()),
-    };
-    let user = match state.store.user_by_id(session.user_id).await? {
-        Some(u) if !u.disabled => u,
-        _ => return Err(invalid_refresh()),
-    };
-    // Never wider than the login granted, nor than the user's roles allow
-    // now; a request may narrow it. (Checked before the rotation too; a
-    // role change in between has ended the session, so this refusal after
-    // a committed rotation needs a race.)
-    let session_scopes = session_scopes(state, &user, &session.scope);
-    let scope: Vec<&str> = match &requested {
-        None => session_scopes,
-        Some(wanted) => {
-            ungranted_scope(state, &user, &session.scope, wanted)?;
-            session_scopes
-                .into_iter()
-                .filter(|s| wanted.contains(s))
-                .collect()
-        }
-    };
-    if scope.is_empty() {
-        return Err(invalid_refresh());
-    }
-    let scope = scope.join(" ");
-    let issued_at = tokens::issuing_time(&user, now).await;
-    let issued = state
-        .tokens
-        .issue_for(&user, &scope, session.id, issued_at, "refresh_token")?;
-    Ok(TokenResponse {
-        access_token: issued.token,
-        token_type: "bearer",
-        expires_in: issued.expires_in,
-        scope,
-        refresh_token: Some(successor),
-    })
-}
-
-/// The scopes a refresh of a session granted `granted` may carry: those
-/// the user's roles still grant.
-fn session_scopes<'a>(state: &AppState, user: &UserRecord, granted: &'a str) -> Vec<&'a str> {
-    let own = state.config.roles.scopes_of(&user.roles);
-    granted.split(' ').filter(|s| own.contains(s)).collect()
-}
-
-/// 400 `invalid_scope` when `wanted` asks for a scope beyond the session's.
-fn ungranted_scope(
-    state: &AppState,
-    user: &UserRecord,
-    granted: &str,
-    wanted: &BTreeSet<&str>,
-) -> Result<()> {
-    let held = session_scopes(state, user, granted);
-    match wanted.iter().find(|w| !held.contains(w)) {
-        Some(extra) => Err(Error::Grant(
-            GrantError::InvalidScope,
-            format!("Scope {extra} was not granted to this session"),
-        )),
-        None => Ok(()),
-    }
-}
 
 /// The session a genuine refresh token (of any generation) belongs to.
 async fn refresh_session(state: &AppState, token: &str) -> Result<Option<Uuid>> {

@@ -1,0 +1,280 @@
+//! The grants of the token endpoint (RFC 6749): the password grant (§4.3)
+//! and the refresh grant (§6) with rotation and reuse detection (RFC 9700).
+//! The HTTP tier reads the form and the cookies, calls one of these and
+//! writes the response; the rules are here.
+
+use std::collections::BTreeSet;
+
+use uuid::Uuid;
+
+use crate::auth::audit::{self, Event};
+use crate::auth::error::GrantError;
+use crate::auth::refresh_tokens::RefreshTokens;
+use crate::auth::sessions::{ClientMeta, TokenResponse};
+use crate::auth::{Error, Result, Services, tokens};
+use crate::domain::roles::Roles;
+use crate::storage::{RefreshLifetimes, RefreshOutcome, UserRecord};
+
+pub const BAD_CREDENTIALS: &str = "Incorrect username or password";
+
+/// Parses the requested scope: `None` when absent or empty; every scope
+/// must be one some role grants.
+pub fn requested_scopes<'a>(
+    roles: &Roles,
+    scope: Option<&'a str>,
+) -> Result<Option<BTreeSet<&'a str>>> {
+    let Some(scope) = scope else { return Ok(None) };
+    let wanted: BTreeSet<&str> = scope.split(' ').filter(|s| !s.is_empty()).collect();
+    if wanted.is_empty() {
+        return Ok(None);
+    }
+    if let Some(unknown) = wanted.iter().find(|s| !roles.all_scopes().contains(**s)) {
+        return Err(Error::Grant(
+            GrantError::InvalidScope,
+            format!("Unknown scope: {unknown}"),
+        ));
+    }
+    Ok(Some(wanted))
+}
+
+/// Granted = requested ∩ the user's scopes (all of them when none was
+/// requested), space-separated in a stable order.
+pub fn grant_scopes(
+    roles: &Roles,
+    user: &UserRecord,
+    requested: Option<&BTreeSet<&str>>,
+) -> Result<String> {
+    let own = roles.scopes_of(&user.roles);
+    let granted: Vec<&str> = match requested {
+        None => own.into_iter().collect(),
+        Some(wanted) => own.into_iter().filter(|s| wanted.contains(s)).collect(),
+    };
+    if granted.is_empty() {
+        return Err(Error::Grant(
+            GrantError::InvalidScope,
+            "None of the requested scopes is granted to this user".to_owned(),
+        ));
+    }
+    Ok(granted.join(" "))
+}
+
+/// The password grant; with the token response, the user it was issued to.
+///
+/// `device_cookies`: the request's known-device cookies (lock-out
+/// resistance, see `auth::devices`).
+pub async fn password(
+    state: &Services,
+    login: &str,
+    password: &str,
+    scope: Option<&str>,
+    client: &ClientMeta,
+    device_cookies: &[&str],
+) -> Result<(TokenResponse, Uuid)> {
+    let requested = requested_scopes(&state.config.roles, scope)?;
+
+    let address = client.ip.as_deref().unwrap_or("unknown");
+    // Throttled before the account is looked up: a flood of refused
+    // attempts costs no database read.
+    crate::auth::password_check::check_before_lookup(
+        state,
+        login,
+        address,
+        state
+            .devices
+            .any_known(device_cookies.iter().copied(), tokens::now()),
+        crate::auth::password_check::Purpose::Login,
+    )
+    .await?;
+    let user = state.store.user_by_login(login).await?;
+    let known_device = user.as_ref().is_some_and(|u| {
+        state
+            .devices
+            .known(device_cookies.iter().copied(), u.id, tokens::now())
+    });
+    // Throttled before any password work; always one argon2 verification,
+    // even for an unknown user (against a dummy hash), so timing does not
+    // reveal which accounts exist.
+    let check = crate::auth::password_check::PasswordCheck {
+        login,
+        user: user.as_ref(),
+        password,
+        address,
+        known_device,
+        purpose: crate::auth::password_check::Purpose::Login,
+    };
+    let right = crate::auth::password_check::check(state, check).await?;
+    let user = match user {
+        Some(u) if right => u,
+        _ => {
+            return Err(Error::Grant(
+                GrantError::InvalidGrant,
+                BAD_CREDENTIALS.to_owned(),
+            ));
+        }
+    };
+    // The session is opened only if the user is still as the password
+    // check saw them. A password, role or disabled change that committed
+    // in between has ended every session of the user, and must end this
+    // login too: decide again from the user as they are now.
+    let mut user = user;
+    let mut retries = 0;
+    let (response, sid) = loop {
+        let scope = grant_scopes(&state.config.roles, &user, requested.as_ref())?;
+        if let Some(opened) =
+            crate::auth::sessions::open_session(state, &user, scope, client, tokens::now()).await?
+        {
+            break opened;
+        }
+        retries += 1;
+        match state.store.user_by_id(user.id).await? {
+            // Same password (a role change): the check still holds, under
+            // the new roles. Bounded, though a user changed three times
+            // during one login is already absurd.
+            Some(fresh)
+                if !fresh.disabled && fresh.password_hash == user.password_hash && retries < 3 =>
+            {
+                user = fresh;
+            }
+            // A new password, disabled, deleted: the password that was
+            // checked is no longer the account's.
+            _ => {
+                return Err(Error::Grant(
+                    GrantError::InvalidGrant,
+                    BAD_CREDENTIALS.to_owned(),
+                ));
+            }
+        }
+    };
+    state.gate.set(&user);
+    state.users.put(&user);
+    metrics::counter!("warden_logins_total", "result" => "ok").increment(1);
+    audit::record(
+        state.store.as_ref(),
+        Event::new("login_succeeded")
+            .user(user.id)
+            .session(sid)
+            .ip(client.ip.as_deref()),
+    )
+    .await;
+    Ok((response, user.id))
+}
+
+fn invalid_refresh() -> Error {
+    Error::Grant(
+        GrantError::InvalidGrant,
+        "Invalid or expired refresh token".to_owned(),
+    )
+}
+
+/// `grant_type=refresh_token`: rotate the refresh token, issue a new pair.
+pub async fn refresh(state: &Services, token: &str, scope: Option<&str>) -> Result<TokenResponse> {
+    let requested = requested_scopes(&state.config.roles, scope)?;
+    let now = tokens::now();
+    // A forged token (a session id seen in some access token, with a
+    // made-up secret) stops here, before the database: nothing is revoked.
+    let Some(presented) = state.refresh.resolve(state.store.as_ref(), token).await? else {
+        return Err(invalid_refresh());
+    };
+    // A scope the session does not hold is refused before the rotation:
+    // refused after it, the client would never see the successor, and its
+    // next refresh with this (then spent) token would count as reuse and
+    // end the session. Only the current token is judged here; any other
+    // goes on to the rotation, which decides retry or reuse.
+    if let Some(wanted) = &requested
+        && let Some(record) = state.store.refresh_record(presented.session).await?
+        && record.is_current(&presented, now, state.config.session_max_lifetime as i64)
+        && let Some(user) = state.store.user_by_id(record.session.user_id).await?
+        && !user.disabled
+    {
+        ungranted_scope(state, &user, &record.session.scope, wanted)?;
+    }
+    let successor = state
+        .refresh
+        .successor(token, presented.session, presented.generation + 1);
+    let outcome = state
+        .store
+        .rotate_refresh_token(
+            &presented,
+            &RefreshTokens::hash(&successor),
+            now,
+            RefreshLifetimes {
+                ttl: state.config.refresh_token_ttl as i64,
+                max_lifetime: state.config.session_max_lifetime as i64,
+                grace: state.config.refresh_reuse_grace as i64,
+            },
+        )
+        .await?;
+    let session = match outcome {
+        RefreshOutcome::Rotated(s) | RefreshOutcome::Retry(s) => s,
+        RefreshOutcome::Reused { session, user } => {
+            state.gate.revoke_session(session, now);
+            audit::record(
+                state.store.as_ref(),
+                Event::new("refresh_reuse_detected")
+                    .user(user)
+                    .session(session),
+            )
+            .await;
+            return Err(invalid_refresh());
+        }
+        RefreshOutcome::Invalid => return Err(invalid_refresh()),
+    };
+    let user = match state.store.user_by_id(session.user_id).await? {
+        Some(u) if !u.disabled => u,
+        _ => return Err(invalid_refresh()),
+    };
+    // Never wider than the login granted, nor than the user's roles allow
+    // now; a request may narrow it. (Checked before the rotation too; a
+    // role change in between has ended the session, so this refusal after
+    // a committed rotation needs a race.)
+    let session_scopes = session_scopes(state, &user, &session.scope);
+    let scope: Vec<&str> = match &requested {
+        None => session_scopes,
+        Some(wanted) => {
+            ungranted_scope(state, &user, &session.scope, wanted)?;
+            session_scopes
+                .into_iter()
+                .filter(|s| wanted.contains(s))
+                .collect()
+        }
+    };
+    if scope.is_empty() {
+        return Err(invalid_refresh());
+    }
+    let scope = scope.join(" ");
+    let issued_at = tokens::issuing_time(&user, now).await;
+    let issued = state
+        .tokens
+        .issue_for(&user, &scope, session.id, issued_at, "refresh_token")?;
+    Ok(TokenResponse {
+        access_token: issued.token,
+        token_type: "bearer",
+        expires_in: issued.expires_in,
+        scope,
+        refresh_token: Some(successor),
+    })
+}
+
+/// The scopes a refresh of a session granted `granted` may carry: those
+/// the user's roles still grant.
+fn session_scopes<'a>(state: &Services, user: &UserRecord, granted: &'a str) -> Vec<&'a str> {
+    let own = state.config.roles.scopes_of(&user.roles);
+    granted.split(' ').filter(|s| own.contains(s)).collect()
+}
+
+/// 400 `invalid_scope` when `wanted` asks for a scope beyond the session's.
+fn ungranted_scope(
+    state: &Services,
+    user: &UserRecord,
+    granted: &str,
+    wanted: &BTreeSet<&str>,
+) -> Result<()> {
+    let held = session_scopes(state, user, granted);
+    match wanted.iter().find(|w| !held.contains(w)) {
+        Some(extra) => Err(Error::Grant(
+            GrantError::InvalidScope,
+            format!("Scope {extra} was not granted to this session"),
+        )),
+        None => Ok(()),
+    }
+}
