@@ -18,6 +18,25 @@ const TIERS: &[(&str, &[&str])] = &[
     ("app", &["app.rs", "cli.rs", "main.rs", "lib.rs"]),
 ];
 
+/// Known reaches upward that are still to be removed, each with why: the
+/// test fails on any other, and also when one of these is gone (so the
+/// list only shrinks).
+///
+/// - `config.rs` still holds the parsed forms of some settings in types of
+///   the tiers that use them (`storage::DatabaseOptions`,
+///   `http::proxy::TrustedProxies`/`ForwardedHeader`,
+///   `http::cors::AllowedOrigins`, the connection defaults of
+///   `http::connections`, `app::HEADER_READ_TIMEOUT`); they move into the
+///   configuration's own sections.
+/// - `domain/profile.rs` converts `storage::UserRecord`, which moves into
+///   `domain/` with the other entities.
+const KNOWN_EXCEPTIONS: &[(&str, &str)] = &[
+    ("config.rs", "app"),
+    ("config.rs", "http"),
+    ("config.rs", "storage"),
+    ("domain/profile.rs", "storage"),
+];
+
 /// Crates only the HTTP tier (and above) may name.
 const HTTP_CRATES: &[&str] = &[
     "axum",
@@ -108,6 +127,7 @@ fn no_tier_reaches_up() {
         src.display()
     );
     let mut violations = Vec::new();
+    let mut excepted = vec![false; KNOWN_EXCEPTIONS.len()];
     for file in &files {
         let relative = file
             .strip_prefix(&src)
@@ -125,6 +145,13 @@ fn no_tier_reaches_up() {
                 if let Some(used) = tier_of_module(&module)
                     && used > tier
                 {
+                    if let Some(i) = KNOWN_EXCEPTIONS
+                        .iter()
+                        .position(|&(f, m)| f == relative && m == module)
+                    {
+                        excepted[i] = true;
+                        continue;
+                    }
                     violations.push(format!(
                         "src/{relative}:{}: the {} tier uses crate::{module} of the {} tier",
                         n + 1,
@@ -144,6 +171,13 @@ fn no_tier_reaches_up() {
                     ));
                 }
             }
+        }
+    }
+    for (i, &(file, module)) in KNOWN_EXCEPTIONS.iter().enumerate() {
+        if !excepted[i] {
+            violations.push(format!(
+                "src/{file} no longer uses crate::{module}: remove it from KNOWN_EXCEPTIONS"
+            ));
         }
     }
     assert!(
