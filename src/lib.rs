@@ -22,12 +22,13 @@
 //! To protect routes of *another* axum service with warden's tokens, use the
 //! `warden-guard` crate (re-exported here as [`guard`]).
 //!
-//! Modules: [`config`] (settings), [`storage`] (the database trait and its
-//! SQLite backend), [`passwords`] (the argon2id pool), [`keys`] (signing
-//! keys), [`tokens`] (issuing tokens, the in-memory revocation gate),
-//! [`routes`] (HTTP, one module per resource, and the `/account` page),
-//! [`cookies`] (the browser cookie mode), [`cors`] (allowed origins),
-//! [`connections`] (connection limits), [`cli`].
+//! Tiers, lowest first (docs/architecture.md; `tests/architecture.rs`
+//! keeps them): [`domain`] (entities, validation, roles, domain errors),
+//! [`storage`] (the `Store` trait and its SQL backends), [`auth`] (the
+//! services: accounts, sessions, grants, tokens, keys, passwords, throttle,
+//! audit), [`http`] (router, one module per resource, error mapping,
+//! middleware), and [`app`] / [`cli`] (assembly and the command line);
+//! [`config`] holds the settings.
 
 pub mod app;
 pub mod auth;
