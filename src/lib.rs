@@ -39,6 +39,7 @@ pub mod connections;
 pub mod cookies;
 pub mod cors;
 pub mod devices;
+pub mod domain;
 pub mod error;
 pub mod http_metrics;
 pub mod keys;

@@ -1,0 +1,22 @@
+//! The entities warden keeps and the pure rules about them: users,
+//! sessions with their refresh-rotation state machine, signing keys and
+//! audit events.
+//!
+//! This tier knows nothing of HTTP or SQL (no axum, no sqlx): storage maps
+//! rows to these types, the auth services decide with them.
+
+pub mod audit;
+pub mod key;
+pub mod session;
+pub mod user;
+
+pub use audit::{AuditQuery, AuditRecord};
+pub use key::SigningKeyRecord;
+pub use session::{
+    PresentedRefresh, RefreshLifetimes, RefreshOutcome, RefreshRecord, RefreshState, RefreshStep,
+    SessionOpened, SessionRecord, refresh_step, refreshed_expiry,
+};
+pub use user::{
+    PasswordSet, UniqueField, UserChange, UserChangeLog, UserChanges, UserQuery, UserRecord,
+    UserSecurity, UserUpdate,
+};
