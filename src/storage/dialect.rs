@@ -1,0 +1,204 @@
+//! What really differs between SQLite and PostgreSQL, and nothing else.
+//!
+//! Every query of [`super::sql`] is written once; it takes from here the
+//! statement that starts a write transaction, the row-lock suffixes, the
+//! PostgreSQL advisory locks, the database clock, the change marker, the
+//! connect options and the migrations folder.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+};
+
+use super::{DatabaseOptions, StoreError, StoreResult};
+
+/// The SQL a backend needs where the two differ.
+pub(super) struct Dialect {
+    /// Starts a transaction that will write.
+    pub begin_write: &'static str,
+    /// Appended to a select of rows the transaction goes on to update.
+    pub lock_for_update: &'static str,
+    /// Appended to a select of rows that must not change before the
+    /// transaction commits.
+    pub lock_for_share: &'static str,
+    /// Taken (after the row lock) by every transaction that changes an
+    /// enabled admin, so two admins removed at the same time cannot each
+    /// count the other as the one who remains; `None` where writers run one
+    /// at a time anyway.
+    pub admins_lock: Option<&'static str>,
+    /// Taken before inserting the first signing key of an algorithm, so
+    /// instances started together on an empty database create one key
+    /// between them; `None` where writers run one at a time anyway.
+    pub first_key_lock: Option<&'static str>,
+    /// The database's clock, in unix seconds (`bigint`).
+    pub clock: &'static str,
+    pub migrations: &'static Migrator,
+}
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+
+pub(super) static SQLITE: Dialect = Dialect {
+    // Takes SQLite's write lock at once: a transaction that read first and
+    // wrote later could fail with `SQLITE_BUSY` (which the busy timeout does
+    // not retry) when another connection wrote in between. It also makes
+    // every write transaction run alone, which is what the lock-free
+    // fields below rely on.
+    begin_write: "begin immediate",
+    lock_for_update: "",
+    lock_for_share: "",
+    admins_lock: None,
+    first_key_lock: None,
+    clock: "select cast(strftime('%s', 'now') as integer)",
+    migrations: &SQLITE_MIGRATIONS,
+};
+
+pub(super) static POSTGRES: Dialect = Dialect {
+    begin_write: "begin",
+    lock_for_update: " for update",
+    lock_for_share: " for share",
+    admins_lock: Some("select pg_advisory_xact_lock(hashtext('warden:admins'))"),
+    // Concurrent transactions would each see no key under READ COMMITTED;
+    // a transaction-scoped advisory lock serialises them.
+    first_key_lock: Some("select pg_advisory_xact_lock(hashtext('warden signing_keys'))"),
+    clock: "select extract(epoch from clock_timestamp())::bigint",
+    migrations: &POSTGRES_MIGRATIONS,
+};
+
+/// A value that changes whenever another connection or process has
+/// committed a write that servers cache (users, ended sessions, keys).
+pub(super) enum ChangeMarker {
+    /// SQLite: triggers (migration 0006) bump `change_counter` on those
+    /// writes — not on logins, unlike `pragma data_version`. It is read on a
+    /// connection of its own, ten times a second, so the poll never waits
+    /// behind the pool's writers.
+    Counter(Box<CounterWatch>),
+    /// PostgreSQL: triggers `NOTIFY warden_changes`; a listener task bumps
+    /// this on every notification, and on every (re)connection of the
+    /// listener, since notifications sent while it was away are lost.
+    Listener(Arc<AtomicI64>),
+}
+
+/// The connection that reads SQLite's change counter, opened on first use
+/// and again after an error.
+pub(super) struct CounterWatch {
+    connection: tokio::sync::Mutex<Option<SqliteConnection>>,
+    options: SqliteConnectOptions,
+}
+
+impl ChangeMarker {
+    pub(super) async fn read(&self) -> StoreResult<i64> {
+        match self {
+            Self::Counter(watch) => {
+                use sqlx::ConnectOptions;
+                let mut guard = watch.connection.lock().await;
+                if guard.is_none() {
+                    *guard = Some(watch.options.connect().await?);
+                }
+                let Some(conn) = guard.as_mut() else {
+                    return Err(StoreError::Corrupt("watcher connection missing".to_owned()));
+                };
+                match sqlx::query_scalar::<_, i64>("select seq from change_counter where id = 1")
+                    .fetch_one(&mut *conn)
+                    .await
+                {
+                    Ok(v) => Ok(v),
+                    Err(e) => {
+                        // Reconnect on the next call.
+                        *guard = None;
+                        Err(e.into())
+                    }
+                }
+            }
+            Self::Listener(changes) => Ok(changes.load(Ordering::Acquire)),
+        }
+    }
+}
+
+/// Opens the SQLite file at `url` in WAL mode, creating it if missing.
+pub(super) async fn connect_sqlite(url: &str) -> StoreResult<(SqlitePool, ChangeMarker)> {
+    let options = SqliteConnectOptions::from_str(url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .foreign_keys(true)
+        // Writers wait for each other instead of failing with SQLITE_BUSY.
+        .busy_timeout(Duration::from_secs(5));
+    let pool = SqlitePoolOptions::new()
+        .max_connections(8)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options.clone())
+        .await?;
+    let marker = ChangeMarker::Counter(Box::new(CounterWatch {
+        connection: tokio::sync::Mutex::new(None),
+        options,
+    }));
+    Ok((pool, marker))
+}
+
+/// The notification channel the migrations' triggers use.
+const CHANNEL: &str = "warden_changes";
+
+/// Connects to PostgreSQL with `opts` and starts the change listener.
+pub(super) async fn connect_postgres(
+    url: &str,
+    opts: &DatabaseOptions,
+) -> StoreResult<(PgPool, ChangeMarker)> {
+    let options = PgConnectOptions::from_str(url)?;
+    let statement_timeout = opts.statement_timeout;
+    let pool = PgPoolOptions::new()
+        .max_connections(opts.max_connections)
+        .acquire_timeout(opts.acquire_timeout)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                let sql = format!("set statement_timeout = {}", statement_timeout.as_millis());
+                sqlx::query(sqlx::AssertSqlSafe(sql)).execute(conn).await?;
+                Ok(())
+            })
+        })
+        .connect_with(options)
+        .await?;
+    let changes = Arc::new(AtomicI64::new(0));
+    spawn_listener(pool.clone(), changes.clone());
+    Ok((pool, ChangeMarker::Listener(changes)))
+}
+
+/// Listens for change notifications for as long as the pool lives,
+/// reconnecting after a lost connection or an outage.
+fn spawn_listener(pool: PgPool, changes: Arc<AtomicI64>) {
+    tokio::spawn(async move {
+        let mut delay = Duration::from_millis(200);
+        loop {
+            if pool.is_closed() {
+                return;
+            }
+            let mut listener = match PgListener::connect_with(&pool).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::debug!(error = %e, "change listener: cannot connect; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            if let Err(e) = listener.listen(CHANNEL).await {
+                tracing::debug!(error = %e, "change listener: LISTEN failed; retrying");
+                tokio::time::sleep(delay).await;
+                continue;
+            }
+            delay = Duration::from_millis(200);
+            // Anything may have changed while no one listened.
+            changes.fetch_add(1, Ordering::AcqRel);
+            // `None` or an error: the connection dropped; start over.
+            while let Ok(Some(_)) = listener.try_recv().await {
+                changes.fetch_add(1, Ordering::AcqRel);
+            }
+            changes.fetch_add(1, Ordering::AcqRel);
+        }
+    });
+}

@@ -1,0 +1,227 @@
+//! Persistence behind one trait, with one SQL implementation for both
+//! backends.
+//!
+//! [`Store`] is what the rest of warden uses. [`sql::SqlStore`] implements it
+//! for SQLite and PostgreSQL with the same query text and row mapping; what
+//! really differs between them (transaction start, row locks, the change
+//! marker, connect options, migrations) sits in `dialect`.
+//!
+//! Queries are runtime `sqlx::query_as` (not the `query!` macros), so one
+//! build serves every backend without a database at compile time; the SQL is
+//! covered by the integration tests instead.
+
+mod dialect;
+mod sql;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+// The entities moved to `crate::domain`; re-exported here until every caller
+// names them there.
+pub use crate::domain::{
+    AuditQuery, AuditRecord, PasswordSet, PresentedRefresh, RefreshLifetimes, RefreshOutcome,
+    RefreshRecord, RefreshState, RefreshStep, SessionOpened, SessionRecord, SigningKeyRecord,
+    UniqueField, UserChange, UserChangeLog, UserChanges, UserQuery, UserRecord, UserSecurity,
+    UserUpdate, refresh_step, refreshed_expiry,
+};
+pub use sql::SqlStore;
+
+/// Connection settings (PostgreSQL; SQLite uses its own fixed ones).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DatabaseOptions {
+    pub max_connections: u32,
+    /// How long a request waits for a connection before it gets 503.
+    pub acquire_timeout: Duration,
+    /// PostgreSQL's `statement_timeout` for every connection.
+    pub statement_timeout: Duration,
+}
+
+impl Default for DatabaseOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// How long (seconds) the `user_changes` log keeps a row, at least: a
+/// server that has not read the log for longer reloads in full.
+pub const USER_CHANGE_RETENTION: i64 = 24 * 3600;
+
+/// Rows the background purge deletes per statement, so that no single
+/// delete holds SQLite's write lock for long.
+pub const PURGE_BATCH: i64 = 1000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The username or email is taken (case-insensitively).
+    #[error("{0:?} already taken")]
+    Conflict(UniqueField),
+    /// The change would leave no enabled user with the `admin` role.
+    #[error("the last admin cannot be removed, disabled or demoted")]
+    LastAdmin,
+    /// The database could not be reached or answered with an error.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored row could not be decoded (a bug or a hand-edited database).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Everything warden persists; [`SqlStore`] implements it for both backends.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Applies the embedded migrations of this backend.
+    async fn migrate(&self) -> StoreResult<()>;
+    /// Cheap round trip for `/readyz`.
+    async fn ping(&self) -> StoreResult<()>;
+
+    async fn insert_user(&self, user: &UserRecord) -> StoreResult<()>;
+    async fn user_by_id(&self, id: Uuid) -> StoreResult<Option<UserRecord>>;
+    /// By username or email, matched case-insensitively.
+    async fn user_by_login(&self, login: &str) -> StoreResult<Option<UserRecord>>;
+    /// Applies `changes`; `None` if the user does not exist. A security
+    /// change (roles, disabled) also sets `tokens_valid_after` to
+    /// `valid_after`, bumps the security version, ends every live session
+    /// of the user and stores `audit` — all in one transaction, so a crash
+    /// never leaves the change without its revocation. Refused with
+    /// [`StoreError::LastAdmin`] when it would leave no enabled admin.
+    async fn update_user(
+        &self,
+        id: Uuid,
+        changes: &UserChanges,
+        valid_after: i64,
+        now: i64,
+        audit: Option<&AuditRecord>,
+    ) -> StoreResult<Option<UserUpdate>>;
+    /// Sets the password hash and `tokens_valid_after`, bumps the security
+    /// version, ends every live session of the user and stores `audit`, in
+    /// one transaction — only if the user's security version is still
+    /// `expected_version` (the one whose password the caller checked).
+    async fn set_password(
+        &self,
+        id: Uuid,
+        password_hash: &str,
+        expected_version: i64,
+        valid_after: i64,
+        now: i64,
+        audit: &AuditRecord,
+    ) -> StoreResult<PasswordSet>;
+    /// Deletes the user (their sessions go with them) and stores `audit`, in
+    /// one transaction; `false` if no such user. Refused with
+    /// [`StoreError::LastAdmin`] for the last enabled admin.
+    async fn delete_user(&self, id: Uuid, audit: &AuditRecord) -> StoreResult<bool>;
+    /// Every user, oldest first (for the CLI).
+    async fn list_users(&self) -> StoreResult<Vec<UserRecord>>;
+    /// One page of users, by id.
+    async fn query_users(&self, query: &UserQuery) -> StoreResult<Vec<UserRecord>>;
+    /// The users whose tokens need a check of their own: disabled, or
+    /// with a security change (`tokens_valid_after`) at or after `since`.
+    /// Everyone else's unexpired tokens were all issued after their last
+    /// change.
+    async fn users_to_watch(&self, since: i64) -> StoreResult<Vec<UserSecurity>>;
+    /// Users updated or deleted at or after `since` (database clock), each
+    /// with their current state.
+    async fn user_changes(&self, since: i64) -> StoreResult<UserChangeLog>;
+    /// A value that changes whenever another connection or process has
+    /// committed a write; the server polls it to resync its token gate
+    /// after changes made elsewhere (the CLI, another instance).
+    async fn change_marker(&self) -> StoreResult<i64>;
+
+    async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>>;
+    /// Inserts `key` only if its algorithm has no active key yet; atomic, so
+    /// instances started together on an empty database create one key
+    /// between them. `false` if another key was there first.
+    async fn insert_first_signing_key(&self, key: &SigningKeyRecord) -> StoreResult<bool>;
+    /// Retires every active key of `algorithm` and inserts `key`, in one
+    /// transaction.
+    async fn rotate_signing_key(&self, key: &SigningKeyRecord, now: i64) -> StoreResult<()>;
+
+    /// The named secret, created with `value` if it does not exist yet (the
+    /// first writer wins; every caller gets the stored value).
+    async fn secret_or_insert(&self, name: &str, value: &[u8], now: i64) -> StoreResult<Vec<u8>>;
+
+    /// Stores a new session with the hash of its first refresh token
+    /// (generation 0, expiring with the session) — only if the user is
+    /// still enabled at `expected_version` (the security version the login
+    /// checked), atomically with any concurrent security change. Past
+    /// `max_live` live sessions of the user, the oldest end.
+    async fn create_session(
+        &self,
+        session: &SessionRecord,
+        refresh_hash: &[u8],
+        expected_version: i64,
+        max_live: u32,
+    ) -> StoreResult<SessionOpened>;
+    /// Presents a genuine refresh token for rotation into `successor_hash`
+    /// (see [`refresh_step`]); atomic, so concurrent presentations see one
+    /// rotation. The successor expires `ttl` seconds from `now`, but never
+    /// more than `max_lifetime` seconds after the session was created.
+    async fn rotate_refresh_token(
+        &self,
+        presented: &PresentedRefresh,
+        successor_hash: &[u8],
+        now: i64,
+        lifetimes: RefreshLifetimes,
+    ) -> StoreResult<RefreshOutcome>;
+    /// A session with its refresh-token state.
+    async fn refresh_record(&self, session: Uuid) -> StoreResult<Option<RefreshRecord>>;
+    /// A refresh token issued before the upgrade to per-session
+    /// generations, by hash: its session, and whether it had been used.
+    async fn legacy_refresh_token(&self, hash: &[u8]) -> StoreResult<Option<(Uuid, bool)>>;
+    async fn session(&self, id: Uuid) -> StoreResult<Option<SessionRecord>>;
+    /// Live sessions of a user, newest first, at most `limit`, and only
+    /// those older than `before` (the last id of the previous page).
+    async fn user_sessions(
+        &self,
+        user: Uuid,
+        now: i64,
+        before: Option<Uuid>,
+        limit: u32,
+    ) -> StoreResult<Vec<SessionRecord>>;
+    /// Ends a session; `false` if it was not live.
+    async fn revoke_session(&self, id: Uuid, now: i64) -> StoreResult<bool>;
+    /// Ends every live session of a user, returning their ids, and stores
+    /// `audit` with it, in one transaction.
+    async fn revoke_user_sessions(
+        &self,
+        user: Uuid,
+        now: i64,
+        audit: Option<&AuditRecord>,
+    ) -> StoreResult<Vec<Uuid>>;
+    /// Sessions revoked at or after `since`, with when.
+    async fn revoked_sessions(&self, since: i64) -> StoreResult<Vec<(Uuid, i64)>>;
+    async fn insert_audit(&self, event: &AuditRecord) -> StoreResult<()>;
+    async fn query_audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditRecord>>;
+
+    /// Deletes expired pre-upgrade refresh tokens, sessions that ended
+    /// before `ended_before`, `user_changes` rows older than
+    /// [`USER_CHANGE_RETENTION`] (and than `ended_before`), and audit events
+    /// created before `audit_before` (if set), [`PURGE_BATCH`] rows per
+    /// statement; returns how many rows went.
+    async fn purge(
+        &self,
+        now: i64,
+        ended_before: i64,
+        audit_before: Option<i64>,
+    ) -> StoreResult<u64>;
+}
+
+/// Opens the store named by `url` (`sqlite://...` or `postgres://...`).
+pub async fn connect(url: &str) -> StoreResult<Arc<dyn Store>> {
+    connect_with(url, &DatabaseOptions::default()).await
+}
+
+/// Opens the store named by `url` with `options`.
+pub async fn connect_with(url: &str, options: &DatabaseOptions) -> StoreResult<Arc<dyn Store>> {
+    Ok(Arc::new(SqlStore::connect(url, options).await?))
+}
