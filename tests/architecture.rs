@@ -28,13 +28,10 @@ const TIERS: &[(&str, &[&str])] = &[
 ///   `http::cors::AllowedOrigins`, the connection defaults of
 ///   `http::connections`, `app::HEADER_READ_TIMEOUT`); they move into the
 ///   configuration's own sections.
-/// - `domain/profile.rs` converts `storage::UserRecord`, which moves into
-///   `domain/` with the other entities.
 const KNOWN_EXCEPTIONS: &[(&str, &str)] = &[
     ("config.rs", "app"),
     ("config.rs", "http"),
     ("config.rs", "storage"),
-    ("domain/profile.rs", "storage"),
 ];
 
 /// Crates only the HTTP tier (and above) may name.

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::domain::error::FieldError;
-use crate::storage::UserRecord;
+use crate::domain::user::UserRecord;
 
 /// The case-folded form used for uniqueness and login: `Alice` and `alice`
 /// are one account. Usernames are ASCII; emails fold with Unicode lowercase.
