@@ -20,7 +20,7 @@ use jsonwebtoken::Algorithm;
 use uuid::Uuid;
 use warden::auth::keys;
 use warden::auth::tokens::{TokenIssuer, UserGate};
-use warden::storage::{UserRecord, UserSecurity};
+use warden::domain::{UserRecord, UserSecurity};
 use warden_guard::{TokenCheck, Verifier};
 
 const USERS: usize = 10_000;

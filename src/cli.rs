@@ -9,8 +9,9 @@ use clap::{Args, Parser, Subcommand};
 use crate::auth::accounts::{self, Actor, NewUser};
 use crate::auth::{self, Services, tokens};
 use crate::config::{Config, LogFormat};
+use crate::domain::UniqueField;
 use crate::domain::profile::{self, Email, Username};
-use crate::storage::{self, StoreError, UniqueField};
+use crate::storage::{self, StoreError};
 
 #[derive(Parser)]
 #[command(

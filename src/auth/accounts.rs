@@ -13,7 +13,7 @@ use crate::auth::{Error, Result, Services, sessions, tokens};
 use crate::config::Registration;
 use crate::domain::profile::{Email, Username};
 use crate::domain::roles::ROLE_USER;
-use crate::storage::{PasswordSet, UserChanges, UserRecord};
+use crate::domain::{PasswordSet, UserChanges, UserRecord};
 
 /// The fields of a new account, validated.
 pub struct NewUser<'a> {

@@ -5,7 +5,8 @@
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::storage::{AuditRecord, Store};
+use crate::domain::AuditRecord;
+use crate::storage::Store;
 
 /// One security event, built up and then [`record`]ed.
 #[derive(Debug, Clone)]

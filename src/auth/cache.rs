@@ -15,7 +15,8 @@ use dashmap::DashMap;
 use uuid::Uuid;
 
 use crate::domain::profile::UserView;
-use crate::storage::{Store, StoreResult, UserChange, UserRecord};
+use crate::domain::{UserChange, UserRecord};
+use crate::storage::{Store, StoreResult};
 
 /// A cached user, with the JSON clients see of them serialized once: `GET
 /// /users/me` answers with these bytes, without copying or formatting a

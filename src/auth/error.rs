@@ -6,8 +6,9 @@
 
 use warden_guard::AuthError;
 
+use crate::domain::UniqueField;
 pub use crate::domain::error::{FieldError, GrantError};
-use crate::storage::{StoreError, UniqueField};
+use crate::storage::StoreError;
 
 /// The 409 detail when a change would leave no enabled admin.
 pub const LAST_ADMIN: &str = "This is the last admin account: it cannot be deleted, disabled or lose the admin role until another user is an admin";

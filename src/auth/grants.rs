@@ -13,7 +13,7 @@ use crate::auth::refresh_tokens::RefreshTokens;
 use crate::auth::sessions::{ClientMeta, TokenResponse};
 use crate::auth::{Error, Result, Services, tokens};
 use crate::domain::roles::Roles;
-use crate::storage::{RefreshLifetimes, RefreshOutcome, UserRecord};
+use crate::domain::{RefreshLifetimes, RefreshOutcome, UserRecord};
 
 pub const BAD_CREDENTIALS: &str = "Incorrect username or password";
 

@@ -18,7 +18,8 @@ use sha2::{Digest, Sha256};
 
 use crate::auth::error::SigningError;
 use crate::config::Config;
-use crate::storage::{SigningKeyRecord, Store};
+use crate::domain::SigningKeyRecord;
+use crate::storage::Store;
 use warden_guard::KeySet;
 
 /// A key that can sign tokens, with its public half.

@@ -13,7 +13,7 @@ use crate::auth::passwords::Password;
 use crate::auth::throttle::Refusal;
 use crate::auth::tokens;
 use crate::auth::{Error, Result, Services};
-use crate::storage::UserRecord;
+use crate::domain::UserRecord;
 
 /// What the password is checked for; it names the audit events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

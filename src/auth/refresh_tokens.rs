@@ -33,7 +33,8 @@ use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use crate::auth::error::RandomError;
-use crate::storage::{PresentedRefresh, Store, StoreResult};
+use crate::domain::PresentedRefresh;
+use crate::storage::{Store, StoreResult};
 
 const SECRET_NAME: &str = "refresh_successor_key";
 

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::auth::audit::{self, Event};
 use crate::auth::refresh_tokens::RefreshTokens;
 use crate::auth::{Result, Services};
-use crate::storage::{SessionOpened, SessionRecord, UserRecord, refreshed_expiry};
+use crate::domain::{SessionOpened, SessionRecord, UserRecord, refreshed_expiry};
 
 /// The body of a successful token response (FastAPI's `{"access_token",
 /// "token_type"}` plus RFC 6749's `expires_in` and `scope`).

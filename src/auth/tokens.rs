@@ -14,7 +14,7 @@ use warden_guard::{Claims, TokenCheck};
 
 use crate::auth::error::SigningError;
 use crate::auth::keys::KeyRing;
-use crate::storage::{UserChange, UserRecord, UserSecurity};
+use crate::domain::{UserChange, UserRecord, UserSecurity};
 
 /// Seconds since the Unix epoch.
 pub fn now() -> i64 {

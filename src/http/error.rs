@@ -8,7 +8,8 @@ use warden_guard::AuthError;
 
 use crate::auth;
 use crate::auth::error::{PasswordError, RandomError, SigningError};
-use crate::storage::{StoreError, UniqueField};
+use crate::domain::UniqueField;
+use crate::storage::StoreError;
 
 pub use crate::auth::error::LAST_ADMIN;
 pub use crate::domain::error::{FieldError, GrantError};

@@ -19,9 +19,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-// The entities moved to `crate::domain`; re-exported here until every caller
-// names them there.
-pub use crate::domain::{
+use crate::domain::{
     AuditQuery, AuditRecord, PasswordSet, PresentedRefresh, RefreshLifetimes, RefreshOutcome,
     RefreshRecord, RefreshState, RefreshStep, SessionOpened, SessionRecord, SigningKeyRecord,
     UniqueField, UserChange, UserChangeLog, UserChanges, UserQuery, UserRecord, UserSecurity,

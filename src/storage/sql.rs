@@ -20,14 +20,14 @@ use sqlx::{AssertSqlSafe, Postgres, Sqlite, Transaction};
 use uuid::Uuid;
 
 use super::dialect::{self, ChangeMarker, Dialect};
-use super::{
-    AuditQuery, AuditRecord, DatabaseOptions, PURGE_BATCH, PasswordSet, PresentedRefresh,
-    RefreshLifetimes, RefreshOutcome, RefreshRecord, RefreshState, RefreshStep, SessionOpened,
-    SessionRecord, SigningKeyRecord, Store, StoreError, StoreResult, USER_CHANGE_RETENTION,
+use super::{DatabaseOptions, PURGE_BATCH, Store, StoreError, StoreResult, USER_CHANGE_RETENTION};
+use crate::domain::profile::fold;
+use crate::domain::{
+    AuditQuery, AuditRecord, PasswordSet, PresentedRefresh, RefreshLifetimes, RefreshOutcome,
+    RefreshRecord, RefreshState, RefreshStep, SessionOpened, SessionRecord, SigningKeyRecord,
     UniqueField, UserChange, UserChangeLog, UserChanges, UserQuery, UserRecord, UserSecurity,
     UserUpdate, refresh_step, refreshed_expiry,
 };
-use crate::domain::profile::fold;
 
 /// A value of one backend or the other: a pool, or a transaction on it.
 enum Backend<S, P> {

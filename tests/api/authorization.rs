@@ -405,7 +405,7 @@ async fn seed(app: &TestApp, prefix: &str, n: usize) {
     let store = app.store().await;
     let now = warden::auth::tokens::now();
     for i in 0..n {
-        let user = warden::storage::UserRecord::new(
+        let user = warden::domain::UserRecord::new(
             format!("{prefix}{i:04}"),
             format!("{prefix}{i:04}@example.com"),
             None,
@@ -440,7 +440,7 @@ async fn pagination_walks_250_users_in_pages_of_50_without_duplicates_or_gaps_du
             let store = warden::storage::connect(&dir).await.unwrap();
             let now = warden::auth::tokens::now();
             for i in 0..100 {
-                let user = warden::storage::UserRecord::new(
+                let user = warden::domain::UserRecord::new(
                     format!("late{i:04}"),
                     format!("late{i:04}@example.com"),
                     None,

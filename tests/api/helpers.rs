@@ -363,7 +363,7 @@ impl TestApp {
     pub async fn set_roles(&self, username: &str, roles: &[&str]) {
         let store = self.store().await;
         let user = store.user_by_login(username).await.unwrap().unwrap();
-        let changes = warden::storage::UserChanges {
+        let changes = warden::domain::UserChanges {
             roles: Some(roles.iter().map(|r| r.to_string()).collect()),
             ..Default::default()
         };

@@ -9,12 +9,12 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 use warden_guard::RequireScope;
 
+use crate::domain::AuditQuery;
 use crate::domain::profile::rfc3339;
 use crate::http::error::{Error, FieldError, Result};
 use crate::http::routes::users::{decode_cursor, encode_cursor};
 use crate::http::scopes::UsersRead;
 use crate::http::state::AppState;
-use crate::storage::AuditQuery;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list_audit_events))

@@ -21,11 +21,11 @@ use warden_guard::{AuthError, Claims};
 pub(crate) use crate::auth::accounts::{self, Actor, NewUser};
 use crate::auth::tokens;
 use crate::domain::profile::{self, Email, UserView, Username};
+use crate::domain::{UserChanges, UserRecord};
 use crate::http::body::{Fields, JsonObject};
 use crate::http::error::{Error, Result};
 use crate::http::routes::ClientMeta;
 use crate::http::state::AppState;
-use crate::storage::{UserChanges, UserRecord};
 
 // Globs, so utoipa's generated `__path_*` items come along for `routes!`.
 pub use admin::*;

@@ -16,13 +16,13 @@ use uuid::Uuid;
 use warden_guard::{Claims, RequireScope};
 
 use super::{Actor, patch_user};
+use crate::domain::UserQuery;
 use crate::domain::profile::UserView;
 use crate::domain::roles::{SCOPE_ME, SCOPE_USERS_READ, SCOPE_USERS_WRITE};
 use crate::http::body::JsonObject;
 use crate::http::error::{Error, FieldError, Result};
 use crate::http::scopes::{UsersRead, UsersWrite};
 use crate::http::state::AppState;
-use crate::storage::UserQuery;
 
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 200;
