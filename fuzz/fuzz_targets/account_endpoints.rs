@@ -388,13 +388,13 @@ impl Fixture {
         Some(reply)
     }
 
-    fn user(&self, id: Uuid) -> Option<warden::storage::UserRecord> {
+    fn user(&self, id: Uuid) -> Option<warden::domain::UserRecord> {
         self.runtime
             .block_on(self.state.store.user_by_id(id))
             .expect("store read")
     }
 
-    fn session(&self, id: &str) -> Option<warden::storage::SessionRecord> {
+    fn session(&self, id: &str) -> Option<warden::domain::SessionRecord> {
         let id = Uuid::parse_str(id).ok()?;
         self.runtime
             .block_on(self.state.store.session(id))

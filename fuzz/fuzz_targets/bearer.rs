@@ -23,7 +23,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use libfuzzer_sys::fuzz_target;
 use uuid::Uuid;
-use warden::storage::UserSecurity;
+use warden::domain::UserSecurity;
 use warden::auth::tokens::UserGate;
 use warden_guard::{Claims, KeySet, Verifier};
 
