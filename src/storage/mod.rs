@@ -21,9 +21,8 @@ use uuid::Uuid;
 
 use crate::domain::{
     AuditQuery, AuditRecord, PasswordSet, PresentedRefresh, RefreshLifetimes, RefreshOutcome,
-    RefreshRecord, RefreshState, RefreshStep, SessionOpened, SessionRecord, SigningKeyRecord,
-    UniqueField, UserChange, UserChangeLog, UserChanges, UserQuery, UserRecord, UserSecurity,
-    UserUpdate, refresh_step, refreshed_expiry,
+    RefreshRecord, SessionOpened, SessionRecord, SigningKeyRecord, UniqueField, UserChangeLog,
+    UserChanges, UserQuery, UserRecord, UserSecurity, UserUpdate,
 };
 pub use sql::SqlStore;
 
