@@ -128,7 +128,7 @@ pub fn router(state: AppState) -> Router {
         );
     let swagger =
         Router::from(swagger).layer(axum::middleware::map_response(routes::meta::docs_headers));
-    let cors = crate::http::cors::layer(&state.config.cors_origins);
+    let cors = crate::http::cors::layer(&state.config.http.cors_origins);
     let app = api
         .merge(swagger)
         .merge(routes::account::router())
@@ -197,28 +197,35 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     if jsonwebtoken::crypto::CryptoProvider::try_get_default().is_none() {
         anyhow::bail!("jsonwebtoken has no crypto backend; this build is misconfigured");
     }
-    let store = storage::connect_with(&config.database_url, &config.database).await?;
+    let store = storage::connect_with(&config.database.url, &config.database.pool).await?;
     store.migrate().await?;
     let keys = crate::auth::keys::load_or_create(&config, store.as_ref(), tokens::now()).await?;
     let gate = Arc::new(UserGate::default());
     let horizon = gate_horizon(&config);
     let log_read_at = load_gate(&gate, store.as_ref(), horizon).await?;
     gate.apply_revocations(&store.revoked_sessions(horizon).await?);
-    let mut verifier =
-        Verifier::builder(config.jwt_algorithm, keys.key_set(), config.issuer.clone())
-            .check(gate.clone())
-            .cache_capacity(config.token_cache_size);
-    if let Some(aud) = &config.audience {
+    let mut verifier = Verifier::builder(
+        config.tokens.jwt_algorithm,
+        keys.key_set(),
+        config.tokens.issuer.clone(),
+    )
+    .check(gate.clone())
+    .cache_capacity(config.tokens.token_cache_size);
+    if let Some(aud) = &config.tokens.audience {
         verifier = verifier.audience(aud.clone());
     }
     let verifier = verifier.build();
-    let hasher = PasswordHasher::start(config.argon2, config.hash_workers, config.hash_queue)?;
+    let hasher = PasswordHasher::start(
+        config.passwords.argon2,
+        config.passwords.hash_workers,
+        config.passwords.hash_queue,
+    )?;
     crate::domain::profile::warm_up();
     let tokens = Arc::new(TokenIssuer::new(
         keys,
-        config.issuer.clone(),
-        config.audience.clone(),
-        config.access_token_ttl,
+        config.tokens.issuer.clone(),
+        config.tokens.audience.clone(),
+        config.tokens.access_token_ttl,
     ));
     let refresh =
         crate::auth::refresh_tokens::RefreshTokens::load(store.as_ref(), tokens::now()).await?;
@@ -228,10 +235,10 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             .await?;
     let throttle = Arc::new(crate::auth::throttle::Throttle::new(
         crate::auth::throttle::Limits {
-            window: config.throttle_window as i64,
-            per_pair: config.throttle_per_pair,
-            per_address: config.throttle_per_address,
-            per_account: config.throttle_per_account,
+            window: config.throttle.window as i64,
+            per_pair: config.throttle.per_pair,
+            per_address: config.throttle.per_address,
+            per_account: config.throttle.per_account,
         },
     ));
     let services = crate::auth::Services {
@@ -282,7 +289,7 @@ const GATE_SLACK: i64 = 60;
 /// Changes, deletions and ended sessions from before this moment can no
 /// longer affect an unexpired access token.
 fn gate_horizon(config: &crate::config::Config) -> i64 {
-    tokens::now() - config.access_token_ttl as i64 - GATE_SLACK
+    tokens::now() - config.tokens.access_token_ttl as i64 - GATE_SLACK
 }
 
 /// Loads the token gate in full: the users to watch and the deletions since
@@ -399,10 +406,11 @@ fn spawn_purge(state: AppState) {
             tick.tick().await;
             let now = tokens::now();
             state.throttle.sweep(now);
-            let ended_before = now - state.config.access_token_ttl as i64 - 1;
+            let ended_before = now - state.config.tokens.access_token_ttl as i64 - 1;
             let audit_before = state
                 .config
-                .audit_retention_days
+                .audit
+                .retention_days
                 .map(|days| now - days as i64 * 86_400);
             match state.store.purge(now, ended_before, audit_before).await {
                 Ok(0) => {}
@@ -412,11 +420,6 @@ fn spawn_purge(state: AppState) {
         }
     });
 }
-
-/// How long a client may take to send its first byte, and then each
-/// request's headers, before the connection is closed: a handful of silent
-/// or slow (slowloris) clients must not hold connections open forever.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long shutdown waits for requests in flight before giving up on them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -435,9 +438,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let limits = crate::http::connections::Limits {
-        max_connections: state.config.max_connections,
-        header_read_timeout: state.config.header_read_timeout,
-        idle: state.config.idle_timeout,
+        max_connections: state.config.http.max_connections,
+        header_read_timeout: state.config.http.header_read_timeout,
+        idle: state.config.http.idle_timeout,
         shutdown_grace: SHUTDOWN_GRACE,
     };
     crate::http::connections::serve(listener, router(state), limits, shutdown).await

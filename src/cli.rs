@@ -146,12 +146,12 @@ fn format_chain(error: &dyn std::error::Error) -> String {
 }
 
 fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::new(&config.log);
+    let filter = tracing_subscriber::EnvFilter::new(&config.log.filter);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
-    let _ = match config.log_format {
+    let _ = match config.log.format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
     };
@@ -168,6 +168,11 @@ pub fn main() -> ExitCode {
         }
     };
     init_logging(&config);
+    // Only now can they be logged: the configuration chose the log's
+    // filter and format.
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -191,9 +196,9 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
     match command {
         Command::Serve => serve(config).await,
         Command::Migrate => {
-            let store = storage::connect_with(&config.database_url, &config.database).await?;
+            let store = storage::connect_with(&config.database.url, &config.database.pool).await?;
             store.migrate().await?;
-            println!("migrations applied to {}", config.database_url_redacted());
+            println!("migrations applied to {}", config.database.url_redacted());
             Ok(())
         }
         Command::Users(UsersCommand::Create(args)) => create_user(config, args).await,
@@ -234,13 +239,13 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + 
 async fn serve(config: Config) -> Result<(), Failure> {
     let shutdown = shutdown_signal()
         .map_err(|e| Failure::new(format!("cannot install signal handlers: {e}")))?;
-    let bind = config.bind;
+    let bind = config.http.bind;
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .map_err(|e| Failure::new(format!("cannot listen on {bind}: {e}")))?;
-    let issuer = config.issuer.clone();
-    let database = config.database_url_redacted();
-    let algorithm = crate::auth::keys::algorithm_name(config.jwt_algorithm);
+    let issuer = config.tokens.issuer.clone();
+    let database = config.database.url_redacted();
+    let algorithm = crate::auth::keys::algorithm_name(config.tokens.jwt_algorithm);
     let state = crate::app::build_state(config).await?;
     let local = listener
         .local_addr()
@@ -342,7 +347,7 @@ fn dedup(roles: Vec<String>) -> Vec<String> {
 }
 
 async fn list_users(config: Config) -> Result<(), Failure> {
-    let store = storage::connect_with(&config.database_url, &config.database).await?;
+    let store = storage::connect_with(&config.database.url, &config.database.pool).await?;
     store.migrate().await?;
     let users = store.list_users().await?;
     if users.is_empty() {
@@ -386,7 +391,7 @@ async fn set_roles(config: Config, user: String, roles: Vec<String>) -> Result<(
 }
 
 async fn rotate_keys(config: Config) -> Result<(), Failure> {
-    let store = storage::connect_with(&config.database_url, &config.database).await?;
+    let store = storage::connect_with(&config.database.url, &config.database.pool).await?;
     store.migrate().await?;
     let now = tokens::now();
     // Make sure a first key exists, so "rotate" on a fresh database retires
@@ -409,13 +414,13 @@ async fn rotate_keys(config: Config) -> Result<(), Failure> {
         "new {} signing key {} is active; retired keys stay in JWKS for {} s (the access token lifetime)",
         crate::auth::keys::algorithm_name(key.algorithm),
         key.kid,
-        config.access_token_ttl
+        config.tokens.access_token_ttl
     );
     Ok(())
 }
 
 async fn list_keys(config: Config) -> Result<(), Failure> {
-    let store = storage::connect_with(&config.database_url, &config.database).await?;
+    let store = storage::connect_with(&config.database.url, &config.database.pool).await?;
     store.migrate().await?;
     let now = tokens::now();
     let keys = store.signing_keys().await?;
@@ -424,7 +429,7 @@ async fn list_keys(config: Config) -> Result<(), Failure> {
     } else {
         println!("{:<44}  {:<6}  {:<20}  STATUS", "KID", "ALG", "CREATED");
         for k in keys {
-            let ttl = config.access_token_ttl as i64;
+            let ttl = config.tokens.access_token_ttl as i64;
             let status = match k.retired_at {
                 None => "active".to_owned(),
                 Some(at) if at + ttl > now => {
@@ -441,7 +446,9 @@ async fn list_keys(config: Config) -> Result<(), Failure> {
             );
         }
     }
-    if config.jwt_algorithm == jsonwebtoken::Algorithm::HS256 && config.jwt_secret.is_some() {
+    if config.tokens.jwt_algorithm == jsonwebtoken::Algorithm::HS256
+        && config.tokens.jwt_secret.is_some()
+    {
         println!(
             "HS256 with WARDEN_JWT_SECRET: the configured secret signs; it is not stored here"
         );

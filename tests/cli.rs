@@ -162,6 +162,89 @@ fn unknown_role_in_the_config_file_is_an_error() {
 }
 
 #[test]
+fn a_jwt_secret_without_hs256_stops_serve() {
+    let cli = Cli::new();
+    let secret = "a secret of at least thirty-two bytes";
+    let o = cli.run(&["serve"], &[("WARDEN_JWT_SECRET", secret)]);
+    assert_config_error(&o, "WARDEN_JWT_SECRET");
+    assert!(stderr(&o).contains("HS256"), "{}", stderr(&o));
+    assert!(
+        !stderr(&o).contains(secret),
+        "the secret must not be printed"
+    );
+}
+
+#[test]
+fn a_misspelt_key_in_the_config_file_is_an_error_that_suggests_the_key() {
+    let cli = Cli::new();
+    let path = cli.dir.path().join("warden.toml");
+    std::fs::write(&path, "acces_token_ttl = 60\n").unwrap();
+    let o = cli.run(&["migrate"], &[("WARDEN_CONFIG", path.to_str().unwrap())]);
+    assert_config_error(&o, "acces_token_ttl in");
+    assert!(
+        stderr(&o).contains("unknown setting; did you mean access_token_ttl?"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// An unknown `WARDEN_*` variable is one warning line in the log, naming
+/// it and the setting it was probably meant to be; the command still runs.
+#[test]
+fn a_misspelt_variable_is_a_warning_and_the_command_still_runs() {
+    let cli = Cli::new();
+    let o = cli.run(
+        &["migrate"],
+        &[
+            ("WARDEN_ACCES_TOKEN_TTL", "60"),
+            ("WARDEN_SERVICE_HOST", "10.96.0.12"),
+        ],
+    );
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(cli.dir.path().join("warden.db").exists());
+    let typo: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("WARDEN_ACCES_TOKEN_TTL"))
+        .collect();
+    assert_eq!(typo.len(), 1, "{err}");
+    assert!(typo[0].contains("WARN"), "{err}");
+    assert!(
+        typo[0].contains(
+            "unknown environment variable WARDEN_ACCES_TOKEN_TTL: did you mean WARDEN_ACCESS_TOKEN_TTL?"
+        ),
+        "{err}"
+    );
+    let link: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("WARDEN_SERVICE_HOST"))
+        .collect();
+    assert_eq!(link.len(), 1, "{err}");
+    assert!(link[0].contains("Kubernetes service link"), "{err}");
+
+    // The same warning in the JSON log, from another command.
+    let o = cli.run(
+        &["users", "list"],
+        &[
+            ("WARDEN_ACCES_TOKEN_TTL", "60"),
+            ("WARDEN_LOG_FORMAT", "json"),
+        ],
+    );
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    let warnings: Vec<serde_json::Value> = err
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|v: &serde_json::Value| v["level"] == "WARN")
+        .collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert_eq!(
+        warnings[0]["fields"]["message"],
+        "unknown environment variable WARDEN_ACCES_TOKEN_TTL: did you mean WARDEN_ACCESS_TOKEN_TTL?"
+    );
+}
+
+#[test]
 fn migrate_creates_the_database() {
     let cli = Cli::new();
     let o = cli.run(&["migrate"], &[]);

@@ -48,7 +48,7 @@ impl Actor {
 /// closed and throttled per client address, then [`create`] with the
 /// `user` role.
 pub async fn register(s: &Services, address: &str) -> Result<()> {
-    if s.config.registration == Registration::Closed {
+    if s.config.accounts.registration == Registration::Closed {
         return Err(Error::Forbidden("Registration is closed".to_owned()));
     }
     if let Err(wait) = s.throttle.begin_registration(address, tokens::now()) {

@@ -182,7 +182,11 @@ pub async fn refresh(state: &Services, token: &str, scope: Option<&str>) -> Resu
     // goes on to the rotation, which decides retry or reuse.
     if let Some(wanted) = &requested
         && let Some(record) = state.store.refresh_record(presented.session).await?
-        && record.is_current(&presented, now, state.config.session_max_lifetime as i64)
+        && record.is_current(
+            &presented,
+            now,
+            state.config.sessions.session_max_lifetime as i64,
+        )
         && let Some(user) = state.store.user_by_id(record.session.user_id).await?
         && !user.disabled
     {
@@ -198,9 +202,9 @@ pub async fn refresh(state: &Services, token: &str, scope: Option<&str>) -> Resu
             &RefreshTokens::hash(&successor),
             now,
             RefreshLifetimes {
-                ttl: state.config.refresh_token_ttl as i64,
-                max_lifetime: state.config.session_max_lifetime as i64,
-                grace: state.config.refresh_reuse_grace as i64,
+                ttl: state.config.sessions.refresh_token_ttl as i64,
+                max_lifetime: state.config.sessions.session_max_lifetime as i64,
+                grace: state.config.sessions.refresh_reuse_grace as i64,
             },
         )
         .await?;

@@ -216,7 +216,7 @@ pub async fn load_or_create(
     if let Some(ring) = load_ring(config, store, now).await? {
         return Ok(ring);
     }
-    let alg = config.jwt_algorithm;
+    let alg = config.tokens.jwt_algorithm;
     let material = generate(alg)?;
     let key = load(alg, &material, now)?;
     let created = store
@@ -245,15 +245,15 @@ pub async fn load_ring(
     store: &dyn Store,
     now: i64,
 ) -> anyhow::Result<Option<KeyRing>> {
-    let alg = config.jwt_algorithm;
-    if let (Algorithm::HS256, Some(secret)) = (alg, &config.jwt_secret) {
+    let alg = config.tokens.jwt_algorithm;
+    if let (Algorithm::HS256, Some(secret)) = (alg, &config.tokens.jwt_secret) {
         let key = load(alg, &secret.0, now)?;
         return Ok(Some(KeyRing {
             current: key.clone(),
             keys: vec![key],
         }));
     }
-    let window = config.access_token_ttl as i64;
+    let window = config.tokens.access_token_ttl as i64;
     let mut active: Vec<SigningKey> = Vec::new();
     let mut keys = Vec::new();
     for record in store.signing_keys().await? {
@@ -296,8 +296,8 @@ pub async fn rotate(
     store: &dyn Store,
     now: i64,
 ) -> Result<SigningKey, RotateError> {
-    let alg = config.jwt_algorithm;
-    if alg == Algorithm::HS256 && config.jwt_secret.is_some() {
+    let alg = config.tokens.jwt_algorithm;
+    if alg == Algorithm::HS256 && config.tokens.jwt_secret.is_some() {
         return Err(RotateError::ConfiguredSecret);
     }
     let material = generate(alg)?;

@@ -52,29 +52,31 @@ impl Services {
         hash_workers: usize,
         hash_queue: usize,
     ) -> anyhow::Result<Self> {
-        let store = crate::storage::connect_with(&config.database_url, &config.database).await?;
+        let store =
+            crate::storage::connect_with(&config.database.url, &config.database.pool).await?;
         store.migrate().await?;
         let now = tokens::now();
         let keys = keys::load_or_create(&config, store.as_ref(), now).await?;
-        let hasher = passwords::PasswordHasher::start(config.argon2, hash_workers, hash_queue)?;
+        let hasher =
+            passwords::PasswordHasher::start(config.passwords.argon2, hash_workers, hash_queue)?;
         let tokens = Arc::new(tokens::TokenIssuer::new(
             keys,
-            config.issuer.clone(),
-            config.audience.clone(),
-            config.access_token_ttl,
+            config.tokens.issuer.clone(),
+            config.tokens.audience.clone(),
+            config.tokens.access_token_ttl,
         ));
         let refresh = refresh_tokens::RefreshTokens::load(store.as_ref(), now).await?;
         let devices = devices::DeviceCookies::load(
             store.as_ref(),
-            devices::needs_secure(&config.issuer, config.bind.ip()),
+            devices::needs_secure(&config.tokens.issuer, config.http.bind.ip()),
             now,
         )
         .await?;
         let throttle = Arc::new(throttle::Throttle::new(throttle::Limits {
-            window: config.throttle_window as i64,
-            per_pair: config.throttle_per_pair,
-            per_address: config.throttle_per_address,
-            per_account: config.throttle_per_account,
+            window: config.throttle.window as i64,
+            per_pair: config.throttle.per_pair,
+            per_address: config.throttle.per_address,
+            per_account: config.throttle.per_account,
         }));
         Ok(Self {
             config: Arc::new(config),

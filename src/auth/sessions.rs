@@ -58,8 +58,8 @@ pub async fn open_session(
     let expires_at = refreshed_expiry(
         now,
         now,
-        state.config.refresh_token_ttl as i64,
-        state.config.session_max_lifetime as i64,
+        state.config.sessions.refresh_token_ttl as i64,
+        state.config.sessions.session_max_lifetime as i64,
     );
     let session = SessionRecord {
         id,
@@ -78,7 +78,7 @@ pub async fn open_session(
             &session,
             &RefreshTokens::hash(&refresh),
             user.security_version,
-            state.config.max_sessions_per_user,
+            state.config.sessions.max_sessions_per_user,
         )
         .await?;
     match opened {
@@ -92,7 +92,7 @@ pub async fn open_session(
                         .user(user.id)
                         .session(session.id)
                         .detail("ended", ended.len())
-                        .detail("limit", state.config.max_sessions_per_user),
+                        .detail("limit", state.config.sessions.max_sessions_per_user),
                 )
                 .await;
             }

@@ -45,16 +45,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::{Instant, sleep};
 
-/// Idle time after which a connection is closed, by default.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// File descriptors the default cap leaves for everything but client
-/// connections: the database pool, the SQLite files, the log, key files,
-/// the listener and the runtime's own.
-pub const FD_RESERVE: u64 = 64;
-
-/// Bounds of the derived default cap (an explicit setting is not clamped).
-pub const DEFAULT_MAX_CONNECTIONS_RANGE: (usize, usize) = (16, 16_384);
+use crate::config::connections::{FD_RESERVE, open_files_limit};
 
 /// How often an HTTP/2 connection is pinged when the peer has sent
 /// nothing, and how long the answer may take before the connection is
@@ -98,35 +89,6 @@ fn refused_response() -> Vec<u8> {
         REFUSED_BODY.len()
     )
     .into_bytes()
-}
-
-/// The soft limit on open files (`RLIMIT_NOFILE`), if there is one.
-pub fn open_files_limit() -> Option<u64> {
-    #[cfg(target_os = "linux")]
-    {
-        rustix::process::getrlimit(rustix::process::Resource::Nofile).current
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        None
-    }
-}
-
-/// The default cap: the open-files limit less [`FD_RESERVE`], within
-/// [`DEFAULT_MAX_CONNECTIONS_RANGE`]; the upper bound when there is no
-/// limit.
-pub fn default_max_connections() -> usize {
-    derive_max_connections(open_files_limit())
-}
-
-fn derive_max_connections(open_files: Option<u64>) -> usize {
-    let (low, high) = DEFAULT_MAX_CONNECTIONS_RANGE;
-    match open_files {
-        None => high,
-        Some(n) => usize::try_from(n.saturating_sub(FD_RESERVE))
-            .unwrap_or(high)
-            .clamp(low, high),
-    }
 }
 
 /// What a client may hold, and for how long.
@@ -468,15 +430,6 @@ impl<B: Body> Body for TrackedBody<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_default_cap_leaves_a_reserve_and_stays_in_bounds() {
-        assert_eq!(derive_max_connections(Some(256)), 192);
-        assert_eq!(derive_max_connections(Some(1024)), 960);
-        assert_eq!(derive_max_connections(Some(20)), 16);
-        assert_eq!(derive_max_connections(Some(1 << 20)), 16_384);
-        assert_eq!(derive_max_connections(None), 16_384);
-    }
 
     #[test]
     fn the_refusal_is_a_complete_503_in_the_error_shape() {

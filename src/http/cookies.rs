@@ -26,8 +26,9 @@
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::config::AllowedOrigins;
 use crate::config::Config;
-use crate::http::cors::{AllowedOrigins, origin_of};
+use crate::http::cors::origin_of;
 use crate::http::routes::TokenResponse;
 
 /// The cookie's name.
@@ -49,10 +50,13 @@ pub struct CookiePolicy {
 impl CookiePolicy {
     pub fn new(config: &Config) -> Self {
         Self {
-            secure: crate::auth::devices::needs_secure(&config.issuer, config.bind.ip()),
-            own_origin: origin_of(&config.issuer),
-            allowed: config.cors_origins.clone(),
-            max_age: config.refresh_token_ttl,
+            secure: crate::auth::devices::needs_secure(
+                &config.tokens.issuer,
+                config.http.bind.ip(),
+            ),
+            own_origin: origin_of(&config.tokens.issuer),
+            allowed: config.http.cors_origins.clone(),
+            max_age: config.sessions.refresh_token_ttl,
         }
     }
 

@@ -5,7 +5,9 @@
 //! (`WARDEN_TRUSTED_PROXIES`), and only the one header the proxies are said
 //! to write (`WARDEN_FORWARDED_HEADER`): a proxy passes on the headers it
 //! does not handle itself, so reading the other one too would let a client
-//! write its own address there.
+//! write its own address there. Both settings are parsed by the
+//! configuration ([`TrustedProxies`], [`ForwardedHeader`]); this module
+//! reads the header with them.
 //!
 //! The rule (docs/hardening.md has it for users, with examples):
 //!
@@ -29,123 +31,44 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-/// Which forwarding header the trusted proxies write.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum ForwardedHeader {
-    /// `X-Forwarded-For: client, proxy1, ...` (nginx, HAProxy, most load
-    /// balancers).
-    #[default]
-    XForwardedFor,
-    /// RFC 7239 `Forwarded: for=client, for="[2001:db8::1]:443"`.
-    Forwarded,
-}
+use crate::config::{ForwardedHeader, TrustedProxies};
 
-impl ForwardedHeader {
-    pub fn parse(v: &str) -> Result<Self, String> {
-        match v.to_ascii_lowercase().as_str() {
-            "x-forwarded-for" => Ok(Self::XForwardedFor),
-            "forwarded" => Ok(Self::Forwarded),
-            _ => Err(format!("expected x-forwarded-for or forwarded, got {v:?}")),
+/// The client's address for a request from `peer` whose `header` (the one
+/// the proxies write) came as `lines`, in order. A line that is not text
+/// counts as one hop that is no address.
+pub fn client_ip<'a>(
+    proxies: &TrustedProxies,
+    peer: IpAddr,
+    header: ForwardedHeader,
+    lines: impl IntoIterator<Item = &'a [u8]>,
+) -> IpAddr {
+    let peer = peer.to_canonical();
+    if !proxies.contains(peer) {
+        return peer;
+    }
+    let mut hops: Vec<Option<IpAddr>> = Vec::new();
+    for line in lines {
+        match std::str::from_utf8(line) {
+            Ok(line) => match header {
+                ForwardedHeader::XForwardedFor => {
+                    hops.extend(line.split(',').map(|hop| parse_node(hop.trim())))
+                }
+                ForwardedHeader::Forwarded => hops.extend(forwarded_for(line)),
+            },
+            Err(_) => hops.push(None),
         }
     }
-
-    /// The header's name, lower case.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::XForwardedFor => "x-forwarded-for",
-            Self::Forwarded => "forwarded",
+    let mut client = peer;
+    for hop in hops.into_iter().rev() {
+        if !proxies.contains(client) {
+            break;
+        }
+        match hop {
+            Some(ip) => client = ip.to_canonical(),
+            None => break,
         }
     }
-}
-
-/// Addresses and networks (`10.0.0.0/8`, `::1`) of trusted proxies.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TrustedProxies {
-    networks: Vec<(IpAddr, u8)>,
-}
-
-impl TrustedProxies {
-    /// Parses a comma-separated list of addresses and CIDR networks.
-    pub fn parse(list: &str) -> Result<Self, String> {
-        let mut networks = Vec::new();
-        for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let (addr, prefix) = match item.split_once('/') {
-                Some((a, p)) => (a, Some(p)),
-                None => (item, None),
-            };
-            let addr: IpAddr = addr
-                .parse()
-                .map_err(|_| format!("{item:?} is not an IP address or CIDR network"))?;
-            let max = if addr.is_ipv4() { 32 } else { 128 };
-            let prefix = match prefix {
-                None => max,
-                Some(p) => match p.parse::<u8>() {
-                    Ok(p) if p <= max => p,
-                    _ => return Err(format!("{item:?}: the prefix length must be 0 to {max}")),
-                },
-            };
-            networks.push((addr.to_canonical(), prefix));
-        }
-        Ok(Self { networks })
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.networks.is_empty()
-    }
-
-    /// Whether `ip` is a trusted proxy.
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = ip.to_canonical();
-        self.networks.iter().any(|&(net, prefix)| match (net, ip) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
-                u32::from(n) & mask == u32::from(a) & mask
-            }
-            (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
-                u128::from(n) & mask == u128::from(a) & mask
-            }
-            _ => false,
-        })
-    }
-
-    /// The client's address for a request from `peer` whose `header`
-    /// (the one the proxies write) came as `lines`, in order. A line that
-    /// is not text counts as one hop that is no address.
-    pub fn client_ip<'a>(
-        &self,
-        peer: IpAddr,
-        header: ForwardedHeader,
-        lines: impl IntoIterator<Item = &'a [u8]>,
-    ) -> IpAddr {
-        let peer = peer.to_canonical();
-        if !self.contains(peer) {
-            return peer;
-        }
-        let mut hops: Vec<Option<IpAddr>> = Vec::new();
-        for line in lines {
-            match std::str::from_utf8(line) {
-                Ok(line) => match header {
-                    ForwardedHeader::XForwardedFor => {
-                        hops.extend(line.split(',').map(|hop| parse_node(hop.trim())))
-                    }
-                    ForwardedHeader::Forwarded => hops.extend(forwarded_for(line)),
-                },
-                Err(_) => hops.push(None),
-            }
-        }
-        let mut client = peer;
-        for hop in hops.into_iter().rev() {
-            if !self.contains(client) {
-                break;
-            }
-            match hop {
-                Some(ip) => client = ip.to_canonical(),
-                None => break,
-            }
-        }
-        client
-    }
+    client
 }
 
 /// An address with an optional port: `192.0.2.1`, `192.0.2.1:8080`,
@@ -229,7 +152,8 @@ mod tests {
 
     /// The client for `peer` with X-Forwarded-For `lines`.
     fn xff(t: &TrustedProxies, peer: &str, lines: &[&str]) -> IpAddr {
-        t.client_ip(
+        client_ip(
+            t,
             ip(peer),
             ForwardedHeader::XForwardedFor,
             lines.iter().map(|l| l.as_bytes()),
@@ -238,7 +162,8 @@ mod tests {
 
     /// The client for `peer` with Forwarded `lines`.
     fn fwd(t: &TrustedProxies, peer: &str, lines: &[&str]) -> IpAddr {
-        t.client_ip(
+        client_ip(
+            t,
             ip(peer),
             ForwardedHeader::Forwarded,
             lines.iter().map(|l| l.as_bytes()),
@@ -328,7 +253,7 @@ mod tests {
         // A line that is not text is one such hop.
         let lines: [&[u8]; 2] = [b"6.6.6.6", b"\xff\xfe"];
         assert_eq!(
-            t.client_ip(ip("10.0.0.1"), ForwardedHeader::XForwardedFor, lines),
+            client_ip(&t, ip("10.0.0.1"), ForwardedHeader::XForwardedFor, lines),
             ip("10.0.0.1")
         );
     }
@@ -384,29 +309,5 @@ mod tests {
         assert_eq!(split_unquoted(r#"a="x,y",b"#, ','), [r#"a="x,y""#, "b"]);
         assert_eq!(unquote(r#""a\"b""#), r#"a"b"#);
         assert_eq!(unquote("token"), "token");
-    }
-
-    #[test]
-    fn the_header_setting() {
-        assert_eq!(
-            ForwardedHeader::parse("X-Forwarded-For"),
-            Ok(ForwardedHeader::XForwardedFor)
-        );
-        assert_eq!(
-            ForwardedHeader::parse("forwarded"),
-            Ok(ForwardedHeader::Forwarded)
-        );
-        assert!(ForwardedHeader::parse("x-real-ip").is_err());
-    }
-
-    #[test]
-    fn networks_match_by_prefix() {
-        let t = TrustedProxies::parse("192.168.0.0/16,2001:db8::/32").unwrap();
-        assert!(t.contains(ip("192.168.44.1")));
-        assert!(!t.contains(ip("192.169.0.1")));
-        assert!(t.contains(ip("2001:db8::5")));
-        assert!(t.contains(ip("::ffff:192.168.1.1")), "IPv4-mapped peers");
-        assert!(TrustedProxies::parse("10.0.0.0/33").is_err());
-        assert!(TrustedProxies::parse("proxy.local").is_err());
     }
 }

@@ -44,16 +44,15 @@ impl axum::extract::FromRequestParts<crate::http::state::AppState> for ClientMet
             .extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .map(|c| {
-                let config = &state.config;
-                let lines = parts.headers.get_all(config.forwarded_header.name());
-                config
-                    .trusted_proxies
-                    .client_ip(
-                        c.0.ip(),
-                        config.forwarded_header,
-                        lines.iter().map(|v| v.as_bytes()),
-                    )
-                    .to_string()
+                let http = &state.config.http;
+                let lines = parts.headers.get_all(http.forwarded_header.name());
+                crate::http::proxy::client_ip(
+                    &http.trusted_proxies,
+                    c.0.ip(),
+                    http.forwarded_header,
+                    lines.iter().map(|v| v.as_bytes()),
+                )
+                .to_string()
             });
         Ok(Self { user_agent, ip })
     }

@@ -16,7 +16,8 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
 };
 
-use super::{DatabaseOptions, StoreError, StoreResult};
+use super::{StoreError, StoreResult};
+use crate::config::DatabaseOptions;
 
 /// The SQL a backend needs where the two differ.
 pub(super) struct Dialect {

@@ -14,7 +14,6 @@ mod dialect;
 mod sql;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use uuid::Uuid;
@@ -26,25 +25,7 @@ use crate::domain::{
 };
 pub use sql::SqlStore;
 
-/// Connection settings (PostgreSQL; SQLite uses its own fixed ones).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DatabaseOptions {
-    pub max_connections: u32,
-    /// How long a request waits for a connection before it gets 503.
-    pub acquire_timeout: Duration,
-    /// PostgreSQL's `statement_timeout` for every connection.
-    pub statement_timeout: Duration,
-}
-
-impl Default for DatabaseOptions {
-    fn default() -> Self {
-        Self {
-            max_connections: 10,
-            acquire_timeout: Duration::from_secs(5),
-            statement_timeout: Duration::from_secs(10),
-        }
-    }
-}
+use crate::config::DatabaseOptions;
 
 /// How long (seconds) the `user_changes` log keeps a row, at least: a
 /// server that has not read the log for longer reloads in full.

@@ -20,7 +20,8 @@ use sqlx::{AssertSqlSafe, Postgres, Sqlite, Transaction};
 use uuid::Uuid;
 
 use super::dialect::{self, ChangeMarker, Dialect};
-use super::{DatabaseOptions, PURGE_BATCH, Store, StoreError, StoreResult, USER_CHANGE_RETENTION};
+use super::{PURGE_BATCH, Store, StoreError, StoreResult, USER_CHANGE_RETENTION};
+use crate::config::DatabaseOptions;
 use crate::domain::profile::fold;
 use crate::domain::{
     AuditQuery, AuditRecord, PasswordSet, PresentedRefresh, RefreshLifetimes, RefreshOutcome,

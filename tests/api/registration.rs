@@ -292,9 +292,9 @@ async fn passwords_are_stored_as_argon2id_with_owasp_parameters_by_default() {
     let defaults = warden::config::Config::load_from(None, Vec::new()).unwrap();
     assert_eq!(
         (
-            defaults.argon2.memory_kib,
-            defaults.argon2.iterations,
-            defaults.argon2.parallelism
+            defaults.passwords.argon2.memory_kib,
+            defaults.passwords.argon2.iterations,
+            defaults.passwords.argon2.parallelism
         ),
         (19456, 2, 1)
     );

@@ -321,7 +321,11 @@ pub async fn introspect_token(
         };
     } else if let Some(presented) = state.refresh.resolve(state.store.as_ref(), token).await?
         && let Some(r) = state.store.refresh_record(presented.session).await?
-        && r.is_current(&presented, now, state.config.session_max_lifetime as i64)
+        && r.is_current(
+            &presented,
+            now,
+            state.config.sessions.session_max_lifetime as i64,
+        )
         && let Some(user) = state.store.user_by_id(r.session.user_id).await?
         && !user.disabled
     {
