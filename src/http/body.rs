@@ -1,16 +1,28 @@
-//! Request bodies: content-type rules, size limit, and FastAPI-shaped 422s.
+//! Request bodies and list queries: content-type rules, size limit, and
+//! FastAPI-shaped 422s.
 //!
-//! JSON routes read the body as a JSON object and pick fields by hand (see
-//! [`Fields`]), so a missing field, a wrong type and an invalid value each
-//! get the contract's `{"detail": [{"loc", "msg", "type"}]}` entry rather
-//! than serde's one-line message.
+//! Each body, form and list query is parsed into its typed struct, the one
+//! its OpenAPI schema is derived from (`RegisterRequest`, `TokenRequest`,
+//! `ListQuery`, ...). The struct's `read` (a [`FromJson`], [`FromForm`] or
+//! [`FromQuery`] impl next to it) is its one parser: it asks a reader
+//! ([`Fields`], [`Params`], [`QueryFields`]) for each field by name, so a
+//! missing field, a wrong type and an invalid value each get the
+//! contract's `{"detail": [{"loc", "msg", "type"}]}` entry (all of them,
+//! in one 422) rather than serde's one-line message. The reader records
+//! the names it was asked for: [`json_fields`], [`form_fields`] and
+//! [`query_fields`] list what a parser accepts and requires, and a test
+//! (`tests/api/ops.rs`) compares that with `/openapi.json`, so the
+//! document and the parser cannot drift. A `read` therefore asks for
+//! every field it accepts unconditionally, before any early return.
+//!
+//! Fields a struct does not define are ignored, as FastAPI does.
 //!
 //! Control characters (C0 with NUL, DEL, C1) are refused here, once, with
-//! a 422, in every string of every JSON body and form and in the query
-//! strings of the list routes ([`query_pairs`]): no handler has to
-//! remember it, and none reaches a database (PostgreSQL refuses NUL in
-//! text with an error that would be a 500). Secrets are the exception, see
-//! [`SECRET_FIELDS`].
+//! a 422, in every string of every JSON body and form (unknown fields
+//! included) and in the query strings of the list routes
+//! ([`query_pairs`]): no handler has to remember it, and none reaches a
+//! database (PostgreSQL refuses NUL in text with an error that would be a
+//! 500). Secrets are the exception, see [`SECRET_FIELDS`].
 
 use std::collections::HashMap;
 
@@ -143,7 +155,7 @@ fn refuse_controls(object: &Map<String, Value>) -> Result<(), Error> {
 
 /// The pairs of a query string, decoded; `Err(422)` (at `["query", name]`)
 /// when a name or value holds a control character.
-pub fn query_pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, Error> {
+fn query_pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, Error> {
     let mut errors = Vec::new();
     let pairs: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or("").as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -251,23 +263,88 @@ impl<S: Send + Sync> FromRequest<S> for OAuthParams {
     }
 }
 
+/// One field a parser reads, as its reader recorded it: what
+/// [`json_fields`], [`form_fields`] and [`query_fields`] list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldSpec {
+    pub name: &'static str,
+    pub required: bool,
+}
+
+/// The fields a reader was asked for, each once, in the order asked.
+#[derive(Debug, Default)]
+struct Asked(Vec<FieldSpec>);
+
+impl Asked {
+    fn record(&mut self, name: &'static str, required: bool) {
+        match self.0.iter_mut().find(|f| f.name == name) {
+            Some(f) => f.required |= required,
+            None => self.0.push(FieldSpec { name, required }),
+        }
+    }
+}
+
+fn no_value_no_error() -> Error {
+    Error::Internal(Box::new(crate::http::error::Bug(
+        "a parser returned neither a value nor an error",
+    )))
+}
+
+/// A JSON body's typed struct, read from the body's fields.
+pub trait FromJson: Sized {
+    /// What validation needs besides the body: `()` for most; the user's
+    /// names for a new password, the configured roles for a role change.
+    type Context<'c>;
+
+    /// Reads every field from `fields`, each problem recorded there;
+    /// `None` when a field is missing or malformed.
+    fn read(fields: &mut Fields<'_>, cx: Self::Context<'_>) -> Option<Self>;
+}
+
+/// The JSON body `object` as a `T`, or a 422 listing every problem.
+pub fn parse<T: FromJson>(object: &Map<String, Value>, cx: T::Context<'_>) -> Result<T, Error> {
+    let mut fields = Fields::new(object);
+    let parsed = T::read(&mut fields, cx);
+    fields.finish()?;
+    parsed.ok_or_else(no_value_no_error)
+}
+
+/// The fields `T`'s parser accepts, and which of them it requires.
+pub fn json_fields<T: FromJson>(cx: T::Context<'_>) -> Vec<FieldSpec> {
+    let empty = Map::new();
+    let mut fields = Fields::new(&empty);
+    let _ = T::read(&mut fields, cx);
+    fields.asked.0
+}
+
 /// Typed access to a JSON object's fields, collecting every problem so one
 /// 422 lists them all.
 pub struct Fields<'a> {
     map: &'a Map<String, Value>,
-    pub errors: Vec<FieldError>,
+    errors: Vec<FieldError>,
+    asked: Asked,
+}
+
+fn string_type(name: &str) -> FieldError {
+    FieldError::new(
+        &["body", name],
+        "Input should be a valid string",
+        "string_type",
+    )
 }
 
 impl<'a> Fields<'a> {
-    pub fn new(map: &'a Map<String, Value>) -> Self {
+    fn new(map: &'a Map<String, Value>) -> Self {
         Self {
             map,
             errors: Vec::new(),
+            asked: Asked::default(),
         }
     }
 
     /// A required string field.
-    pub fn required_str(&mut self, name: &str) -> Option<&'a str> {
+    pub fn required_str(&mut self, name: &'static str) -> Option<&'a str> {
+        self.asked.record(name, true);
         match self.map.get(name) {
             None | Some(Value::Null) => {
                 self.errors.push(FieldError::new(
@@ -279,35 +356,20 @@ impl<'a> Fields<'a> {
             }
             Some(Value::String(s)) => Some(s),
             Some(_) => {
-                self.errors.push(FieldError::new(
-                    &["body", name],
-                    "Input should be a valid string",
-                    "string_type",
-                ));
+                self.errors.push(string_type(name));
                 None
             }
         }
     }
 
-    /// An optional string field: absent → `None`.
-    pub fn optional_str(&mut self, name: &str) -> Option<&'a str> {
+    /// An optional string field: absent → `None`; `null` is refused.
+    pub fn optional_str(&mut self, name: &'static str) -> Option<&'a str> {
+        self.asked.record(name, false);
         match self.map.get(name) {
             None => None,
             Some(Value::String(s)) => Some(s),
-            Some(Value::Null) => {
-                self.errors.push(FieldError::new(
-                    &["body", name],
-                    "Input should be a valid string",
-                    "string_type",
-                ));
-                None
-            }
             Some(_) => {
-                self.errors.push(FieldError::new(
-                    &["body", name],
-                    "Input should be a valid string",
-                    "string_type",
-                ));
+                self.errors.push(string_type(name));
                 None
             }
         }
@@ -315,24 +377,22 @@ impl<'a> Fields<'a> {
 
     /// An optional, nullable string field: absent → `None`,
     /// `null` → `Some(None)`.
-    pub fn nullable_str(&mut self, name: &str) -> Option<Option<&'a str>> {
+    pub fn nullable_str(&mut self, name: &'static str) -> Option<Option<&'a str>> {
+        self.asked.record(name, false);
         match self.map.get(name) {
             None => None,
             Some(Value::Null) => Some(None),
             Some(Value::String(s)) => Some(Some(s)),
             Some(_) => {
-                self.errors.push(FieldError::new(
-                    &["body", name],
-                    "Input should be a valid string",
-                    "string_type",
-                ));
+                self.errors.push(string_type(name));
                 None
             }
         }
     }
 
     /// An optional list of strings: absent → `None`.
-    pub fn optional_str_list(&mut self, name: &str) -> Option<Vec<&'a str>> {
+    pub fn optional_str_list(&mut self, name: &'static str) -> Option<Vec<&'a str>> {
+        self.asked.record(name, false);
         match self.map.get(name) {
             None => None,
             Some(Value::Array(items)) => {
@@ -358,7 +418,8 @@ impl<'a> Fields<'a> {
     }
 
     /// An optional boolean: absent → `None`.
-    pub fn optional_bool(&mut self, name: &str) -> Option<bool> {
+    pub fn optional_bool(&mut self, name: &'static str) -> Option<bool> {
+        self.asked.record(name, false);
         match self.map.get(name) {
             None => None,
             Some(Value::Bool(b)) => Some(*b),
@@ -373,6 +434,12 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// Whether the body has a field `name`: for a field that is not part
+    /// of the struct but is refused with a reason rather than ignored.
+    pub fn sent(&self, name: &str) -> bool {
+        self.map.contains_key(name)
+    }
+
     /// Records a rule violation on `name`.
     pub fn invalid(&mut self, name: &str, msg: String) {
         self.errors
@@ -380,11 +447,141 @@ impl<'a> Fields<'a> {
     }
 
     /// `Err(422)` if anything was wrong.
-    pub fn finish(self) -> Result<(), Error> {
+    fn finish(self) -> Result<(), Error> {
         if self.errors.is_empty() {
             Ok(())
         } else {
             Err(Error::Validation(self.errors))
         }
+    }
+}
+
+/// An OAuth 2.0 form's typed struct, read from its parameters.
+pub trait FromForm: Sized {
+    /// Reads every parameter from `params`; `None` when a required one is
+    /// missing.
+    fn read(params: &mut Params<'_>) -> Option<Self>;
+}
+
+impl OAuthParams {
+    /// The parameters as a `T`; a missing required parameter is 400
+    /// `invalid_request`, naming the first one missing.
+    pub fn parse<T: FromForm>(&self) -> Result<T, Error> {
+        let mut params = Params {
+            map: &self.0,
+            missing: None,
+            asked: Asked::default(),
+        };
+        let parsed = T::read(&mut params);
+        if let Some(name) = params.missing {
+            return Err(missing_parameter(name));
+        }
+        parsed.ok_or_else(no_value_no_error)
+    }
+}
+
+/// The parameters `T`'s parser accepts, and which of them it requires.
+pub fn form_fields<T: FromForm>() -> Vec<FieldSpec> {
+    let empty = HashMap::new();
+    let mut params = Params {
+        map: &empty,
+        missing: None,
+        asked: Asked::default(),
+    };
+    let _ = T::read(&mut params);
+    params.asked.0
+}
+
+/// 400 `invalid_request` for a missing (or empty) parameter.
+pub fn missing_parameter(name: &str) -> Error {
+    Error::Grant(
+        crate::http::error::GrantError::InvalidRequest,
+        format!("Missing required parameter: {name}"),
+    )
+}
+
+/// Typed access to an OAuth 2.0 endpoint's parameters.
+pub struct Params<'a> {
+    map: &'a HashMap<String, String>,
+    missing: Option<&'static str>,
+    asked: Asked,
+}
+
+impl<'a> Params<'a> {
+    /// An optional parameter, as sent (an empty value included).
+    pub fn optional(&mut self, name: &'static str) -> Option<&'a str> {
+        self.asked.record(name, false);
+        self.map.get(name).map(String::as_str)
+    }
+
+    /// A required parameter; an empty value counts as missing.
+    pub fn required(&mut self, name: &'static str) -> Option<&'a str> {
+        self.asked.record(name, true);
+        match self.map.get(name) {
+            Some(v) if !v.is_empty() => Some(v),
+            _ => {
+                self.missing.get_or_insert(name);
+                None
+            }
+        }
+    }
+}
+
+/// A list route's typed query. Every parameter is optional.
+pub trait FromQuery: Sized {
+    /// Reads every parameter from `query`, each problem recorded there.
+    fn read(query: &mut QueryFields<'_>) -> Self;
+}
+
+/// The query string `raw` as a `T`, or a 422 listing every problem.
+pub fn parse_query<T: FromQuery>(raw: Option<&str>) -> Result<T, Error> {
+    let pairs = query_pairs(raw)?;
+    let mut query = QueryFields {
+        pairs: &pairs,
+        errors: Vec::new(),
+        asked: Asked::default(),
+    };
+    let parsed = T::read(&mut query);
+    if query.errors.is_empty() {
+        Ok(parsed)
+    } else {
+        Err(Error::Validation(query.errors))
+    }
+}
+
+/// The query parameters `T`'s parser accepts.
+pub fn query_fields<T: FromQuery>() -> Vec<FieldSpec> {
+    let mut query = QueryFields {
+        pairs: &[],
+        errors: Vec::new(),
+        asked: Asked::default(),
+    };
+    let _ = T::read(&mut query);
+    query.asked.0
+}
+
+/// Typed access to a query string's parameters, collecting every problem.
+pub struct QueryFields<'a> {
+    pairs: &'a [(String, String)],
+    errors: Vec<FieldError>,
+    asked: Asked,
+}
+
+impl<'a> QueryFields<'a> {
+    /// Every value sent for `name`, in order: a repeated parameter has each
+    /// of its values checked, the last valid one counts.
+    pub fn values(&mut self, name: &'static str) -> Vec<&'a str> {
+        self.asked.record(name, false);
+        self.pairs
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// Records a problem with parameter `name`.
+    pub fn invalid(&mut self, name: &str, msg: impl Into<String>, kind: &str) {
+        self.errors
+            .push(FieldError::new(&["query", name], msg, kind));
     }
 }

@@ -1,5 +1,8 @@
+use std::collections::{BTreeMap, BTreeSet};
+
 use reqwest::StatusCode;
 use serde_json::Value;
+use warden::http::body::FieldSpec;
 
 use crate::helpers::{PASSWORD, TestApp};
 
@@ -287,4 +290,137 @@ async fn swagger_ui_offers_the_scopes_of_configured_roles() {
         ["scopes"];
     assert_eq!(scopes["grades:write"], "Granted by role teacher");
     assert!(scopes["users:read"].is_string());
+}
+
+/// Query flags of single routes, read by their handlers (not list
+/// queries): the only query parameters without a typed parser.
+const QUERY_FLAGS: &[(&str, &str, &str)] = &[
+    ("post", "/token", "cookie"),
+    ("put", "/users/me/password", "cookie"),
+    ("post", "/logout", "all"),
+];
+
+/// The names of `fields`, and those of them required.
+fn names_and_required(fields: &[FieldSpec]) -> (BTreeSet<String>, BTreeSet<String>) {
+    let names = fields.iter().map(|f| f.name.to_owned()).collect();
+    let required = fields
+        .iter()
+        .filter(|f| f.required)
+        .map(|f| f.name.to_owned())
+        .collect();
+    (names, required)
+}
+
+/// Every body, form and list query in `/openapi.json` is exactly what its
+/// parser reads: the same field names, the same required ones. The parsers'
+/// lists come from running each parser (see `warden::http::body`), so a
+/// field added to a parser and not to its schema, or the other way round,
+/// fails here.
+#[tokio::test]
+async fn every_body_and_query_schema_is_what_its_parser_reads() {
+    use warden::http::body::{form_fields, json_fields, query_fields};
+    use warden::http::routes::audit::AuditParams;
+    use warden::http::routes::sessions::SessionListQuery;
+    use warden::http::routes::token::{IntrospectRequest, RevokeRequest, TokenRequest};
+    use warden::http::routes::users::{
+        DeleteConfirmation, ListQuery, PasswordChange, ProfileUpdate, RegisterRequest,
+    };
+
+    let app = TestApp::spawn().await;
+    let doc: Value = app.get("/openapi.json").await.json().await.unwrap();
+    let roles = warden::domain::roles::Roles::default();
+    let json = "application/json";
+    let form = "application/x-www-form-urlencoded";
+    let bodies: BTreeMap<(&str, &str), (&str, Vec<FieldSpec>)> = BTreeMap::from([
+        (("post", "/users"), (json, json_fields::<RegisterRequest>(()))),
+        (("patch", "/users/me"), (json, json_fields::<ProfileUpdate>(&roles))),
+        (("patch", "/users/{id}"), (json, json_fields::<ProfileUpdate>(&roles))),
+        (("delete", "/users/me"), (json, json_fields::<DeleteConfirmation>(()))),
+        (
+            ("put", "/users/me/password"),
+            (json, json_fields::<PasswordChange>(("", ""))),
+        ),
+        (("post", "/token"), (form, form_fields::<TokenRequest>())),
+        (("post", "/token/revoke"), (form, form_fields::<RevokeRequest>())),
+        (
+            ("post", "/token/introspect"),
+            (form, form_fields::<IntrospectRequest>()),
+        ),
+    ]);
+    let queries: BTreeMap<(&str, &str), Vec<FieldSpec>> = BTreeMap::from([
+        (("get", "/users"), query_fields::<ListQuery>()),
+        (("get", "/users/me/sessions"), query_fields::<SessionListQuery>()),
+        (("get", "/audit"), query_fields::<AuditParams>()),
+    ]);
+
+    let (mut bodies_seen, mut queries_seen) = (BTreeSet::new(), BTreeSet::new());
+    for (path, operations) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in operations.as_object().unwrap() {
+            let key = (method.as_str(), path.as_str());
+            if let Some(body) = operation.get("requestBody") {
+                let Some((media_type, parser)) = bodies.get(&key) else {
+                    panic!("{method} {path} has a request body but no parser in this test");
+                };
+                let content = body["content"].as_object().unwrap();
+                assert_eq!(
+                    content.keys().map(String::as_str).collect::<Vec<_>>(),
+                    [*media_type],
+                    "{method} {path}"
+                );
+                let reference = content[*media_type]["schema"]["$ref"].as_str().unwrap();
+                let name = reference.strip_prefix("#/components/schemas/").unwrap();
+                let schema = &doc["components"]["schemas"][name];
+                let names: BTreeSet<String> = schema["properties"]
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .cloned()
+                    .collect();
+                let required: BTreeSet<String> = schema["required"]
+                    .as_array()
+                    .map(|r| r.iter().map(|n| n.as_str().unwrap().to_owned()).collect())
+                    .unwrap_or_default();
+                assert_eq!(
+                    names_and_required(parser),
+                    (names, required),
+                    "{method} {path}: the parser of {name} (left) and its schema (right)"
+                );
+                bodies_seen.insert(key);
+            }
+            let mut params: BTreeSet<(String, bool)> = BTreeSet::new();
+            for p in operation["parameters"].as_array().into_iter().flatten() {
+                let name = p["name"].as_str().unwrap();
+                if p["in"] == "query" && !QUERY_FLAGS.contains(&(method.as_str(), path.as_str(), name)) {
+                    params.insert((name.to_owned(), p["required"] == true));
+                }
+            }
+            match queries.get(&key) {
+                Some(parser) => {
+                    let read: BTreeSet<(String, bool)> = parser
+                        .iter()
+                        .map(|f| (f.name.to_owned(), f.required))
+                        .collect();
+                    assert_eq!(
+                        read, params,
+                        "{method} {path}: the query parser (left) and the parameters (right)"
+                    );
+                    queries_seen.insert(key);
+                }
+                None => assert!(
+                    params.is_empty(),
+                    "{method} {path} has query parameters {params:?} but no parser in this test"
+                ),
+            }
+        }
+    }
+    assert_eq!(
+        bodies_seen,
+        bodies.keys().copied().collect(),
+        "a parser's route documents no request body"
+    );
+    assert_eq!(
+        queries_seen,
+        queries.keys().copied().collect(),
+        "a query parser's route is not in /openapi.json"
+    );
 }

@@ -11,8 +11,9 @@ use warden_guard::RequireScope;
 
 use crate::domain::AuditQuery;
 use crate::domain::profile::rfc3339;
-use crate::http::error::{Error, FieldError, Result};
-use crate::http::routes::users::{decode_cursor, encode_cursor};
+use crate::http::body::{self, FromQuery, QueryFields};
+use crate::http::error::Result;
+use crate::http::routes::users::{encode_cursor, page_cursor};
 use crate::http::scopes::UsersRead;
 use crate::http::state::AppState;
 
@@ -23,16 +24,52 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// Query of `GET /audit`.
 #[derive(Debug, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)] // documents the query; the handler parses it by hand
 pub struct AuditParams {
     /// Page size, 1–200 (default 50).
-    limit: Option<u32>,
+    pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
-    cursor: Option<String>,
+    #[param(value_type = Option<String>)]
+    pub cursor: Option<Uuid>,
     /// Only events about this user.
-    user_id: Option<Uuid>,
+    pub user_id: Option<Uuid>,
     /// Only events of this type, e.g. `login_failed`.
-    r#type: Option<String>,
+    pub r#type: Option<String>,
+}
+
+impl FromQuery for AuditParams {
+    fn read(query: &mut QueryFields<'_>) -> Self {
+        let mut params = Self {
+            limit: None,
+            cursor: None,
+            user_id: None,
+            r#type: None,
+        };
+        for value in query.values("limit") {
+            match value.parse::<u32>() {
+                Ok(n) if (1..=200).contains(&n) => params.limit = Some(n),
+                _ => query.invalid(
+                    "limit",
+                    "Input should be an integer between 1 and 200",
+                    "int_parsing",
+                ),
+            }
+        }
+        for value in query.values("cursor") {
+            params.cursor = page_cursor(query, value).or(params.cursor);
+        }
+        for value in query.values("user_id") {
+            match Uuid::parse_str(value) {
+                Ok(id) => params.user_id = Some(id),
+                Err(_) => query.invalid("user_id", "Input should be a valid UUID", "uuid_parsing"),
+            }
+        }
+        for value in query.values("type") {
+            if !value.is_empty() {
+                params.r#type = Some(value.to_owned());
+            }
+        }
+        params
+    }
 }
 
 /// One security event.
@@ -64,48 +101,13 @@ pub struct AuditPage {
 }
 
 fn parse(raw: Option<&str>) -> Result<AuditQuery> {
-    let mut q = AuditQuery {
-        before: None,
-        limit: 50,
-        user_id: None,
-        kind: None,
-    };
-    let mut errors = Vec::new();
-    for (key, value) in crate::http::body::query_pairs(raw)? {
-        match key.as_str() {
-            "limit" => match value.parse::<u32>() {
-                Ok(n) if (1..=200).contains(&n) => q.limit = n,
-                _ => errors.push(FieldError::new(
-                    &["query", "limit"],
-                    "Input should be an integer between 1 and 200",
-                    "int_parsing",
-                )),
-            },
-            "cursor" => match decode_cursor(&value) {
-                Some(id) => q.before = Some(id),
-                None => errors.push(FieldError::new(
-                    &["query", "cursor"],
-                    "Invalid cursor",
-                    "value_error",
-                )),
-            },
-            "user_id" => match Uuid::parse_str(&value) {
-                Ok(id) => q.user_id = Some(id),
-                Err(_) => errors.push(FieldError::new(
-                    &["query", "user_id"],
-                    "Input should be a valid UUID",
-                    "uuid_parsing",
-                )),
-            },
-            "type" if !value.is_empty() => q.kind = Some(value),
-            _ => {}
-        }
-    }
-    if errors.is_empty() {
-        Ok(q)
-    } else {
-        Err(Error::Validation(errors))
-    }
+    let params: AuditParams = body::parse_query(raw)?;
+    Ok(AuditQuery {
+        before: params.cursor,
+        limit: params.limit.unwrap_or(50),
+        user_id: params.user_id,
+        kind: params.r#type,
+    })
 }
 
 /// Security events, newest first, with cursor pagination.

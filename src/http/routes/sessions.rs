@@ -15,8 +15,9 @@ use warden_guard::{Claims, RequireScope};
 use crate::auth::audit::{self, Event};
 use crate::auth::sessions;
 use crate::domain::profile::rfc3339;
-use crate::http::error::{Error, FieldError, Result};
-use crate::http::routes::users::{decode_cursor, encode_cursor};
+use crate::http::body::{self, FromQuery, QueryFields};
+use crate::http::error::Result;
+use crate::http::routes::users::{encode_cursor, page_cursor, page_limit};
 use crate::http::scopes::Me;
 use crate::http::state::AppState;
 
@@ -86,55 +87,39 @@ pub async fn logout(
 }
 
 const DEFAULT_LIMIT: u32 = 50;
-const MAX_LIMIT: u32 = 200;
 
 /// Query of `GET /users/me/sessions`.
 #[derive(Debug, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)] // documents the query; the handler parses it by hand
 pub struct SessionListQuery {
     /// Page size, 1–200 (default 50).
-    limit: Option<u32>,
+    pub limit: Option<u32>,
     /// From the previous page's `Link: <...>; rel="next"` URL; opaque.
-    cursor: Option<String>,
+    #[param(value_type = Option<String>)]
+    pub cursor: Option<Uuid>,
+}
+
+impl FromQuery for SessionListQuery {
+    fn read(query: &mut QueryFields<'_>) -> Self {
+        let mut list = Self {
+            limit: None,
+            cursor: None,
+        };
+        for value in query.values("limit") {
+            list.limit = page_limit(query, value).or(list.limit);
+        }
+        for value in query.values("cursor") {
+            list.cursor = page_cursor(query, value).or(list.cursor);
+        }
+        list
+    }
 }
 
 /// Parses `limit` and `cursor`: the page size and the last session id of
 /// the previous page.
 fn parse_page(raw: Option<&str>) -> Result<(u32, Option<Uuid>)> {
-    let (mut limit, mut before) = (DEFAULT_LIMIT, None);
-    let mut errors = Vec::new();
-    for (key, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-        match key.as_ref() {
-            "limit" => match value.parse::<u32>() {
-                Ok(n) if (1..=MAX_LIMIT).contains(&n) => limit = n,
-                Ok(_) => errors.push(FieldError::new(
-                    &["query", "limit"],
-                    "Input should be between 1 and 200",
-                    "less_than_equal",
-                )),
-                Err(_) => errors.push(FieldError::new(
-                    &["query", "limit"],
-                    "Input should be a valid integer",
-                    "int_parsing",
-                )),
-            },
-            "cursor" => match decode_cursor(&value) {
-                Some(id) => before = Some(id),
-                None => errors.push(FieldError::new(
-                    &["query", "cursor"],
-                    "Invalid cursor",
-                    "value_error",
-                )),
-            },
-            _ => {}
-        }
-    }
-    if errors.is_empty() {
-        Ok((limit, before))
-    } else {
-        Err(Error::Validation(errors))
-    }
+    let list: SessionListQuery = body::parse_query(raw)?;
+    Ok((list.limit.unwrap_or(DEFAULT_LIMIT), list.cursor))
 }
 
 /// Your live sessions, newest first, a page at a time.

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -14,7 +14,7 @@ use warden_guard::RequireScope;
 use crate::auth::audit::{self, Event};
 use crate::auth::grants;
 use crate::auth::tokens;
-use crate::http::body::OAuthParams;
+use crate::http::body::{FromForm, OAuthParams, Params, missing_parameter};
 use crate::http::cookies;
 use crate::http::error::{Error, GrantError, Result};
 use crate::http::routes::{ClientMeta, TokenResponse};
@@ -29,38 +29,41 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// The form of `POST /token` (also accepted as a JSON object).
-#[derive(Debug, Deserialize, ToSchema)]
-#[allow(dead_code)] // documents the form; the handler reads `OAuthParams`
+// Which fields a grant needs is the grant's business (the handler's), so
+// none is required here.
+#[derive(ToSchema)]
 pub struct TokenRequest {
     /// `password` (may be omitted) or `refresh_token`.
-    grant_type: Option<String>,
+    pub grant_type: Option<String>,
     /// Password grant: a username or an email address.
-    username: Option<String>,
+    pub username: Option<String>,
     /// Password grant.
-    password: Option<String>,
+    pub password: Option<String>,
     /// Refresh grant: the refresh token to rotate. Omitted in cookie mode:
     /// then the `warden_refresh` cookie is used, from an allowed `Origin`.
-    refresh_token: Option<String>,
+    pub refresh_token: Option<String>,
     /// Space-separated scopes to request; all of the user's when omitted.
-    scope: Option<String>,
+    pub scope: Option<String>,
 }
 
-/// The `scope` parameter, if any.
-fn scope_of(params: &OAuthParams) -> Option<&str> {
-    params.0.get("scope").map(String::as_str)
+impl FromForm for TokenRequest {
+    fn read(p: &mut Params<'_>) -> Option<Self> {
+        let owned = |v: Option<&str>| v.map(str::to_owned);
+        Some(Self {
+            grant_type: owned(p.optional("grant_type")),
+            username: owned(p.optional("username")),
+            password: owned(p.optional("password")),
+            refresh_token: owned(p.optional("refresh_token")),
+            scope: owned(p.optional("scope")),
+        })
+    }
 }
 
-fn missing(name: &str) -> Error {
-    Error::Grant(
-        GrantError::InvalidRequest,
-        format!("Missing required parameter: {name}"),
-    )
-}
-
-fn required<'a>(params: &'a OAuthParams, name: &str) -> Result<&'a str> {
-    match params.0.get(name) {
+/// A parameter the grant needs; an empty value counts as missing.
+fn required<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str> {
+    match value.as_deref() {
         Some(v) if !v.is_empty() => Ok(v),
-        _ => Err(missing(name)),
+        _ => Err(missing_parameter(name)),
     }
 }
 
@@ -99,6 +102,7 @@ pub async fn issue_token(
     headers: HeaderMap,
     params: OAuthParams,
 ) -> Result<Response> {
+    let request: TokenRequest = params.parse()?;
     let cookie_mode = cookies::wants_cookie(query.as_deref());
     // Before any work: a foreign page must not get a cookie set (login
     // CSRF). invalid_request, not invalid_grant: the credentials were not
@@ -109,15 +113,15 @@ pub async fn issue_token(
             cookies::COOKIE_MODE_ORIGIN_REFUSED.to_owned(),
         ));
     }
-    match params.0.get("grant_type").map(String::as_str) {
+    match request.grant_type.as_deref() {
         None | Some("") | Some("password") => {
             let device_cookies: Vec<&str> =
                 cookies::values(&headers, state.devices.name()).collect();
             let (tokens, user) = grants::password(
                 &state,
-                required(&params, "username")?,
-                required(&params, "password")?,
-                params.0.get("scope").map(String::as_str),
+                required(&request.username, "username")?,
+                required(&request.password, "password")?,
+                request.scope.as_deref(),
                 &client,
                 &device_cookies,
             )
@@ -131,7 +135,7 @@ pub async fn issue_token(
             );
             Ok(response)
         }
-        Some("refresh_token") => refresh(&state, &params, &headers, cookie_mode).await,
+        Some("refresh_token") => refresh(&state, &request, &headers, cookie_mode).await,
         Some(other) => Err(Error::Grant(
             GrantError::UnsupportedGrantType,
             format!("Unsupported grant_type: {other}"),
@@ -145,16 +149,17 @@ pub async fn issue_token(
 /// present a spent token); a dead cookie is cleared.
 async fn refresh(
     state: &AppState,
-    params: &OAuthParams,
+    request: &TokenRequest,
     headers: &HeaderMap,
     cookie_mode: bool,
 ) -> Result<Response> {
-    if let Ok(token) = required(params, "refresh_token") {
-        let tokens = grants::refresh(state, token, scope_of(params)).await?;
+    let scope = request.scope.as_deref();
+    if let Ok(token) = required(&request.refresh_token, "refresh_token") {
+        let tokens = grants::refresh(state, token, scope).await?;
         return Ok(state.cookies.respond(tokens, cookie_mode));
     }
     let Some(token) = cookies::read(headers) else {
-        return Err(missing("refresh_token"));
+        return Err(missing_parameter("refresh_token"));
     };
     if !state.cookies.origin_allowed(headers) {
         return Err(Error::Grant(
@@ -162,7 +167,7 @@ async fn refresh(
             COOKIE_ORIGIN_REFUSED.to_owned(),
         ));
     }
-    match grants::refresh(state, &token, scope_of(params))
+    match grants::refresh(state, &token, scope)
         .await
         .map_err(Error::from)
     {
@@ -187,13 +192,23 @@ async fn refresh_session(state: &AppState, token: &str) -> Result<Option<Uuid>> 
 }
 
 /// `POST /token/revoke` form (RFC 7009).
-#[derive(Debug, Deserialize, ToSchema)]
-#[allow(dead_code)] // documents the form; the handler reads `OAuthParams`
+#[derive(ToSchema)]
 pub struct RevokeRequest {
     /// An access token or a refresh token.
-    token: String,
+    pub token: String,
     /// `access_token` or `refresh_token`; a hint only.
-    token_type_hint: Option<String>,
+    pub token_type_hint: Option<String>,
+}
+
+impl FromForm for RevokeRequest {
+    fn read(p: &mut Params<'_>) -> Option<Self> {
+        let token = p.required("token");
+        let token_type_hint = p.optional("token_type_hint").map(str::to_owned);
+        Some(Self {
+            token: token?.to_owned(),
+            token_type_hint,
+        })
+    }
 }
 
 /// Revoke a token (RFC 7009). Revoking either kind ends its whole session:
@@ -213,9 +228,13 @@ pub struct RevokeRequest {
     )
 )]
 pub async fn revoke_token(State(state): State<AppState>, params: OAuthParams) -> Result<Response> {
-    let token = required(&params, "token")?;
+    let RevokeRequest {
+        token,
+        token_type_hint,
+    } = params.parse()?;
+    let token = token.as_str();
     let now = tokens::now();
-    let hint_access = params.0.get("token_type_hint").map(String::as_str) == Some("access_token");
+    let hint_access = token_type_hint.as_deref() == Some("access_token");
     let mut sid = None;
     if !hint_access {
         sid = refresh_session(&state, token).await?;
@@ -247,11 +266,22 @@ pub async fn revoke_token(State(state): State<AppState>, params: OAuthParams) ->
 }
 
 /// `POST /token/introspect` form (RFC 7662).
-#[derive(Debug, Deserialize, ToSchema)]
-#[allow(dead_code)]
+#[derive(ToSchema)]
 pub struct IntrospectRequest {
-    token: String,
-    token_type_hint: Option<String>,
+    pub token: String,
+    /// Accepted and ignored: warden tells both kinds apart itself.
+    pub token_type_hint: Option<String>,
+}
+
+impl FromForm for IntrospectRequest {
+    fn read(p: &mut Params<'_>) -> Option<Self> {
+        let token = p.required("token");
+        let token_type_hint = p.optional("token_type_hint").map(str::to_owned);
+        Some(Self {
+            token: token?.to_owned(),
+            token_type_hint,
+        })
+    }
 }
 
 /// Introspection response (RFC 7662 §2.2); only `active` when inactive.
@@ -303,7 +333,8 @@ pub async fn introspect_token(
     _caller: RequireScope<TokensIntrospect>,
     params: OAuthParams,
 ) -> Result<Response> {
-    let token = required(&params, "token")?;
+    let request: IntrospectRequest = params.parse()?;
+    let token = request.token.as_str();
     let now = tokens::now();
     let mut answer = Introspection::default();
     if let Ok(c) = state.verifier.verify(token) {

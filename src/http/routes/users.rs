@@ -10,7 +10,6 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -21,8 +20,9 @@ use warden_guard::{AuthError, Claims};
 pub(crate) use crate::auth::accounts::{self, Actor, NewUser};
 use crate::auth::tokens;
 use crate::domain::profile::{self, Email, UserView, Username};
+use crate::domain::roles::Roles;
 use crate::domain::{UserChanges, UserRecord};
-use crate::http::body::{Fields, JsonObject};
+use crate::http::body::{self, Fields, FromJson, JsonObject};
 use crate::http::error::{Error, Result};
 use crate::http::routes::ClientMeta;
 use crate::http::state::AppState;
@@ -44,56 +44,191 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// `POST /users` body.
-#[derive(Debug, Deserialize, ToSchema)]
-#[allow(dead_code)] // documents the body; handlers read it field by field
+#[derive(ToSchema)]
 pub struct RegisterRequest {
     /// 3–32 characters of `[A-Za-z0-9_.-]`, unique case-insensitively.
     #[schema(
+        value_type = String,
         example = "alice",
         min_length = 3,
         max_length = 32,
         pattern = "^[A-Za-z0-9_.-]{3,32}$"
     )]
-    username: String,
+    pub username: Username,
     /// Unique case-insensitively; at most 254 bytes.
-    #[schema(example = "alice@example.com", format = "email", max_length = 254)]
-    email: String,
+    #[schema(
+        value_type = String,
+        example = "alice@example.com",
+        format = "email",
+        max_length = 254
+    )]
+    pub email: Email,
     /// 8–1024 characters; not a common password, not the username or email.
     #[schema(
         example = "correct horse battery staple",
         min_length = 8,
         max_length = 1024
     )]
-    password: String,
+    pub password: String,
     #[schema(max_length = 128)]
-    full_name: Option<String>,
+    pub full_name: Option<String>,
+}
+
+impl FromJson for RegisterRequest {
+    type Context<'c> = ();
+
+    fn read(f: &mut Fields<'_>, (): ()) -> Option<Self> {
+        let username = f.required_str("username");
+        let email = f.required_str("email");
+        let password = f.required_str("password");
+        let full_name = f.nullable_str("full_name").flatten();
+
+        let username = username.and_then(|u| {
+            Username::parse(u)
+                .map_err(|m| f.invalid("username", m))
+                .ok()
+        });
+        let email = email.and_then(|e| Email::parse(e).map_err(|m| f.invalid("email", m)).ok());
+        let full_name = full_name.and_then(|n| {
+            profile::parse_full_name(n)
+                .map_err(|m| f.invalid("full_name", m))
+                .ok()
+        });
+        if let Some(p) = password {
+            let (u, e) = (
+                username.as_ref().map_or("", |u| u.as_str()),
+                email.as_ref().map_or("", |e| e.as_str()),
+            );
+            if let Err(m) = profile::check_new_password(p, u, e) {
+                f.invalid("password", m);
+            }
+        }
+        Some(Self {
+            username: username?,
+            email: email?,
+            password: password?.to_owned(),
+            full_name,
+        })
+    }
 }
 
 /// `PATCH /users/me` and `PATCH /users/{id}` body: any subset of the
 /// fields; `roles` and `disabled` only with `users:write`, never on yourself.
-#[derive(Debug, Deserialize, ToSchema)]
-#[allow(dead_code)]
+#[derive(ToSchema)]
 pub struct ProfileUpdate {
-    username: Option<String>,
-    email: Option<String>,
-    full_name: Option<String>,
-    roles: Option<Vec<String>>,
-    disabled: Option<bool>,
+    #[schema(value_type = Option<String>)]
+    pub username: Option<Username>,
+    #[schema(value_type = Option<String>)]
+    pub email: Option<Email>,
+    /// `null` clears the name.
+    // Absent: `None`; `null`: `Some(None)`.
+    #[schema(value_type = Option<String>)]
+    pub full_name: Option<Option<String>>,
+    /// At least one, each a configured role; duplicates are dropped.
+    pub roles: Option<Vec<String>>,
+    pub disabled: Option<bool>,
+}
+
+/// Every field of a PATCH is optional, so a malformed one is simply not
+/// set (its problem is recorded) and the update is always read: the
+/// handler's own checks then join the same 422.
+impl FromJson for ProfileUpdate {
+    /// The configured roles, which `roles` must be among.
+    type Context<'c> = &'c Roles;
+
+    fn read(f: &mut Fields<'_>, roles_known: &Roles) -> Option<Self> {
+        if f.sent("password") {
+            f.invalid(
+                "password",
+                "Change the password with PUT /users/me/password".to_owned(),
+            );
+        }
+        let username = f.optional_str("username").and_then(|u| {
+            Username::parse(u)
+                .map_err(|m| f.invalid("username", m))
+                .ok()
+        });
+        let email = f
+            .optional_str("email")
+            .and_then(|e| Email::parse(e).map_err(|m| f.invalid("email", m)).ok());
+        let full_name = f.nullable_str("full_name").and_then(|n| match n {
+            None => Some(None),
+            Some(n) => profile::parse_full_name(n)
+                .map_err(|m| f.invalid("full_name", m))
+                .ok()
+                .map(Some),
+        });
+        let roles = f.optional_str_list("roles").and_then(|roles| {
+            let mut unique: Vec<String> = Vec::new();
+            for r in roles {
+                if !unique.iter().any(|u| u == r) {
+                    unique.push(r.to_owned());
+                }
+            }
+            if unique.is_empty() {
+                f.invalid("roles", "A user needs at least one role".to_owned());
+                return None;
+            }
+            match roles_known.check_known(&unique) {
+                Ok(()) => Some(unique),
+                Err(m) => {
+                    f.invalid("roles", m);
+                    None
+                }
+            }
+        });
+        let disabled = f.optional_bool("disabled");
+        Some(Self {
+            username,
+            email,
+            full_name,
+            roles,
+            disabled,
+        })
+    }
 }
 
 /// `PUT /users/me/password` body.
-#[derive(Debug, Deserialize, ToSchema)]
-#[allow(dead_code)]
+#[derive(ToSchema)]
 pub struct PasswordChange {
-    current_password: String,
-    new_password: String,
+    pub current_password: String,
+    pub new_password: String,
+}
+
+impl FromJson for PasswordChange {
+    /// The user's username and email, which the new password must not be.
+    type Context<'c> = (&'c str, &'c str);
+
+    fn read(f: &mut Fields<'_>, (username, email): (&str, &str)) -> Option<Self> {
+        let current = f.required_str("current_password");
+        let new = f.required_str("new_password");
+        if let Some(new) = new
+            && let Err(m) = profile::check_new_password(new, username, email)
+        {
+            f.invalid("new_password", m);
+        }
+        Some(Self {
+            current_password: current?.to_owned(),
+            new_password: new?.to_owned(),
+        })
+    }
 }
 
 /// `DELETE /users/me` body.
-#[derive(Debug, Deserialize, ToSchema)]
-#[allow(dead_code)]
+#[derive(ToSchema)]
 pub struct DeleteConfirmation {
-    password: String,
+    pub password: String,
+}
+
+impl FromJson for DeleteConfirmation {
+    type Context<'c> = ();
+
+    fn read(f: &mut Fields<'_>, (): ()) -> Option<Self> {
+        let password = f.required_str("password");
+        Some(Self {
+            password: password?.to_owned(),
+        })
+    }
 }
 
 /// The record of the token's user, for a token that passed the gate. A
@@ -134,102 +269,24 @@ pub(crate) async fn patch_user(
     body: &Map<String, Value>,
     actor: Actor,
 ) -> Result<UserRecord> {
+    // Before the fields: who may change what is decided by what was sent.
     let touches_security = body.contains_key("roles") || body.contains_key("disabled");
     accounts::may_change(actor, touches_security)?;
-    let mut f = Fields::new(body);
-    if body.contains_key("password") {
-        f.invalid(
-            "password",
-            "Change the password with PUT /users/me/password".to_owned(),
-        );
-    }
-    let username = f.optional_str("username").and_then(|u| {
-        Username::parse(u)
-            .map_err(|m| f.invalid("username", m))
-            .ok()
-    });
-    let email = f
-        .optional_str("email")
-        .and_then(|e| Email::parse(e).map_err(|m| f.invalid("email", m)).ok());
-    let full_name = f.nullable_str("full_name").and_then(|n| match n {
-        None => Some(None),
-        Some(n) => profile::parse_full_name(n)
-            .map_err(|m| f.invalid("full_name", m))
-            .ok()
-            .map(Some),
-    });
-    let roles = f.optional_str_list("roles").and_then(|roles| {
-        let mut unique: Vec<String> = Vec::new();
-        for r in roles {
-            if !unique.iter().any(|u| u == r) {
-                unique.push(r.to_owned());
-            }
-        }
-        if unique.is_empty() {
-            f.invalid("roles", "A user needs at least one role".to_owned());
-            return None;
-        }
-        match state.config.roles.check_known(&unique) {
-            Ok(()) => Some(unique),
-            Err(m) => {
-                f.invalid("roles", m);
-                None
-            }
-        }
-    });
-    let disabled = f.optional_bool("disabled");
-    f.finish()?;
+    let update: ProfileUpdate = body::parse(body, &state.config.roles)?;
     let changes = UserChanges {
-        username: username.map(Username::into_inner),
-        email: email.map(Email::into_inner),
-        full_name,
-        roles,
-        disabled,
+        username: update.username.map(Username::into_inner),
+        email: update.email.map(Email::into_inner),
+        full_name: update.full_name,
+        roles: update.roles,
+        disabled: update.disabled,
     };
     Ok(accounts::update(state, target, changes, actor).await?)
 }
 
 /// Validates a `POST /users` body, collecting every problem into one 422.
 /// Pure, so the request fuzzer (`fuzz/`) drives it directly.
-pub fn parse_registration(body: &Map<String, Value>) -> Result<NewUser<'_>> {
-    let mut f = Fields::new(body);
-    let username = f.required_str("username");
-    let email = f.required_str("email");
-    let password = f.required_str("password");
-    let full_name = f.nullable_str("full_name").flatten();
-
-    let username = username.and_then(|u| {
-        Username::parse(u)
-            .map_err(|m| f.invalid("username", m))
-            .ok()
-    });
-    let email = email.and_then(|e| Email::parse(e).map_err(|m| f.invalid("email", m)).ok());
-    let full_name = full_name.and_then(|n| {
-        profile::parse_full_name(n)
-            .map_err(|m| f.invalid("full_name", m))
-            .ok()
-    });
-    if let Some(p) = password {
-        let (u, e) = (
-            username.as_ref().map_or("", |u| u.as_str()),
-            email.as_ref().map_or("", |e| e.as_str()),
-        );
-        if let Err(m) = profile::check_new_password(p, u, e) {
-            f.invalid("password", m);
-        }
-    }
-    f.finish()?;
-    let (Some(username), Some(email), Some(password)) = (username, email, password) else {
-        return Err(Error::Internal(Box::new(crate::http::error::Bug(
-            "validated fields missing",
-        ))));
-    };
-    Ok(NewUser {
-        username,
-        email,
-        password,
-        full_name,
-    })
+pub fn parse_registration(body: &Map<String, Value>) -> Result<RegisterRequest> {
+    body::parse(body, ())
 }
 
 /// Register a new account.
@@ -260,7 +317,13 @@ pub async fn create_user(
 ) -> Result<Response> {
     let address = client.ip.as_deref().unwrap_or("unknown");
     accounts::register(&state, address).await?;
-    let new = parse_registration(&body)?;
+    let request = parse_registration(&body)?;
+    let new = NewUser {
+        username: request.username,
+        email: request.email,
+        password: &request.password,
+        full_name: request.full_name,
+    };
     let user =
         accounts::create(&state, new, Vec::new(), client.ip.as_deref(), Actor::Itself).await?;
     let location = HeaderValue::from_str(&format!("/users/{}", user.id))

@@ -19,7 +19,7 @@ use super::{Actor, patch_user};
 use crate::domain::UserQuery;
 use crate::domain::profile::UserView;
 use crate::domain::roles::{SCOPE_ME, SCOPE_USERS_READ, SCOPE_USERS_WRITE};
-use crate::http::body::JsonObject;
+use crate::http::body::{self, FromQuery, JsonObject, QueryFields};
 use crate::http::error::{Error, FieldError, Result};
 use crate::http::scopes::{UsersRead, UsersWrite};
 use crate::http::state::AppState;
@@ -32,15 +32,74 @@ const MAX_Q: usize = 254;
 /// Query of `GET /users`.
 #[derive(Debug, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)] // documents the query; the handler parses it by hand
 pub struct ListQuery {
     /// Page size, 1–200 (default 50).
-    limit: Option<u32>,
+    pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
-    cursor: Option<String>,
+    #[param(value_type = Option<String>)]
+    pub cursor: Option<Uuid>,
     /// Case-insensitive prefix of the username or the email (at most 254
     /// characters).
-    q: Option<String>,
+    pub q: Option<String>,
+}
+
+impl FromQuery for ListQuery {
+    fn read(query: &mut QueryFields<'_>) -> Self {
+        let mut list = Self {
+            limit: None,
+            cursor: None,
+            q: None,
+        };
+        for value in query.values("limit") {
+            list.limit = page_limit(query, value).or(list.limit);
+        }
+        for value in query.values("cursor") {
+            list.cursor = page_cursor(query, value).or(list.cursor);
+        }
+        for value in query.values("q") {
+            // Emails are at most 254 bytes: a longer prefix matches nothing,
+            // and an unbounded one is an unbounded LIKE pattern (SQLite
+            // refuses one of 50 k bytes as "too complex").
+            if value.chars().count() > MAX_Q {
+                query.invalid(
+                    "q",
+                    format!("String should have at most {MAX_Q} characters"),
+                    "string_too_long",
+                );
+            } else if !value.is_empty() {
+                list.q = Some(value.to_owned());
+            }
+        }
+        list
+    }
+}
+
+/// A `limit` of `GET /users` and `GET /users/me/sessions`: 1–200.
+pub(crate) fn page_limit(query: &mut QueryFields<'_>, value: &str) -> Option<u32> {
+    match value.parse::<u32>() {
+        Ok(n) if (1..=MAX_LIMIT).contains(&n) => Some(n),
+        Ok(_) => {
+            query.invalid(
+                "limit",
+                "Input should be between 1 and 200",
+                "less_than_equal",
+            );
+            None
+        }
+        Err(_) => {
+            query.invalid("limit", "Input should be a valid integer", "int_parsing");
+            None
+        }
+    }
+}
+
+/// A `cursor` of a list route: the last id of the previous page.
+pub(crate) fn page_cursor(query: &mut QueryFields<'_>, value: &str) -> Option<Uuid> {
+    let id = decode_cursor(value);
+    if id.is_none() {
+        query.invalid("cursor", "Invalid cursor", "value_error");
+    }
+    id
 }
 
 /// A page of users.
@@ -62,52 +121,12 @@ pub(crate) fn decode_cursor(cursor: &str) -> Option<Uuid> {
 }
 
 fn parse_list_query(raw: Option<&str>) -> Result<UserQuery> {
-    let mut query = UserQuery {
-        after: None,
-        limit: DEFAULT_LIMIT,
-        prefix: None,
-    };
-    let mut errors = Vec::new();
-    for (key, value) in crate::http::body::query_pairs(raw)? {
-        match key.as_str() {
-            "limit" => match value.parse::<u32>() {
-                Ok(n) if (1..=MAX_LIMIT).contains(&n) => query.limit = n,
-                Ok(_) => errors.push(FieldError::new(
-                    &["query", "limit"],
-                    "Input should be between 1 and 200",
-                    "less_than_equal",
-                )),
-                Err(_) => errors.push(FieldError::new(
-                    &["query", "limit"],
-                    "Input should be a valid integer",
-                    "int_parsing",
-                )),
-            },
-            "cursor" => match decode_cursor(&value) {
-                Some(id) => query.after = Some(id),
-                None => errors.push(FieldError::new(
-                    &["query", "cursor"],
-                    "Invalid cursor",
-                    "value_error",
-                )),
-            },
-            // Emails are at most 254 bytes: a longer prefix matches nothing,
-            // and an unbounded one is an unbounded LIKE pattern (SQLite
-            // refuses one of 50 k bytes as "too complex").
-            "q" if value.chars().count() > MAX_Q => errors.push(FieldError::new(
-                &["query", "q"],
-                format!("String should have at most {MAX_Q} characters"),
-                "string_too_long",
-            )),
-            "q" if !value.is_empty() => query.prefix = Some(value),
-            _ => {}
-        }
-    }
-    if errors.is_empty() {
-        Ok(query)
-    } else {
-        Err(Error::Validation(errors))
-    }
+    let list: ListQuery = body::parse_query(raw)?;
+    Ok(UserQuery {
+        after: list.cursor,
+        limit: list.limit.unwrap_or(DEFAULT_LIMIT),
+        prefix: list.q,
+    })
 }
 
 fn parse_id(id: &str) -> Result<Uuid> {

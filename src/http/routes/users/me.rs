@@ -14,8 +14,8 @@ use crate::auth::accounts;
 use crate::auth::password_check::Purpose;
 use crate::auth::sessions;
 use crate::auth::tokens;
-use crate::domain::profile::{self, UserView};
-use crate::http::body::{Fields, JsonObject};
+use crate::domain::profile::UserView;
+use crate::http::body::{self, JsonObject};
 use crate::http::error::{Error, Result};
 use crate::http::routes::{ClientMeta, TokenResponse};
 use crate::http::scopes::Me;
@@ -106,13 +106,11 @@ pub async fn delete_current_user(
     JsonObject(body): JsonObject,
 ) -> Result<StatusCode> {
     let user = token_user(&state, &claims).await?;
-    let mut f = Fields::new(&body);
-    let password = f.required_str("password");
-    f.finish()?;
+    let confirmation: DeleteConfirmation = body::parse(&body, ())?;
     check_password(
         &state,
         &user,
-        password.unwrap_or_default(),
+        &confirmation.password,
         &client,
         &headers,
         Purpose::AccountDeletion,
@@ -159,30 +157,18 @@ pub async fn change_password(
         ));
     }
     let user = token_user(&state, &claims).await?;
-    let mut f = Fields::new(&body);
-    let current = f.required_str("current_password");
-    let new = f.required_str("new_password");
-    if let Some(new) = new
-        && let Err(m) = profile::check_new_password(new, &user.username, &user.email)
-    {
-        f.invalid("new_password", m);
-    }
-    f.finish()?;
-    let (Some(current), Some(new)) = (current, new) else {
-        return Err(Error::Internal(Box::new(crate::http::error::Bug(
-            "validated fields missing",
-        ))));
-    };
+    let change: PasswordChange = body::parse(&body, (user.username.as_str(), user.email.as_str()))?;
     check_password(
         &state,
         &user,
-        current,
+        &change.current_password,
         &client,
         &headers,
         Purpose::PasswordChange,
     )
     .await?;
-    let user = accounts::change_password(&state, &user, new, client.ip.as_deref()).await?;
+    let user = accounts::change_password(&state, &user, &change.new_password, client.ip.as_deref())
+        .await?;
     let now = tokens::now();
     // The caller continues in a fresh session.
     let Some((tokens, _)) =
