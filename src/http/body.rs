@@ -585,3 +585,146 @@ impl<'a> QueryFields<'a> {
             .push(FieldError::new(&["query", name], msg, kind));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// A body of one required and one optional field.
+    struct Pair {
+        name: String,
+        note: Option<String>,
+    }
+
+    impl FromJson for Pair {
+        type Context<'c> = ();
+
+        fn read(f: &mut Fields<'_>, (): ()) -> Option<Self> {
+            let name = f.required_str("name");
+            let note = f.optional_str("note").map(str::to_owned);
+            Some(Self {
+                name: name?.to_owned(),
+                note,
+            })
+        }
+    }
+
+    fn object(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    fn locs(e: Error) -> Vec<(Vec<String>, String)> {
+        match e {
+            Error::Validation(errors) => errors.into_iter().map(|e| (e.loc, e.kind)).collect(),
+            other => panic!("not a 422: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_body_is_read_into_its_struct_and_unknown_fields_are_ignored() {
+        let pair: Pair = parse(&object(json!({"name": "a", "note": "b", "x": 1})), ()).unwrap();
+        assert_eq!((pair.name.as_str(), pair.note.as_deref()), ("a", Some("b")));
+    }
+
+    #[test]
+    fn every_problem_of_a_body_is_listed() {
+        let e = parse::<Pair>(&object(json!({"note": 5})), ())
+            .err()
+            .unwrap();
+        assert_eq!(
+            locs(e),
+            [
+                (vec!["body".into(), "name".into()], "missing".into()),
+                (vec!["body".into(), "note".into()], "string_type".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_fields_a_parser_reads_are_recorded_with_their_requiredness() {
+        assert_eq!(
+            json_fields::<Pair>(()),
+            [
+                FieldSpec {
+                    name: "name",
+                    required: true
+                },
+                FieldSpec {
+                    name: "note",
+                    required: false
+                },
+            ]
+        );
+    }
+
+    struct Revoke {
+        token: String,
+    }
+
+    impl FromForm for Revoke {
+        fn read(p: &mut Params<'_>) -> Option<Self> {
+            let token = p.required("token");
+            let _ = p.optional("hint");
+            Some(Self {
+                token: token?.to_owned(),
+            })
+        }
+    }
+
+    #[test]
+    fn an_empty_required_parameter_is_missing() {
+        let params = |pairs: &[(&str, &str)]| {
+            OAuthParams(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            )
+        };
+        assert_eq!(
+            params(&[("token", "t")]).parse::<Revoke>().unwrap().token,
+            "t"
+        );
+        for sent in [&[][..], &[("token", "")]] {
+            match params(sent).parse::<Revoke>() {
+                Err(Error::Grant(_, m)) => assert_eq!(m, "Missing required parameter: token"),
+                _ => panic!("{sent:?}"),
+            }
+        }
+        assert_eq!(form_fields::<Revoke>().len(), 2);
+    }
+
+    struct Page {
+        limit: Option<u32>,
+    }
+
+    impl FromQuery for Page {
+        fn read(q: &mut QueryFields<'_>) -> Self {
+            let mut limit = None;
+            for v in q.values("limit") {
+                match v.parse() {
+                    Ok(n) => limit = Some(n),
+                    Err(_) => q.invalid("limit", "Input should be a valid integer", "int_parsing"),
+                }
+            }
+            Self { limit }
+        }
+    }
+
+    #[test]
+    fn each_value_of_a_repeated_query_parameter_is_checked() {
+        assert_eq!(
+            parse_query::<Page>(Some("limit=1&limit=2")).unwrap().limit,
+            Some(2)
+        );
+        assert_eq!(parse_query::<Page>(Some("other=x")).unwrap().limit, None);
+        let e = parse_query::<Page>(Some("limit=x&limit=2&limit=y"))
+            .err()
+            .unwrap();
+        assert_eq!(locs(e).len(), 2);
+        let e = parse_query::<Page>(Some("other=%00")).err().unwrap();
+        assert_eq!(locs(e)[0].1, "string_control_character");
+    }
+}

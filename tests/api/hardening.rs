@@ -225,6 +225,8 @@ async fn control_characters_in_list_queries_are_422_not_500() {
         ("/audit?type=%C2%85", "type"),
         ("/users?cursor=%00", "cursor"),
         ("/audit?cursor=%00", "cursor"),
+        ("/users/me/sessions?cursor=%00", "cursor"),
+        ("/users/me/sessions?limit=1%0A", "limit"),
     ] {
         let r = app
             .client
@@ -235,6 +237,56 @@ async fn control_characters_in_list_queries_are_422_not_500() {
             .unwrap();
         assert_eq!(error_locs(r).await, [["query", param]], "{path}");
     }
+}
+
+/// Fields a body, form or query does not define are ignored (FastAPI's
+/// default), but their strings are still checked for control characters.
+#[tokio::test]
+async fn unknown_fields_are_ignored_but_not_their_control_characters() {
+    let app = TestApp::spawn().await;
+    let (_, token) = app.user_with_token("alice").await;
+    let patch = |body: Value| {
+        app.client
+            .patch(app.at("/users/me"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+    };
+    let r = patch(json!({"full_name": "Alice", "nickname": "al", "id": 7}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let user: Value = r.json().await.unwrap();
+    assert_eq!(user["full_name"], "Alice");
+    assert!(user.get("nickname").is_none(), "{user}");
+    let r = patch(json!({"nickname": "a\u{0}l"})).await.unwrap();
+    assert_eq!(error_locs(r).await, [["body", "nickname"]]);
+
+    let r = app
+        .login_form(&[
+            ("username", "alice"),
+            ("password", PASSWORD),
+            ("client_id", "unknown"),
+        ])
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = app
+        .login_form(&[
+            ("username", "alice"),
+            ("password", PASSWORD),
+            ("client_id", "un\u{7f}known"),
+        ])
+        .await;
+    assert_eq!(error_locs(r).await, [["body", "client_id"]]);
+
+    let r = app
+        .client
+        .get(app.at("/users/me/sessions?page=2"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
 }
 
 #[tokio::test]
