@@ -269,6 +269,10 @@ impl<S: Send + Sync> FromRequest<S> for OAuthParams {
 pub struct FieldSpec {
     pub name: &'static str,
     pub required: bool,
+    /// The JSON types a JSON body's field may have (`["string", "null"]`
+    /// for a nullable string); empty for forms and queries, whose values
+    /// are all strings.
+    pub json_types: &'static [&'static str],
 }
 
 /// The fields a reader was asked for, each once, in the order asked.
@@ -276,10 +280,14 @@ pub struct FieldSpec {
 struct Asked(Vec<FieldSpec>);
 
 impl Asked {
-    fn record(&mut self, name: &'static str, required: bool) {
+    fn record(&mut self, name: &'static str, required: bool, json_types: &'static [&'static str]) {
         match self.0.iter_mut().find(|f| f.name == name) {
             Some(f) => f.required |= required,
-            None => self.0.push(FieldSpec { name, required }),
+            None => self.0.push(FieldSpec {
+                name,
+                required,
+                json_types,
+            }),
         }
     }
 }
@@ -344,7 +352,7 @@ impl<'a> Fields<'a> {
 
     /// A required string field.
     pub fn required_str(&mut self, name: &'static str) -> Option<&'a str> {
-        self.asked.record(name, true);
+        self.asked.record(name, true, &["string"]);
         match self.map.get(name) {
             None | Some(Value::Null) => {
                 self.errors.push(FieldError::new(
@@ -364,7 +372,7 @@ impl<'a> Fields<'a> {
 
     /// An optional string field: absent → `None`; `null` is refused.
     pub fn optional_str(&mut self, name: &'static str) -> Option<&'a str> {
-        self.asked.record(name, false);
+        self.asked.record(name, false, &["string"]);
         match self.map.get(name) {
             None => None,
             Some(Value::String(s)) => Some(s),
@@ -378,7 +386,7 @@ impl<'a> Fields<'a> {
     /// An optional, nullable string field: absent → `None`,
     /// `null` → `Some(None)`.
     pub fn nullable_str(&mut self, name: &'static str) -> Option<Option<&'a str>> {
-        self.asked.record(name, false);
+        self.asked.record(name, false, &["string", "null"]);
         match self.map.get(name) {
             None => None,
             Some(Value::Null) => Some(None),
@@ -392,7 +400,7 @@ impl<'a> Fields<'a> {
 
     /// An optional list of strings: absent → `None`.
     pub fn optional_str_list(&mut self, name: &'static str) -> Option<Vec<&'a str>> {
-        self.asked.record(name, false);
+        self.asked.record(name, false, &["array"]);
         match self.map.get(name) {
             None => None,
             Some(Value::Array(items)) => {
@@ -419,7 +427,7 @@ impl<'a> Fields<'a> {
 
     /// An optional boolean: absent → `None`.
     pub fn optional_bool(&mut self, name: &'static str) -> Option<bool> {
-        self.asked.record(name, false);
+        self.asked.record(name, false, &["boolean"]);
         match self.map.get(name) {
             None => None,
             Some(Value::Bool(b)) => Some(*b),
@@ -510,13 +518,13 @@ pub struct Params<'a> {
 impl<'a> Params<'a> {
     /// An optional parameter, as sent (an empty value included).
     pub fn optional(&mut self, name: &'static str) -> Option<&'a str> {
-        self.asked.record(name, false);
+        self.asked.record(name, false, &[]);
         self.map.get(name).map(String::as_str)
     }
 
     /// A required parameter; an empty value counts as missing.
     pub fn required(&mut self, name: &'static str) -> Option<&'a str> {
-        self.asked.record(name, true);
+        self.asked.record(name, true, &[]);
         match self.map.get(name) {
             Some(v) if !v.is_empty() => Some(v),
             _ => {
@@ -571,7 +579,7 @@ impl<'a> QueryFields<'a> {
     /// Every value sent for `name`, in order: a repeated parameter has each
     /// of its values checked, the last valid one counts.
     pub fn values(&mut self, name: &'static str) -> Vec<&'a str> {
-        self.asked.record(name, false);
+        self.asked.record(name, false, &[]);
         self.pairs
             .iter()
             .filter(|(k, _)| k == name)
@@ -649,11 +657,13 @@ mod tests {
             [
                 FieldSpec {
                     name: "name",
-                    required: true
+                    required: true,
+                    json_types: &["string"],
                 },
                 FieldSpec {
                     name: "note",
-                    required: false
+                    required: false,
+                    json_types: &["string"],
                 },
             ]
         );

@@ -312,7 +312,8 @@ fn names_and_required(fields: &[FieldSpec]) -> (BTreeSet<String>, BTreeSet<Strin
 }
 
 /// Every body, form and list query in `/openapi.json` is exactly what its
-/// parser reads: the same field names, the same required ones. The parsers'
+/// parser reads: the same field names, the same required ones, and for
+/// JSON bodies the same types (`null` included). The parsers'
 /// lists come from running each parser (see `warden::http::body`), so a
 /// field added to a parser and not to its schema, or the other way round,
 /// fails here.
@@ -385,6 +386,21 @@ async fn every_body_and_query_schema_is_what_its_parser_reads() {
                     (names, required),
                     "{method} {path}: the parser of {name} (left) and its schema (right)"
                 );
+                // A JSON field's type, `null` included; form values are
+                // all strings.
+                for field in parser.iter().filter(|_| *media_type == json) {
+                    let documented = &schema["properties"][field.name]["type"];
+                    let documented: BTreeSet<&str> = match documented.as_array() {
+                        Some(types) => types.iter().map(|t| t.as_str().unwrap()).collect(),
+                        None => documented.as_str().into_iter().collect(),
+                    };
+                    assert_eq!(
+                        field.json_types.iter().copied().collect::<BTreeSet<_>>(),
+                        documented,
+                        "{method} {path}: the types the parser of {name} accepts for {} (left) and its schema's (right)",
+                        field.name
+                    );
+                }
                 bodies_seen.insert(key);
             }
             let mut params: BTreeSet<(String, bool)> = BTreeSet::new();

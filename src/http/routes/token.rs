@@ -30,7 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// The form of `POST /token` (also accepted as a JSON object).
 // Which fields a grant needs is the grant's business (the handler's), so
-// none is required here.
+// none is required here. No `Debug`: it holds a password or a token.
 #[derive(ToSchema)]
 pub struct TokenRequest {
     /// `password` (may be omitted) or `refresh_token`.
@@ -60,8 +60,8 @@ impl FromForm for TokenRequest {
 }
 
 /// A parameter the grant needs; an empty value counts as missing.
-fn required<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str> {
-    match value.as_deref() {
+fn required<'a>(value: Option<&'a str>, name: &str) -> Result<&'a str> {
+    match value {
         Some(v) if !v.is_empty() => Ok(v),
         _ => Err(missing_parameter(name)),
     }
@@ -119,8 +119,8 @@ pub async fn issue_token(
                 cookies::values(&headers, state.devices.name()).collect();
             let (tokens, user) = grants::password(
                 &state,
-                required(&request.username, "username")?,
-                required(&request.password, "password")?,
+                required(request.username.as_deref(), "username")?,
+                required(request.password.as_deref(), "password")?,
                 request.scope.as_deref(),
                 &client,
                 &device_cookies,
@@ -154,7 +154,7 @@ async fn refresh(
     cookie_mode: bool,
 ) -> Result<Response> {
     let scope = request.scope.as_deref();
-    if let Ok(token) = required(&request.refresh_token, "refresh_token") {
+    if let Ok(token) = required(request.refresh_token.as_deref(), "refresh_token") {
         let tokens = grants::refresh(state, token, scope).await?;
         return Ok(state.cookies.respond(tokens, cookie_mode));
     }
@@ -192,6 +192,7 @@ async fn refresh_session(state: &AppState, token: &str) -> Result<Option<Uuid>> 
 }
 
 /// `POST /token/revoke` form (RFC 7009).
+// No `Debug`: it holds a token.
 #[derive(ToSchema)]
 pub struct RevokeRequest {
     /// An access token or a refresh token.
@@ -266,6 +267,7 @@ pub async fn revoke_token(State(state): State<AppState>, params: OAuthParams) ->
 }
 
 /// `POST /token/introspect` form (RFC 7662).
+// No `Debug`: it holds a token.
 #[derive(ToSchema)]
 pub struct IntrospectRequest {
     pub token: String,

@@ -44,6 +44,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// `POST /users` body.
+// No `Debug`: it holds a password.
 #[derive(ToSchema)]
 pub struct RegisterRequest {
     /// 3–32 characters of `[A-Za-z0-9_.-]`, unique case-insensitively.
@@ -115,17 +116,20 @@ impl FromJson for RegisterRequest {
 /// `PATCH /users/me` and `PATCH /users/{id}` body: any subset of the
 /// fields; `roles` and `disabled` only with `users:write`, never on yourself.
 #[derive(ToSchema)]
+// Optional but not nullable: only `full_name` may be `null`.
 pub struct ProfileUpdate {
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = String, required = false)]
     pub username: Option<Username>,
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = String, required = false)]
     pub email: Option<Email>,
     /// `null` clears the name.
     // Absent: `None`; `null`: `Some(None)`.
     #[schema(value_type = Option<String>)]
     pub full_name: Option<Option<String>>,
     /// At least one, each a configured role; duplicates are dropped.
+    #[schema(value_type = Vec<String>, required = false)]
     pub roles: Option<Vec<String>>,
+    #[schema(value_type = bool, required = false)]
     pub disabled: Option<bool>,
 }
 
@@ -189,6 +193,7 @@ impl FromJson for ProfileUpdate {
 }
 
 /// `PUT /users/me/password` body.
+// No `Debug`: it holds a password.
 #[derive(ToSchema)]
 pub struct PasswordChange {
     pub current_password: String,
@@ -215,6 +220,7 @@ impl FromJson for PasswordChange {
 }
 
 /// `DELETE /users/me` body.
+// No `Debug`: it holds a password.
 #[derive(ToSchema)]
 pub struct DeleteConfirmation {
     pub password: String,
