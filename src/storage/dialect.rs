@@ -7,7 +7,7 @@
 
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
@@ -15,6 +15,7 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
 };
+use tokio::task::JoinHandle;
 
 use super::{StoreError, StoreResult};
 use crate::config::DatabaseOptions;
@@ -83,14 +84,42 @@ pub(super) enum ChangeMarker {
     /// PostgreSQL: triggers `NOTIFY warden_changes`; a listener task bumps
     /// this on every notification, and on every (re)connection of the
     /// listener, since notifications sent while it was away are lost.
-    Listener(Arc<AtomicI64>),
+    Listener(Box<ListenerWatch>),
 }
 
 /// The connection that reads SQLite's change counter, opened on first use
-/// and again after an error.
+/// and again after an error — until the store is closed.
 pub(super) struct CounterWatch {
     connection: tokio::sync::Mutex<Option<SqliteConnection>>,
     options: SqliteConnectOptions,
+    closed: AtomicBool,
+}
+
+/// The PostgreSQL change count and the task that keeps it. The task holds
+/// a clone of the pool (and, while listening, one of its connections), so
+/// it is stopped explicitly: by [`ChangeMarker::close`], or on drop.
+pub(super) struct ListenerWatch {
+    changes: Arc<AtomicI64>,
+    task: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl ListenerWatch {
+    fn take_task(&self) -> Option<JoinHandle<()>> {
+        self.task
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+}
+
+impl Drop for ListenerWatch {
+    /// A store dropped without `close` must not leave the listener (and the
+    /// pool it holds) running for the rest of the process.
+    fn drop(&mut self) {
+        if let Some(task) = self.take_task() {
+            task.abort();
+        }
+    }
 }
 
 impl ChangeMarker {
@@ -99,6 +128,9 @@ impl ChangeMarker {
             Self::Counter(watch) => {
                 use sqlx::ConnectOptions;
                 let mut guard = watch.connection.lock().await;
+                if watch.closed.load(Ordering::Acquire) {
+                    return Err(sqlx::Error::PoolClosed.into());
+                }
                 if guard.is_none() {
                     *guard = Some(watch.options.connect().await?);
                 }
@@ -117,7 +149,34 @@ impl ChangeMarker {
                     }
                 }
             }
-            Self::Listener(changes) => Ok(changes.load(Ordering::Acquire)),
+            Self::Listener(watch) => Ok(watch.changes.load(Ordering::Acquire)),
+        }
+    }
+
+    /// Stops watching: closes SQLite's counter connection (it is not
+    /// reopened afterwards), or stops the PostgreSQL listener task, which
+    /// gives its connection back to the pool. Run before the pool is
+    /// closed, since closing waits for every connection to come back.
+    pub(super) async fn close(&self) {
+        match self {
+            Self::Counter(watch) => {
+                let mut guard = watch.connection.lock().await;
+                watch.closed.store(true, Ordering::Release);
+                if let Some(conn) = guard.take() {
+                    use sqlx::Connection;
+                    if let Err(e) = conn.close().await {
+                        tracing::debug!(error = %e, "change counter: closing its connection failed");
+                    }
+                }
+            }
+            Self::Listener(watch) => {
+                if let Some(task) = watch.take_task() {
+                    task.abort();
+                    // Cancelled (or already ended): either way it is gone,
+                    // and its `PgListener` was dropped with it.
+                    let _ = task.await;
+                }
+            }
         }
     }
 }
@@ -138,6 +197,7 @@ pub(super) async fn connect_sqlite(url: &str) -> StoreResult<(SqlitePool, Change
     let marker = ChangeMarker::Counter(Box::new(CounterWatch {
         connection: tokio::sync::Mutex::new(None),
         options,
+        closed: AtomicBool::new(false),
     }));
     Ok((pool, marker))
 }
@@ -165,13 +225,19 @@ pub(super) async fn connect_postgres(
         .connect_with(options)
         .await?;
     let changes = Arc::new(AtomicI64::new(0));
-    spawn_listener(pool.clone(), changes.clone());
-    Ok((pool, ChangeMarker::Listener(changes)))
+    let task = spawn_listener(pool.clone(), changes.clone());
+    Ok((
+        pool,
+        ChangeMarker::Listener(Box::new(ListenerWatch {
+            changes,
+            task: std::sync::Mutex::new(Some(task)),
+        })),
+    ))
 }
 
-/// Listens for change notifications for as long as the pool lives,
+/// Listens for change notifications until stopped (or the pool is closed),
 /// reconnecting after a lost connection or an outage.
-fn spawn_listener(pool: PgPool, changes: Arc<AtomicI64>) {
+fn spawn_listener(pool: PgPool, changes: Arc<AtomicI64>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut delay = Duration::from_millis(200);
         loop {
@@ -201,5 +267,5 @@ fn spawn_listener(pool: PgPool, changes: Arc<AtomicI64>) {
             }
             changes.fetch_add(1, Ordering::AcqRel);
         }
-    });
+    })
 }

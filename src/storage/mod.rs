@@ -62,6 +62,13 @@ pub trait Store: Send + Sync + 'static {
     async fn migrate(&self) -> StoreResult<()>;
     /// Cheap round trip for `/readyz`.
     async fn ping(&self) -> StoreResult<()>;
+    /// Stops the change watch (SQLite's counter connection, PostgreSQL's
+    /// `LISTEN` task) and closes the pool, waiting for connections in use
+    /// to come back; afterwards every call fails with a closed-pool
+    /// [`StoreError::Database`]. Closing twice is harmless. A store dropped
+    /// without it still stops its listener, but its connections close in
+    /// the background.
+    async fn close(&self);
 
     async fn insert_user(&self, user: &UserRecord) -> StoreResult<()>;
     async fn user_by_id(&self, id: Uuid) -> StoreResult<Option<UserRecord>>;

@@ -496,6 +496,13 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn close(&self) {
+        // The watch first: the PostgreSQL listener holds a pooled
+        // connection, and closing the pool waits for all of them.
+        self.changes.close().await;
+        with_db!(&self.db, |pool| pool.close().await);
+    }
+
     async fn insert_user(&self, u: &UserRecord) -> StoreResult<()> {
         let sql = "insert into users (id, username, username_folded, email, email_folded, \
                    full_name, password_hash, roles, disabled, tokens_valid_after, created_at, \
