@@ -1,4 +1,6 @@
-//! Assembly: state from configuration, the router, and `serve`.
+//! Assembly: configuration to a running server — the router, and the
+//! [`Server`] handle that owns the state, the background tasks and the
+//! database, serves, and stops them all.
 
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
@@ -10,6 +12,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tower_http::set_header::SetResponseHeaderLayer;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{
@@ -19,14 +23,14 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 use warden_guard::Verifier;
 
-use crate::auth::passwords::PasswordHasher;
-use crate::auth::tokens::{self, TokenIssuer, UserGate};
+use crate::auth::Services;
+use crate::auth::tokens::{self, UserGate};
 use crate::config::Config;
 use crate::domain::roles::Roles;
 use crate::http::error::Error;
 use crate::http::routes;
 use crate::http::state::{AppState, Shared};
-use crate::storage::{self, Store};
+use crate::storage::Store;
 
 /// Request bodies over this get 413 (API.md).
 pub const MAX_BODY: usize = 64 * 1024;
@@ -164,22 +168,20 @@ pub fn router(state: AppState) -> Router {
     }
 }
 
-/// The process-wide Prometheus recorder (a recorder can be installed once
-/// per process; tests start many servers in one).
-/// Histogram samples wait in a buffer until drained into their summaries;
-/// without a Prometheus scrape nothing else drains it, and under load it
-/// would grow by megabytes a minute.
-fn spawn_metrics_upkeep(handle: Option<PrometheusHandle>) {
-    let Some(handle) = handle else { return };
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
-        loop {
-            tick.tick().await;
-            handle.run_upkeep();
-        }
-    });
+/// Drains the Prometheus histogram buffer every few seconds. Histogram
+/// samples wait in a buffer until drained into their summaries; without a
+/// Prometheus scrape nothing else drains it, and under load it would grow
+/// by megabytes a minute.
+async fn metrics_upkeep(handle: PrometheusHandle) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        handle.run_upkeep();
+    }
 }
 
+/// The process-wide Prometheus recorder (a recorder can be installed once
+/// per process; tests start many servers in one).
 fn metrics_handle() -> Option<PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
@@ -191,77 +193,254 @@ fn metrics_handle() -> Option<PrometheusHandle> {
         .clone()
 }
 
-/// Opens the database, migrates it, loads or creates the signing key and
-/// starts the hashing pool.
-pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
-    if jsonwebtoken::crypto::CryptoProvider::try_get_default().is_none() {
-        anyhow::bail!("jsonwebtoken has no crypto backend; this build is misconfigured");
+/// How long [`Server::stop`] waits for the background tasks to end after
+/// the signal before it aborts them. They end at their next await point,
+/// so this is only reached by a task stuck in a long computation.
+const TASK_STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// How long [`Server::stop`] waits for the database connections to come
+/// back and close. Only a request still running (the server was stopped
+/// while serving) or a store clone in use elsewhere holds one.
+const STORE_CLOSE_GRACE: Duration = Duration::from_secs(10);
+
+/// A built warden and everything it runs: the state the handlers share,
+/// and the background tasks that keep it current — the database sync
+/// (token gate, user cache, signing keys), the purge of ended sessions and
+/// old audit events, and the metrics upkeep. [`Server::build`] starts them;
+/// [`Server::stop`] ends them and closes the database (which also stops the
+/// PostgreSQL `LISTEN` task), so an embedding application or a test can
+/// start and stop warden cleanly, and start it again on the same database.
+///
+/// ```no_run
+/// # async fn run() -> anyhow::Result<()> {
+/// let config = warden::config::Config::load(None)?;
+/// let server = warden::app::Server::build(config).await?;
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// // Serves until Ctrl-C, then stops the tasks and closes the database.
+/// server
+///     .run(listener, async {
+///         let _ = tokio::signal::ctrl_c().await;
+///     })
+///     .await?;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Dropping a `Server` without [`stop`](Server::stop) aborts its tasks at
+/// once (they hold no state of their own that needs an orderly end), so
+/// none outlives the handle. Closing the database is asynchronous and needs
+/// `stop`: after a drop, the connections close when the last clone of the
+/// state is gone.
+pub struct Server {
+    state: AppState,
+    /// `true` tells every task to end; a dropped sender does too.
+    stop: watch::Sender<bool>,
+    tasks: Vec<(&'static str, JoinHandle<()>)>,
+}
+
+/// What [`Server::stop`] found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stopped {
+    /// Background tasks that ended on the stop signal.
+    pub finished: usize,
+    /// Tasks still running after [`TASK_STOP_GRACE`], aborted.
+    pub aborted: usize,
+    /// Whether every database connection was closed within
+    /// [`STORE_CLOSE_GRACE`]; if not, the rest close as they come back.
+    pub store_closed: bool,
+}
+
+impl Server {
+    /// Opens the database (migrating it), loads or creates the signing key,
+    /// starts the hashing pool — all through [`Services::open`], as the
+    /// CLI does — then loads the token gate and starts the background
+    /// tasks. Must run inside a Tokio runtime, which the tasks run on.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        if jsonwebtoken::crypto::CryptoProvider::try_get_default().is_none() {
+            anyhow::bail!("jsonwebtoken has no crypto backend; this build is misconfigured");
+        }
+        let (workers, queue) = (config.passwords.hash_workers, config.passwords.hash_queue);
+        let services = Services::open(config, workers, queue).await?;
+        let store = services.store.clone();
+        let (state, log_read_at) = match assemble(services).await {
+            Ok(built) => built,
+            Err(e) => {
+                store.close().await;
+                return Err(e);
+            }
+        };
+        let (stop, _) = watch::channel(false);
+        let mut server = Self {
+            state,
+            stop,
+            tasks: Vec::with_capacity(3),
+        };
+        server.spawn("sync", sync(server.state.clone(), log_read_at));
+        server.spawn("purge", purge(server.state.clone()));
+        if let Some(handle) = server.state.metrics.clone() {
+            server.spawn("metrics upkeep", metrics_upkeep(handle));
+        }
+        Ok(server)
     }
-    let store = storage::connect_with(&config.database.url, &config.database.pool).await?;
-    store.migrate().await?;
-    let keys = crate::auth::keys::load_or_create(&config, store.as_ref(), tokens::now()).await?;
-    let gate = Arc::new(UserGate::default());
-    let horizon = gate_horizon(&config);
-    let log_read_at = load_gate(&gate, store.as_ref(), horizon).await?;
-    gate.apply_revocations(&store.revoked_sessions(horizon).await?);
+
+    /// Runs `task` until it returns or the server stops. The tasks are
+    /// loops that keep in-memory state current and make idempotent writes
+    /// (each purge batch is a statement of its own), so ending one at any
+    /// await point loses nothing.
+    fn spawn(&mut self, name: &'static str, task: impl Future<Output = ()> + Send + 'static) {
+        let mut stop = self.stop.subscribe();
+        let handle = tokio::spawn(async move {
+            tokio::select! {
+                biased;
+                // `Err`: the sender is gone, which means stop too.
+                _ = stop.wait_for(|stop| *stop) => {}
+                () = task => {}
+            }
+        });
+        self.tasks.push((name, handle));
+    }
+
+    /// The state the handlers share (the services, the verifier, the
+    /// metrics handle): for embedders and tests that look inside.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// The whole HTTP application on this server's state, for serving it
+    /// another way (or calling it in process with `tower::ServiceExt`).
+    /// Handlers see the peer address through `ConnectInfo`, which
+    /// [`serve`](Server::serve) adds.
+    pub fn router(&self) -> Router {
+        router(self.state.clone())
+    }
+
+    /// How many background tasks are running.
+    pub fn running_tasks(&self) -> usize {
+        self.tasks
+            .iter()
+            .filter(|(_, task)| !task.is_finished())
+            .count()
+    }
+
+    /// Serves on an already-bound listener until `shutdown` completes, then
+    /// stops accepting and lets requests in flight finish (at most 30 s,
+    /// `SHUTDOWN_GRACE`). The background tasks go on running: call
+    /// [`stop`](Server::stop) afterwards, or use [`run`](Server::run). The
+    /// future holds its own clone of the state, so it can be spawned while
+    /// this handle is kept for `stop`.
+    ///
+    /// Connections are served by hyper directly (rather than
+    /// `axum::serve`), under the limits of [`crate::http::connections`]: a
+    /// cap on open connections, deadlines for the first bytes and for idle
+    /// connections, HTTP/2 keep-alive.
+    pub fn serve(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> impl Future<Output = std::io::Result<()>> + Send + 'static {
+        let state = self.state.clone();
+        async move {
+            let limits = crate::http::connections::Limits {
+                max_connections: state.config.http.max_connections,
+                header_read_timeout: state.config.http.header_read_timeout,
+                idle: state.config.http.idle_timeout,
+                shutdown_grace: SHUTDOWN_GRACE,
+            };
+            crate::http::connections::serve(listener, router(state), limits, shutdown).await
+        }
+    }
+
+    /// [`serve`](Server::serve) until `shutdown` completes, then
+    /// [`stop`](Server::stop) — what `warden serve` runs. The serving
+    /// error, if any, is returned after the stop.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let served = self.serve(listener, shutdown).await;
+        self.stop().await;
+        served
+    }
+
+    /// Signals every background task to end and waits for them (at most
+    /// [`TASK_STOP_GRACE`], then aborts the rest), then closes the
+    /// database: the PostgreSQL `LISTEN` task ends and every pooled
+    /// connection is closed (waiting at most [`STORE_CLOSE_GRACE`] for
+    /// those in use). Call it once serving has ended: requests still
+    /// running afterwards find the database closed (503).
+    pub async fn stop(mut self) -> Stopped {
+        let _ = self.stop.send(true);
+        let deadline = tokio::time::Instant::now() + TASK_STOP_GRACE;
+        let mut stopped = Stopped::default();
+        for (name, mut task) in std::mem::take(&mut self.tasks) {
+            match tokio::time::timeout_at(deadline, &mut task).await {
+                Ok(Ok(())) => stopped.finished += 1,
+                Ok(Err(e)) => {
+                    tracing::error!(task = name, error = %e, "background task had failed");
+                    stopped.finished += 1;
+                }
+                Err(_) => {
+                    task.abort();
+                    let _ = task.await;
+                    tracing::warn!(task = name, "background task did not stop in time; aborted");
+                    stopped.aborted += 1;
+                }
+            }
+        }
+        stopped.store_closed = tokio::time::timeout(STORE_CLOSE_GRACE, self.state.store.close())
+            .await
+            .is_ok();
+        if !stopped.store_closed {
+            tracing::warn!("database connections still in use; they close when released");
+        }
+        tracing::info!(
+            tasks = stopped.finished + stopped.aborted,
+            "stopped: background tasks ended, database closed"
+        );
+        stopped
+    }
+}
+
+impl Drop for Server {
+    /// Without [`Server::stop`] the tasks are aborted here (after `stop`
+    /// there are none left), so none outlives the handle.
+    fn drop(&mut self) {
+        for (_, task) in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// The HTTP state around `services`, with the token gate loaded from the
+/// database. Returns the change log's read time, where the sync continues.
+async fn assemble(services: Services) -> anyhow::Result<(AppState, i64)> {
+    let horizon = gate_horizon(&services.config);
+    let log_read_at = load_gate(&services.gate, services.store.as_ref(), horizon).await?;
+    services
+        .gate
+        .apply_revocations(&services.store.revoked_sessions(horizon).await?);
+    let config = &services.config;
     let mut verifier = Verifier::builder(
         config.tokens.jwt_algorithm,
-        keys.key_set(),
+        services.tokens.keys().key_set(),
         config.tokens.issuer.clone(),
     )
-    .check(gate.clone())
+    .check(services.gate.clone())
     .cache_capacity(config.tokens.token_cache_size);
     if let Some(aud) = &config.tokens.audience {
         verifier = verifier.audience(aud.clone());
     }
     let verifier = verifier.build();
-    let hasher = PasswordHasher::start(
-        config.passwords.argon2,
-        config.passwords.hash_workers,
-        config.passwords.hash_queue,
-    )?;
+    let cookies = Arc::new(crate::http::cookies::CookiePolicy::new(config));
     crate::domain::profile::warm_up();
-    let tokens = Arc::new(TokenIssuer::new(
-        keys,
-        config.tokens.issuer.clone(),
-        config.tokens.audience.clone(),
-        config.tokens.access_token_ttl,
-    ));
-    let refresh =
-        crate::auth::refresh_tokens::RefreshTokens::load(store.as_ref(), tokens::now()).await?;
-    let cookies = Arc::new(crate::http::cookies::CookiePolicy::new(&config));
-    let devices =
-        crate::auth::devices::DeviceCookies::load(store.as_ref(), cookies.secure(), tokens::now())
-            .await?;
-    let throttle = Arc::new(crate::auth::throttle::Throttle::new(
-        crate::auth::throttle::Limits {
-            window: config.throttle.window as i64,
-            per_pair: config.throttle.per_pair,
-            per_address: config.throttle.per_address,
-            per_account: config.throttle.per_account,
-        },
-    ));
-    let services = crate::auth::Services {
-        refresh,
-        devices,
-        throttle,
-        users: Arc::new(crate::auth::cache::UserCache::default()),
-        config: Arc::new(config),
-        store: store as Arc<dyn Store>,
-        hasher,
-        tokens,
-        gate,
-    };
     let state = AppState::new(Shared {
         services,
         cookies,
         verifier,
         metrics: metrics_handle(),
     });
-    spawn_sync(state.clone(), log_read_at);
-    spawn_purge(state.clone());
-    spawn_metrics_upkeep(state.metrics.clone());
-    Ok(state)
+    Ok((state, log_read_at))
 }
 
 /// How often the in-memory state looks for writes made by other processes
@@ -309,8 +488,8 @@ async fn load_gate(gate: &UserGate, store: &dyn Store, horizon: i64) -> anyhow::
 /// signing keys. Polls the store's change marker; on a change, reads the
 /// user change log from where the last read left off. Neither the gate nor
 /// the cache ever undoes a newer local write (see [`UserGate`]).
-fn spawn_sync(state: AppState, log_read_at: i64) {
-    tokio::spawn(async move {
+fn sync(state: AppState, log_read_at: i64) -> impl Future<Output = ()> + Send + 'static {
+    async move {
         let mut seen = state.store.change_marker().await.ok();
         let mut log_read_at = log_read_at;
         let mut tick = tokio::time::interval(SYNC_INTERVAL);
@@ -354,7 +533,7 @@ fn spawn_sync(state: AppState, log_read_at: i64) {
                 }
             }
         }
-    });
+    }
 }
 
 async fn sync_once(state: &AppState, changed: bool, log_read_at: &mut i64) -> anyhow::Result<()> {
@@ -399,8 +578,8 @@ async fn sync_once(state: &AppState, changed: bool, log_read_at: &mut i64) -> an
 /// Deletes long-ended sessions, expired pre-upgrade refresh tokens and
 /// audit events past their retention, so the tables do not grow without
 /// bound.
-fn spawn_purge(state: AppState) {
-    tokio::spawn(async move {
+fn purge(state: AppState) -> impl Future<Output = ()> + Send + 'static {
+    async move {
         let mut tick = tokio::time::interval(PURGE_INTERVAL);
         loop {
             tick.tick().await;
@@ -418,30 +597,8 @@ fn spawn_purge(state: AppState) {
                 Err(e) => tracing::warn!(error = %e, "purge failed"),
             }
         }
-    });
+    }
 }
 
 /// How long shutdown waits for requests in flight before giving up on them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-
-/// Serves `state` on an already-bound listener until `shutdown` completes,
-/// then stops accepting and lets requests in flight finish (at most 30 s,
-/// `SHUTDOWN_GRACE`).
-///
-/// Connections are served by hyper directly (rather than `axum::serve`),
-/// under the limits of [`crate::http::connections`]: a cap on open connections,
-/// deadlines for the first bytes and for idle connections, HTTP/2
-/// keep-alive.
-pub async fn serve(
-    listener: TcpListener,
-    state: AppState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let limits = crate::http::connections::Limits {
-        max_connections: state.config.http.max_connections,
-        header_read_timeout: state.config.http.header_read_timeout,
-        idle: state.config.http.idle_timeout,
-        shutdown_grace: SHUTDOWN_GRACE,
-    };
-    crate::http::connections::serve(listener, router(state), limits, shutdown).await
-}

@@ -246,13 +246,16 @@ async fn serve(config: Config) -> Result<(), Failure> {
     let issuer = config.tokens.issuer.clone();
     let database = config.database.url_redacted();
     let algorithm = crate::auth::keys::algorithm_name(config.tokens.jwt_algorithm);
-    let state = crate::app::build_state(config).await?;
+    let server = crate::app::Server::build(config).await?;
     let local = listener
         .local_addr()
         .map_err(|e| Failure::new(e.to_string()))?;
     tracing::info!(%database, algorithm, issuer = %issuer, "warden listening on http://{local}");
     tracing::info!("API docs (Swagger UI) at http://{local}/docs");
-    crate::app::serve(listener, state, shutdown)
+    // Serves until the signal, then stops the background tasks and closes
+    // the database before the process exits.
+    server
+        .run(listener, shutdown)
         .await
         .map_err(|e| Failure::new(format!("server error: {e}")))
 }

@@ -6,15 +6,19 @@
 //! configured.
 //!
 //! The server is a library with a thin `main`: tests and embedders build
-//! the state with [`app::build_state`] and serve it on a listener they bound
-//! themselves with [`app::serve`].
+//! an [`app::Server`] (which owns the background tasks and the database)
+//! and serve it on a listener they bound themselves; `stop` ends it all.
 //!
 //! ```no_run
 //! # async fn run() -> anyhow::Result<()> {
 //! let config = warden::config::Config::load(None)?;
-//! let state = warden::app::build_state(config).await?;
+//! let server = warden::app::Server::build(config).await?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-//! warden::app::serve(listener, state, std::future::pending()).await?;
+//! let ctrl_c = async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! };
+//! server.serve(listener, ctrl_c).await?;
+//! server.stop().await;
 //! # Ok(())
 //! # }
 //! ```

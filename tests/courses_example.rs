@@ -15,7 +15,7 @@ use reqwest::{Client, Method, RequestBuilder, Response, StatusCode, header};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
-use warden::app::{build_state, serve};
+use warden::app::Server;
 use warden::config::Config;
 
 const PASSWORD: &str = "correct horse battery";
@@ -103,8 +103,8 @@ impl TestApp {
         ]
         .map(|(k, v)| (k.to_owned(), v));
         let config = Config::load_from(Some(Path::new(ROLES_FILE)), env).expect("warden config");
-        let state = build_state(config).await.expect("warden state");
-        tokio::spawn(serve(listener, state, std::future::pending()));
+        let server = Server::build(config).await.expect("warden server");
+        tokio::spawn(server.run(listener, std::future::pending()));
 
         let verifier = courses::verifier_from_warden(&warden_url)
             .await

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 use uuid::Uuid;
-use warden::app::{build_state, serve};
+use warden::app::Server;
 use warden::config::Config;
 
 const PASSWORD: &str = "correct horse battery";
@@ -46,8 +46,8 @@ impl Warden {
         ]
         .map(|(k, v)| (k.to_owned(), v));
         let config = Config::load_from(None, env).expect("warden config");
-        let state = build_state(config).await.expect("warden state");
-        tokio::spawn(serve(listener, state, std::future::pending()));
+        let server = Server::build(config).await.expect("warden server");
+        tokio::spawn(server.run(listener, std::future::pending()));
         Self { url, _dir: dir }
     }
 

@@ -6,7 +6,7 @@
 //! HS256) is built once; a user `fuzzer` with a known password, two of its
 //! sessions and a `bystander` user with one session are made once. Every
 //! input is one request through `tower::ServiceExt::oneshot`, with the
-//! `ConnectInfo` that `warden::app::serve` adds. After each input the
+//! `ConnectInfo` that `warden::app::Server::serve` adds. After each input the
 //! target puts the state back (password restored, user re-registered,
 //! sessions reopened) so the next input starts from the same place.
 //!
@@ -104,6 +104,8 @@ struct Fixture {
     runtime: tokio::runtime::Runtime,
     app: Router,
     state: AppState,
+    /// Owns the background tasks (the sync, the purge) for the process.
+    _server: warden::app::Server,
     bystander: Login,
     account: Mutex<Account>,
 }
@@ -178,14 +180,15 @@ fn fixture() -> &'static Fixture {
             .build()
             .expect("runtime");
         let dir = scratch_dir();
-        let state = runtime
-            .block_on(warden::app::build_state(config(&dir)))
-            .expect("warden state");
-        let app = warden::app::router(state.clone());
+        let server = runtime
+            .block_on(warden::app::Server::build(config(&dir)))
+            .expect("warden server");
+        let app = server.router();
         let mut f = Fixture {
             runtime,
             app,
-            state,
+            state: server.state().clone(),
+            _server: server,
             bystander: Login {
                 access: String::new(),
                 refresh: String::new(),

@@ -149,6 +149,8 @@ pub struct TestApp {
     pub env: Arc<TestEnv>,
     /// The server's own state, for what HTTP cannot observe (counters).
     pub state: warden::http::state::AppState,
+    /// Owns the background tasks; dropping a `TestApp` aborts them.
+    server: Option<warden::app::Server>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -197,32 +199,51 @@ impl TestApp {
         let mut vars = base_env(&test_env, &url);
         vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let config = warden::config::Config::load_from(file, vars).expect("test config is valid");
-        let state = warden::app::build_state(config)
+        let server = warden::app::Server::build(config)
             .await
             .expect("server state");
         let (tx, rx) = oneshot::channel::<()>();
-        let handle = tokio::spawn(warden::app::serve(listener, state.clone(), async {
+        let handle = tokio::spawn(server.serve(listener, async {
             let _ = rx.await;
         }));
         Self {
             url,
             client: Client::new(),
             env: test_env,
-            state,
+            state: server.state().clone(),
+            server: Some(server),
             shutdown: Some(tx),
             handle: Some(handle),
         }
     }
 
-    /// Stops the server and waits for it to finish.
-    pub async fn stop(mut self) -> Arc<TestEnv> {
+    /// Stops the server and waits for it to finish: serving, then its
+    /// background tasks and its database connections (`Server::stop`).
+    pub async fn stop(self) -> Arc<TestEnv> {
+        self.stop_server().await.1
+    }
+
+    /// [`TestApp::stop`], also returning what `Server::stop` reported.
+    pub async fn stop_server(mut self) -> (warden::app::Stopped, Arc<TestEnv>) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
         if let Some(h) = self.handle.take() {
             h.await.unwrap().unwrap();
         }
-        self.env.clone()
+        let server = self.server.take().expect("stopped once");
+        let stopped = server.stop().await;
+        assert_eq!(
+            stopped.aborted, 0,
+            "every background task ended on the signal"
+        );
+        assert!(stopped.store_closed, "every database connection closed");
+        (stopped, self.env.clone())
+    }
+
+    /// Background tasks of the server still running.
+    pub fn running_tasks(&self) -> usize {
+        self.server.as_ref().map_or(0, |s| s.running_tasks())
     }
 
     pub fn at(&self, path: &str) -> String {
