@@ -363,7 +363,7 @@ fn set_roles_of_an_unknown_user_or_role_fails() {
 }
 
 #[test]
-fn serve_listens_logs_the_docs_url_and_stops_on_sigterm() {
+fn serve_listens_logs_the_docs_url_and_stops_cleanly_on_sigterm() {
     let cli = Cli::new();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -401,4 +401,9 @@ fn serve_listens_logs_the_docs_url_and_stops_on_sigterm() {
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
     assert!(status.success(), "exit {status:?}: {log}");
     assert!(log.contains(&format!("http://{bind}/docs")), "{log}");
+    // The background tasks were stopped and the database closed before the
+    // exit: SQLite deletes the WAL files when its last connection closes.
+    assert!(log.contains("stopped: background tasks ended"), "{log}");
+    assert!(!cli.dir.path().join("warden.db-wal").exists(), "{log}");
+    assert!(!cli.dir.path().join("warden.db-shm").exists(), "{log}");
 }

@@ -11,6 +11,7 @@ macro_rules! api_suite {
             cookies,
             hardening,
             jwt_attacks,
+            lifecycle,
             limits,
             ops,
             password_pool,
