@@ -243,10 +243,10 @@ pub struct Server {
 pub struct Stopped {
     /// Background tasks that ended on the stop signal.
     pub finished: usize,
-    /// Tasks still running after [`TASK_STOP_GRACE`], aborted.
+    /// Tasks still running 5 s after the signal (`TASK_STOP_GRACE`), aborted.
     pub aborted: usize,
     /// Whether every database connection was closed within
-    /// [`STORE_CLOSE_GRACE`]; if not, the rest close as they come back.
+    /// 10 s (`STORE_CLOSE_GRACE`); if not, the rest close as they come back.
     pub store_closed: bool,
 }
 
@@ -364,9 +364,9 @@ impl Server {
     }
 
     /// Signals every background task to end and waits for them (at most
-    /// [`TASK_STOP_GRACE`], then aborts the rest), then closes the
+    /// 5 s, `TASK_STOP_GRACE`, then aborts the rest), then closes the
     /// database: the PostgreSQL `LISTEN` task ends and every pooled
-    /// connection is closed (waiting at most [`STORE_CLOSE_GRACE`] for
+    /// connection is closed (waiting at most 10 s, `STORE_CLOSE_GRACE`, for
     /// those in use). Call it once serving has ended: requests still
     /// running afterwards find the database closed (503).
     pub async fn stop(mut self) -> Stopped {
