@@ -488,49 +488,47 @@ async fn load_gate(gate: &UserGate, store: &dyn Store, horizon: i64) -> anyhow::
 /// signing keys. Polls the store's change marker; on a change, reads the
 /// user change log from where the last read left off. Neither the gate nor
 /// the cache ever undoes a newer local write (see [`UserGate`]).
-fn sync(state: AppState, log_read_at: i64) -> impl Future<Output = ()> + Send + 'static {
-    async move {
-        let mut seen = state.store.change_marker().await.ok();
-        let mut log_read_at = log_read_at;
-        let mut tick = tokio::time::interval(SYNC_INTERVAL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut failing = false;
-        let mut ticks: u32 = 0;
-        loop {
-            tick.tick().await;
-            ticks = ticks.wrapping_add(1);
-            let periodic = ticks.is_multiple_of(KEY_REFRESH_TICKS);
-            let changed = match state.store.change_marker().await {
-                Ok(m) => {
-                    let changed = Some(m) != seen;
-                    seen = Some(m);
-                    changed
+async fn sync(state: AppState, log_read_at: i64) {
+    let mut seen = state.store.change_marker().await.ok();
+    let mut log_read_at = log_read_at;
+    let mut tick = tokio::time::interval(SYNC_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    let mut ticks: u32 = 0;
+    loop {
+        tick.tick().await;
+        ticks = ticks.wrapping_add(1);
+        let periodic = ticks.is_multiple_of(KEY_REFRESH_TICKS);
+        let changed = match state.store.change_marker().await {
+            Ok(m) => {
+                let changed = Some(m) != seen;
+                seen = Some(m);
+                changed
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, "sync: cannot read the change marker");
                 }
-                Err(e) => {
-                    if !failing {
-                        tracing::warn!(error = %e, "sync: cannot read the change marker");
-                    }
-                    failing = true;
-                    continue;
-                }
-            };
-            if !changed && !periodic {
+                failing = true;
                 continue;
             }
-            // The periodic pass reloads the keys and prunes the gate; users
-            // are read on a change, and a change the PostgreSQL listener may
-            // have missed while reconnecting counts as one (it bumps the
-            // marker).
-            match sync_once(&state, changed, &mut log_read_at).await {
-                Ok(()) => failing = false,
-                Err(e) => {
-                    if !failing {
-                        tracing::warn!(error = %e, "sync: cannot reload from the database");
-                    }
-                    failing = true;
-                    // Try again on the next tick.
-                    seen = None;
+        };
+        if !changed && !periodic {
+            continue;
+        }
+        // The periodic pass reloads the keys and prunes the gate; users
+        // are read on a change, and a change the PostgreSQL listener may
+        // have missed while reconnecting counts as one (it bumps the
+        // marker).
+        match sync_once(&state, changed, &mut log_read_at).await {
+            Ok(()) => failing = false,
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, "sync: cannot reload from the database");
                 }
+                failing = true;
+                // Try again on the next tick.
+                seen = None;
             }
         }
     }
@@ -578,24 +576,22 @@ async fn sync_once(state: &AppState, changed: bool, log_read_at: &mut i64) -> an
 /// Deletes long-ended sessions, expired pre-upgrade refresh tokens and
 /// audit events past their retention, so the tables do not grow without
 /// bound.
-fn purge(state: AppState) -> impl Future<Output = ()> + Send + 'static {
-    async move {
-        let mut tick = tokio::time::interval(PURGE_INTERVAL);
-        loop {
-            tick.tick().await;
-            let now = tokens::now();
-            state.throttle.sweep(now);
-            let ended_before = now - state.config.tokens.access_token_ttl as i64 - 1;
-            let audit_before = state
-                .config
-                .audit
-                .retention_days
-                .map(|days| now - days as i64 * 86_400);
-            match state.store.purge(now, ended_before, audit_before).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(rows = n, "purged ended sessions and old audit events"),
-                Err(e) => tracing::warn!(error = %e, "purge failed"),
-            }
+async fn purge(state: AppState) {
+    let mut tick = tokio::time::interval(PURGE_INTERVAL);
+    loop {
+        tick.tick().await;
+        let now = tokens::now();
+        state.throttle.sweep(now);
+        let ended_before = now - state.config.tokens.access_token_ttl as i64 - 1;
+        let audit_before = state
+            .config
+            .audit
+            .retention_days
+            .map(|days| now - days as i64 * 86_400);
+        match state.store.purge(now, ended_before, audit_before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(rows = n, "purged ended sessions and old audit events"),
+            Err(e) => tracing::warn!(error = %e, "purge failed"),
         }
     }
 }
