@@ -77,6 +77,7 @@ impl FromQuery for AuditParams {
 pub struct AuditEvent {
     pub id: Uuid,
     /// `login_succeeded`, `login_failed`, `login_throttled`,
+    /// `password_check_failed`, `password_check_throttled`,
     /// `registration_throttled`, `user_registered`, `refresh_reuse_detected`,
     /// `logout`, `session_ended`, `token_revoked`, `password_changed`,
     /// `user_security_changed` (roles or disabled), `user_deleted`,
