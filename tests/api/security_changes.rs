@@ -47,8 +47,17 @@ fn login_storm(
                         form.push(("scope", scope));
                     }
                     let r = app.login_form(&form).await;
-                    if r.status() == StatusCode::OK {
-                        pairs.push(r.json::<Value>().await.unwrap());
+                    match r.status() {
+                        StatusCode::OK => pairs.push(r.json::<Value>().await.unwrap()),
+                        // Over the per-account cap of checks in flight: back
+                        // off a little, as a client told `Retry-After` would.
+                        // Retrying at once only burns the CPU that the
+                        // (lowest-priority) hashing threads need, so on a
+                        // loaded machine no login finished at all.
+                        StatusCode::TOO_MANY_REQUESTS => {
+                            tokio::time::sleep(Duration::from_millis(5)).await
+                        }
+                        _ => {}
                     }
                 }
                 pairs
