@@ -294,14 +294,12 @@ async fn create_user(config: Config, args: CreateUser) -> Result<(), Failure> {
         .map(profile::parse_full_name)
         .transpose()
         .map_err(|m| Failure::new(format!("--full-name: {m}")))?;
-    let roles = if args.roles.is_empty() {
-        vec!["user".to_owned()]
-    } else {
-        dedup(args.roles)
-    };
+    // Checked before the password prompt, so that a mistyped --role is not
+    // reported only after the password was typed; accounts::create
+    // applies the same rule (and the default role) again.
     config
         .roles
-        .check_known(&roles)
+        .check_known(&args.roles)
         .map_err(|m| Failure::new(format!("--role: {m}")))?;
     let password = read_password(args.password_stdin)?;
     profile::check_new_password(&password, username.as_str(), email.as_str())
@@ -314,7 +312,7 @@ async fn create_user(config: Config, args: CreateUser) -> Result<(), Failure> {
         password: &password,
         full_name,
     };
-    let user = match accounts::create(&services, new, roles, None, Actor::Cli).await {
+    let user = match accounts::create(&services, new, args.roles, None, Actor::Cli).await {
         Ok(user) => user,
         Err(auth::Error::Conflict(UniqueField::Username)) => {
             return Err(Failure::new(format!(
@@ -337,16 +335,6 @@ async fn create_user(config: Config, args: CreateUser) -> Result<(), Failure> {
         user.roles.join(", ")
     );
     Ok(())
-}
-
-fn dedup(roles: Vec<String>) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for r in roles {
-        if !out.contains(&r) {
-            out.push(r);
-        }
-    }
-    out
 }
 
 async fn list_users(config: Config) -> Result<(), Failure> {
