@@ -905,6 +905,41 @@ mod tests {
         assert_eq!(e.setting, "WARDEN_ISSUER");
     }
 
+    /// deploy/warden.toml is the commented example the docs point to: it
+    /// loads as it is, names every setting (set or commented out), and the
+    /// EnvironmentFile beside it uses only known variables.
+    #[test]
+    fn the_example_configuration_loads_and_names_every_setting() {
+        let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+        let example = deploy.join("warden.toml");
+        let c = Config::load_from(Some(&example), env(&[])).unwrap();
+        assert!(c.roles.get("student").is_some());
+        let text = std::fs::read_to_string(&example).unwrap();
+        let named: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.trim_start_matches('#').trim_start().split_once(" ="))
+            .map(|(key, _)| key)
+            .collect();
+        for key in SETTINGS {
+            assert!(
+                named.contains(key),
+                "{key} is missing from {}",
+                example.display()
+            );
+        }
+        let vars = std::fs::read_to_string(deploy.join("warden.env")).unwrap();
+        let vars: Vec<(String, String)> = vars
+            .lines()
+            .map(|l| l.trim_start_matches('#').trim_start())
+            .filter_map(|l| l.split_once('='))
+            .filter(|(name, _)| name.starts_with("WARDEN_"))
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect();
+        assert!(vars.len() >= 3);
+        let c = Config::load_from(Some(&example), vars).unwrap();
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
     #[test]
     fn file_values_are_overridden_by_environment() {
         let dir = tempfile::tempdir().unwrap();
