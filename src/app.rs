@@ -90,6 +90,12 @@ fn add_security_schemes(openapi: &mut utoipa::openapi::OpenApi, roles: &Roles) {
 
 /// Every route with its OpenAPI entry.
 pub fn api() -> OpenApiRouter<AppState> {
+    api_without_feed().merge(routes::revocations::router())
+}
+
+/// [`api`] but the revocation feed, which is served under a longer
+/// deadline (see [`router`]).
+fn api_without_feed() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(routes::users::router())
         .merge(routes::token::router())
@@ -117,10 +123,34 @@ async fn method_not_allowed() -> Response {
         .into_response()
 }
 
+/// Wraps every route of `router` (so far) in the per-request stack.
+///
+/// One stack, applied once: every `Router::layer`/`route_layer` call wraps
+/// each route in another boxed service, which costs a clone and a boxed
+/// future per request (callgrind: 26,551 → 21,662 instructions per
+/// cached-token `GET /users/me`). As a route layer, unmatched requests
+/// (404, 405) skip it: they read no body and answer at once.
+fn with_request_stack(router: Router<AppState>, timeout: Duration) -> Router<AppState> {
+    router.route_layer(
+        tower::ServiceBuilder::new()
+            .layer(crate::http::metrics::HttpMetricsLayer)
+            // Users, sessions, audit events, tokens: most answers are
+            // personal, so none may be stored by a browser or a shared
+            // cache unless its handler says otherwise (JWKS and the
+            // metadata are public; the pages revalidate).
+            .layer(SetResponseHeaderLayer::if_not_present(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("no-store"),
+            ))
+            .layer(crate::http::timeout::RequestTimeoutLayer::new(timeout))
+            .layer(DefaultBodyLimit::max(MAX_BODY)),
+    )
+}
+
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
-    let (api, mut openapi) = api().split_for_parts();
-    add_security_schemes(&mut openapi, &state.config.roles);
+    let openapi = openapi(&state.config.roles);
+    let (api, _) = api_without_feed().split_for_parts();
     let swagger = SwaggerUi::new("/docs")
         .url("/openapi.json", openapi)
         .config(
@@ -133,33 +163,19 @@ pub fn router(state: AppState) -> Router {
     let swagger =
         Router::from(swagger).layer(axum::middleware::map_response(routes::meta::docs_headers));
     let cors = crate::http::cors::layer(&state.config.http.cors_origins);
-    let app = api
-        .merge(swagger)
-        .merge(routes::account::router())
+    // The revocation feed long-polls for up to `MAX_WAIT_SECS`: its own
+    // stack, with a deadline that long on top of the usual one.
+    let (feed, _) = routes::revocations::router().split_for_parts();
+    let feed = with_request_stack(
+        feed,
+        crate::http::timeout::REQUEST_TIMEOUT
+            + Duration::from_secs(crate::auth::revocations::MAX_WAIT_SECS),
+    );
+    let app = api.merge(swagger).merge(routes::account::router());
+    let app = with_request_stack(app, crate::http::timeout::REQUEST_TIMEOUT)
+        .merge(feed)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        // One stack, applied once: every `Router::layer`/`route_layer` call
-        // wraps each route in another boxed service, which costs a clone and
-        // a boxed future per request (callgrind: 26,551 → 21,662
-        // instructions per cached-token `GET /users/me`). As a route layer,
-        // unmatched requests (404, 405) skip it: they read no body and
-        // answer at once.
-        .route_layer(
-            tower::ServiceBuilder::new()
-                .layer(crate::http::metrics::HttpMetricsLayer)
-                // Users, sessions, audit events, tokens: most answers are
-                // personal, so none may be stored by a browser or a shared
-                // cache unless its handler says otherwise (JWKS and the
-                // metadata are public; the pages revalidate).
-                .layer(SetResponseHeaderLayer::if_not_present(
-                    header::CACHE_CONTROL,
-                    HeaderValue::from_static("no-store"),
-                ))
-                .layer(crate::http::timeout::RequestTimeoutLayer::new(
-                    crate::http::timeout::REQUEST_TIMEOUT,
-                ))
-                .layer(DefaultBodyLimit::max(MAX_BODY)),
-        )
         .with_state(state);
     // Outermost, so preflights are answered before routing.
     match cors {
@@ -339,6 +355,13 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> impl Future<Output = std::io::Result<()>> + Send + 'static {
         let state = self.state.clone();
+        // Waiting revocation-feed polls answer at once when shutdown
+        // starts, so they do not hold the graceful shutdown.
+        let feed = state.feed.clone();
+        let shutdown = async move {
+            shutdown.await;
+            feed.close();
+        };
         async move {
             let limits = crate::http::connections::Limits {
                 max_connections: state.config.http.max_connections,
@@ -439,6 +462,7 @@ async fn assemble(services: Services) -> anyhow::Result<(AppState, i64)> {
         cookies,
         verifier,
         metrics: metrics_handle(),
+        feed: Arc::new(crate::auth::revocations::RevocationFeed::new()),
     });
     Ok((state, log_read_at))
 }

@@ -12,6 +12,7 @@ pub mod keys;
 pub mod password_check;
 pub mod passwords;
 pub mod refresh_tokens;
+pub mod revocations;
 pub mod sessions;
 pub mod throttle;
 pub mod tokens;

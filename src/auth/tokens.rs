@@ -1,14 +1,17 @@
 //! Access tokens: issuing them, and the in-memory gate every token passes.
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
 use jsonwebtoken::Header;
 use serde::Serialize;
+use tokio::sync::watch;
 use uuid::Uuid;
 use warden_guard::{Claims, TokenCheck};
 
@@ -191,6 +194,10 @@ struct Gate {
     version: i64,
     /// The local write that made this entry (0: read from the database).
     epoch: u64,
+    /// When (in the gate's own sequence) what this entry publishes —
+    /// `valid_after` and `standing` — last changed: the revocation feed
+    /// answers a cursor with the entries changed after it.
+    seq: u64,
 }
 
 impl Gate {
@@ -204,7 +211,14 @@ impl Gate {
             },
             version: u.security_version,
             epoch: 0,
+            seq: 0,
         }
+    }
+
+    /// Whether `other` publishes the same thing (the revocation feed's
+    /// view: the time and the standing).
+    fn publishes_as(&self, other: &Gate) -> bool {
+        self.valid_after == other.valid_after && self.standing == other.standing
     }
 
     /// Whether `fresh` should replace this entry: a deletion is final, and
@@ -236,25 +250,200 @@ impl Gate {
 /// contend on one lock, and hashed with foldhash (seeded per process): their
 /// keys are ids from verified tokens, not attacker-chosen, and SipHash cost
 /// more than the rest of the lookup.
+///
+/// Every entry carries a sequence number, assigned when it is inserted or
+/// what it publishes changes, for the revocation feed
+/// ([`crate::auth::revocations`]): writers take a small lock to assign it
+/// and bump a watch channel, so a long-poll wakes at once. The token check
+/// ([`TokenCheck::is_live`]) takes neither.
 #[derive(Default)]
 pub struct UserGate {
     users: DashMap<Uuid, Gate, foldhash::fast::RandomState>,
     /// Ended sessions, with when they ended; kept until every access token
     /// of theirs has expired, then pruned.
-    revoked_sessions: DashMap<Uuid, i64, foldhash::fast::RandomState>,
+    revoked_sessions: DashMap<Uuid, Ended, foldhash::fast::RandomState>,
     epoch: AtomicU64,
+    /// Serialises the writers' sequence numbers: an entry with sequence
+    /// number `n` is in the maps before [`UserGate::watermark`] reaches `n`.
+    writes: Mutex<()>,
+    /// The last sequence number assigned, published once its entry is in.
+    watermark: AtomicU64,
+    /// The watermark, for waiting on a change.
+    changed: watch::Sender<u64>,
+}
+
+/// An ended session: when, and its sequence number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Ended {
+    at: i64,
+    seq: u64,
+}
+
+/// Hands out sequence numbers inside [`UserGate::write`].
+struct Seq {
+    last: u64,
+    bumped: bool,
+}
+
+impl Seq {
+    fn next(&mut self) -> u64 {
+        self.last += 1;
+        self.bumped = true;
+        self.last
+    }
+}
+
+/// One published entry of the gate: an ended session or a user's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedEntry {
+    /// Session `sid` ended at `ended_at`.
+    Session { sid: Uuid, ended_at: i64 },
+    /// The user's tokens issued before `tokens_before` fail; all of them
+    /// when disabled or deleted.
+    User {
+        sub: Uuid,
+        tokens_before: i64,
+        disabled: bool,
+        deleted: bool,
+    },
+}
+
+impl FeedEntry {
+    /// A hash that is the same in every process of the same build (fixed
+    /// key), so instances holding the same state agree on its fingerprint.
+    fn fingerprint(&self) -> u64 {
+        const KEY: u64 = 0x7761_7264_656e_6664; // "wardenfd"
+        let mut h = foldhash::fast::FixedState::with_seed(KEY).build_hasher();
+        match *self {
+            Self::Session { sid, ended_at } => {
+                0u8.hash(&mut h);
+                sid.as_u128().hash(&mut h);
+                ended_at.hash(&mut h);
+            }
+            Self::User {
+                sub,
+                tokens_before,
+                disabled,
+                deleted,
+            } => {
+                1u8.hash(&mut h);
+                sub.as_u128().hash(&mut h);
+                tokens_before.hash(&mut h);
+                disabled.hash(&mut h);
+                deleted.hash(&mut h);
+            }
+        }
+        h.finish()
+    }
+}
+
+/// What the gate publishes, as of one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FeedView {
+    /// Every entry with a sequence number up to this one is included (when
+    /// asked from the start) or was in an earlier view.
+    pub watermark: u64,
+    /// The entries asked for.
+    pub entries: Vec<FeedEntry>,
+    /// XOR of [`FeedEntry::fingerprint`] over every published entry (not
+    /// only those asked for): equal in two processes holding the same state.
+    pub fingerprint: u64,
 }
 
 impl UserGate {
-    fn upsert(&self, id: Uuid, fresh: Gate) {
-        self.users
-            .entry(id)
-            .and_modify(|g| {
+    /// Runs one write under the writers' lock, handing it sequence
+    /// numbers; publishes the new watermark if it used any.
+    fn write<R>(&self, f: impl FnOnce(&mut Seq) -> R) -> R {
+        let _writing = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut seq = Seq {
+            last: self.watermark.load(Ordering::Acquire),
+            bumped: false,
+        };
+        let result = f(&mut seq);
+        if seq.bumped {
+            self.watermark.store(seq.last, Ordering::Release);
+            self.changed.send_replace(seq.last);
+        }
+        result
+    }
+
+    fn upsert(&self, id: Uuid, mut fresh: Gate, seq: &mut Seq) {
+        match self.users.entry(id) {
+            Entry::Occupied(mut e) => {
+                let g = e.get_mut();
                 if g.yields_to(&fresh) {
+                    fresh.seq = if g.publishes_as(&fresh) {
+                        g.seq
+                    } else {
+                        seq.next()
+                    };
                     *g = fresh;
                 }
-            })
-            .or_insert(fresh);
+            }
+            Entry::Vacant(e) => {
+                fresh.seq = seq.next();
+                e.insert(fresh);
+            }
+        }
+    }
+
+    /// The last sequence number whose entry is in the gate.
+    pub fn watermark(&self) -> u64 {
+        self.watermark.load(Ordering::Acquire)
+    }
+
+    /// A receiver that sees every change of the watermark (each write that
+    /// changed what the gate publishes).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// What the gate publishes to resource servers: every ended session
+    /// and every user entry that can still affect an access token not
+    /// expired at `now` (ended or changed at or after `horizon`, and every
+    /// disabled user); of them, only those changed after sequence number
+    /// `since` in [`FeedView::entries`] (all with `None`).
+    pub fn feed(&self, since: Option<u64>, horizon: i64) -> FeedView {
+        // Read first: entries up to it are all in the maps now; a later one
+        // seen below is sent again after the next cursor.
+        let watermark = self.watermark();
+        let wanted = |seq: u64| match since {
+            None => true,
+            Some(since) => seq > since && seq <= watermark,
+        };
+        let mut view = FeedView {
+            watermark,
+            ..FeedView::default()
+        };
+        for e in self.revoked_sessions.iter() {
+            if e.at < horizon {
+                continue;
+            }
+            let entry = FeedEntry::Session {
+                sid: *e.key(),
+                ended_at: e.at,
+            };
+            view.fingerprint ^= entry.fingerprint();
+            if wanted(e.seq) {
+                view.entries.push(entry);
+            }
+        }
+        for e in self.users.iter() {
+            if e.standing != Standing::Disabled && e.valid_after < horizon {
+                continue;
+            }
+            let entry = FeedEntry::User {
+                sub: *e.key(),
+                tokens_before: e.valid_after,
+                disabled: e.standing == Standing::Disabled,
+                deleted: e.standing == Standing::Deleted,
+            };
+            view.fingerprint ^= entry.fingerprint();
+            if wanted(e.seq) {
+                view.entries.push(entry);
+            }
+        }
+        view
     }
 
     fn next_epoch(&self) -> u64 {
@@ -272,8 +461,9 @@ impl UserGate {
             },
             version: user.security_version,
             epoch: self.next_epoch(),
+            seq: 0,
         };
-        self.upsert(user.id, fresh);
+        self.write(|seq| self.upsert(user.id, fresh, seq));
     }
 
     /// Records that this process deleted the user, at `at`.
@@ -283,8 +473,9 @@ impl UserGate {
             standing: Standing::Deleted,
             version: i64::MAX,
             epoch: self.next_epoch(),
+            seq: 0,
         };
-        self.upsert(id, fresh);
+        self.write(|seq| self.upsert(id, fresh, seq));
     }
 
     /// Call before reading the users to watch for a full reload; pass the
@@ -299,58 +490,87 @@ impl UserGate {
     /// local writes made since, are kept.
     pub fn reload(&self, watched: &[UserSecurity], started: u64) {
         let listed: HashSet<Uuid> = watched.iter().map(|u| u.id).collect();
-        self.users.retain(|id, g| {
-            listed.contains(id) || g.standing == Standing::Deleted || g.epoch > started
+        self.write(|seq| {
+            self.users.retain(|id, g| {
+                listed.contains(id) || g.standing == Standing::Deleted || g.epoch > started
+            });
+            for u in watched {
+                self.upsert(u.id, Gate::read(u), seq);
+            }
         });
-        for u in watched {
-            self.upsert(u.id, Gate::read(u));
-        }
     }
 
     /// Applies users changed or deleted elsewhere. A change is kept if the
     /// user may have tokens it makes fail: disabled, deleted, or changed
     /// at or after `horizon`, or already watched.
     pub fn apply_changes(&self, changes: &[UserChange], horizon: i64) {
-        for c in changes {
-            match &c.current {
-                None => self.upsert(
-                    c.id,
-                    Gate {
-                        valid_after: c.changed_at,
-                        standing: Standing::Deleted,
-                        version: i64::MAX,
-                        epoch: 0,
-                    },
-                ),
-                Some(u) => {
-                    if u.disabled
-                        || u.tokens_valid_after >= horizon
-                        || self.users.contains_key(&c.id)
-                    {
-                        self.upsert(c.id, Gate::read(u));
+        if changes.is_empty() {
+            return;
+        }
+        self.write(|seq| {
+            for c in changes {
+                match &c.current {
+                    None => self.upsert(
+                        c.id,
+                        Gate {
+                            valid_after: c.changed_at,
+                            standing: Standing::Deleted,
+                            version: i64::MAX,
+                            epoch: 0,
+                            seq: 0,
+                        },
+                        seq,
+                    ),
+                    Some(u) => {
+                        if u.disabled
+                            || u.tokens_valid_after >= horizon
+                            || self.users.contains_key(&c.id)
+                        {
+                            self.upsert(c.id, Gate::read(u), seq);
+                        }
                     }
                 }
             }
-        }
+        });
     }
 
-    /// Ends session `sid` for access tokens.
+    /// Ends session `sid` for access tokens (at `at`, unless it ended
+    /// already).
     pub fn revoke_session(&self, sid: Uuid, at: i64) {
-        self.revoked_sessions.insert(sid, at);
+        // A session ends once: an earlier end time (the database's, read
+        // by the sync) stands.
+        if self.revoked_sessions.contains_key(&sid) {
+            return;
+        }
+        self.apply_revocations(&[(sid, at)]);
     }
 
     /// Adds sessions ended elsewhere.
     pub fn apply_revocations(&self, revoked: &[(Uuid, i64)]) {
-        for &(sid, at) in revoked {
-            self.revoked_sessions.entry(sid).or_insert(at);
+        // The sync reads every recent revocation each time: most are known.
+        if revoked
+            .iter()
+            .all(|(sid, _)| self.revoked_sessions.contains_key(sid))
+        {
+            return;
         }
+        self.write(|seq| {
+            for &(sid, at) in revoked {
+                if let Entry::Vacant(e) = self.revoked_sessions.entry(sid) {
+                    e.insert(Ended {
+                        at,
+                        seq: seq.next(),
+                    });
+                }
+            }
+        });
     }
 
     /// Forgets what no unexpired token can depend on any more: sessions
     /// ended, users changed and users deleted before `horizon`. Disabled
     /// users stay.
     pub fn prune(&self, horizon: i64) {
-        self.revoked_sessions.retain(|_, at| *at >= horizon);
+        self.revoked_sessions.retain(|_, e| e.at >= horizon);
         self.users
             .retain(|_, g| g.standing == Standing::Disabled || g.valid_after >= horizon);
     }
@@ -454,6 +674,47 @@ mod tests {
             current: None,
             changed_at: at,
         }
+    }
+
+    #[test]
+    fn only_a_change_of_what_is_published_takes_a_sequence_number() {
+        let (id, sid) = (Uuid::now_v7(), Uuid::now_v7());
+        let gate = gate_with(&[sec(id, 1, 100, false)]);
+        let changes = gate.subscribe();
+        let start = gate.watermark();
+        assert_eq!(start, 1);
+        // The sync reads the same state again and again: nothing new.
+        gate.reload(&[sec(id, 1, 100, false)], gate.reload_started());
+        gate.apply_changes(&[changed(sec(id, 2, 100, false), 100)], 0);
+        gate.apply_revocations(&[]);
+        assert_eq!(gate.watermark(), start);
+        assert!(!changes.has_changed().unwrap());
+
+        gate.revoke_session(sid, 100);
+        gate.revoke_session(sid, 150); // ends once
+        gate.apply_revocations(&[(sid, 100)]);
+        assert_eq!(gate.watermark(), start + 1);
+        gate.apply_changes(&[changed(sec(id, 3, 200, true), 200)], 0);
+        assert_eq!(gate.watermark(), start + 2);
+        assert!(changes.has_changed().unwrap());
+
+        let all = gate.feed(None, 0);
+        assert_eq!(all.entries.len(), 2);
+        let delta = gate.feed(Some(start + 1), 0);
+        assert_eq!(
+            delta.entries,
+            [FeedEntry::User {
+                sub: id,
+                tokens_before: 200,
+                disabled: true,
+                deleted: false
+            }]
+        );
+        assert_eq!(delta.fingerprint, all.fingerprint);
+        // Past the horizon only the disabled user is published.
+        let later = gate.feed(None, 1000);
+        assert_eq!(later.entries.len(), 1);
+        assert_ne!(later.fingerprint, all.fingerprint);
     }
 
     #[test]

@@ -44,6 +44,9 @@ pub struct Shared {
     pub metrics: Option<PrometheusHandle>,
     /// How the browser cookie mode writes and accepts refresh cookies.
     pub cookies: Arc<crate::http::cookies::CookiePolicy>,
+    /// The revocation feed (`GET /token/revocations`): this process's boot
+    /// id, and the signal that ends waiting polls at shutdown.
+    pub feed: Arc<crate::auth::revocations::RevocationFeed>,
 }
 
 impl std::ops::Deref for Shared {

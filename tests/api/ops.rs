@@ -321,6 +321,7 @@ fn names_and_required(fields: &[FieldSpec]) -> (BTreeSet<String>, BTreeSet<Strin
 async fn every_body_and_query_schema_is_what_its_parser_reads() {
     use warden::http::body::{form_fields, json_fields, query_fields};
     use warden::http::routes::audit::AuditParams;
+    use warden::http::routes::revocations::FeedQuery;
     use warden::http::routes::sessions::SessionListQuery;
     use warden::http::routes::token::{IntrospectRequest, RevokeRequest, TokenRequest};
     use warden::http::routes::users::{
@@ -352,6 +353,7 @@ async fn every_body_and_query_schema_is_what_its_parser_reads() {
         (("get", "/users"), query_fields::<ListQuery>()),
         (("get", "/users/me/sessions"), query_fields::<SessionListQuery>()),
         (("get", "/audit"), query_fields::<AuditParams>()),
+        (("get", "/token/revocations"), query_fields::<FeedQuery>()),
     ]);
 
     let (mut bodies_seen, mut queries_seen) = (BTreeSet::new(), BTreeSet::new());

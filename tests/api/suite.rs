@@ -21,6 +21,7 @@ macro_rules! api_suite {
             sessions,
             throttling,
             token_endpoint,
+            revocation_feed,
             token_verification,
         );
     };

@@ -105,6 +105,9 @@ pub async fn authorization_server_metadata(State(state): State<AppState>) -> Res
         "token_endpoint_auth_methods_supported": ["none"],
         "revocation_endpoint_auth_methods_supported": ["none"],
         "service_documentation": format!("{issuer}/docs"),
+        // An extension (RFC 8414 §2 allows more fields): where
+        // `warden-guard` follows revocations.
+        "warden_revocation_feed_endpoint": format!("{issuer}{}", crate::http::routes::revocations::PATH),
     });
     (
         [(
