@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use axum::extract::{FromRef, FromRequestParts, OptionalFromRequestParts};
 use http::header::AUTHORIZATION;
 use http::request::Parts;
@@ -34,7 +36,10 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let token = bearer_token(parts)?.ok_or(AuthError::Missing)?;
-        Verifier::from_ref(state).verify(token)
+        Verifier::from_ref(state)
+            .verify_request(token)
+            .await
+            .map(Arc::unwrap_or_clone)
     }
 }
 
@@ -51,7 +56,10 @@ where
     ) -> Result<Option<Self>, Self::Rejection> {
         match bearer_token(parts)? {
             None => Ok(None),
-            Some(token) => Verifier::from_ref(state).verify(token).map(Some),
+            Some(token) => Verifier::from_ref(state)
+                .verify_request(token)
+                .await
+                .map(|c| Some(Arc::unwrap_or_clone(c))),
         }
     }
 }

@@ -60,15 +60,23 @@ mod cache;
 mod claims;
 mod error;
 mod extract;
+#[cfg(feature = "remote")]
+mod remote;
 mod scope;
 mod verifier;
 
 pub use claims::Claims;
 pub use error::AuthError;
 pub use jsonwebtoken::{Algorithm, DecodingKey, jwk::JwkSet};
+#[cfg(feature = "remote")]
+pub use remote::{
+    Credentials, DEFAULT_KEY_REFRESH, DEFAULT_POLL_WAIT, DEFAULT_UNKNOWN_KID_INTERVAL,
+    DEFAULT_UNKNOWN_KID_WAIT, Remote, RemoteBuilder, RemoteError,
+};
 pub use scope::{RequireScope, Scope, Scopes};
 pub use verifier::{
-    Clock, DEFAULT_CACHE_CAPACITY, KeySet, TokenCheck, Verifier, VerifierBuilder, VerifierError,
+    Clock, DEFAULT_CACHE_CAPACITY, KeySet, KeyWait, TokenCheck, UnknownKid, Verifier,
+    VerifierBuilder, VerifierError,
 };
 
 #[cfg(test)]

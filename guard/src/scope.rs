@@ -137,7 +137,7 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &St) -> Result<Self, Self::Rejection> {
         let token = bearer_token(parts)?.ok_or(AuthError::Missing)?;
-        let claims = Verifier::from_ref(state).verify_shared(token)?;
+        let claims = Verifier::from_ref(state).verify_request(token).await?;
         if S::granted(&claims) {
             Ok(Self {
                 claims,

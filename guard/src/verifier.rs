@@ -1,6 +1,8 @@
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
@@ -25,6 +27,25 @@ const MAX_TOKEN_LEN: usize = 8 * 1024;
 pub trait TokenCheck: Send + Sync + 'static {
     /// `false` rejects the token with 401 `"Invalid token"`.
     fn is_live(&self, claims: &Claims) -> bool;
+}
+
+/// What [`UnknownKid::unknown_kid`] may return: a wait that ends when a
+/// key refresh it started (or joined) has finished.
+pub type KeyWait = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// A hook for tokens whose `kid` the key set does not hold: a key fetcher
+/// (such as [`Remote`](crate::Remote)) refetches the keys, since the token
+/// may be signed by a key published after the last fetch.
+///
+/// It is called only on that failure, never for a token with a known key,
+/// and must be cheap and rate-limited itself: the `kid` comes from an
+/// unverified token, so anyone can send a thousand made-up ones.
+pub trait UnknownKid: Send + Sync + 'static {
+    /// A token named a `kid` we do not have. Start a refresh if one is
+    /// allowed now; return a wait for it (or for one already running) if
+    /// the request should wait and try the token again, or `None` to
+    /// refuse it at once.
+    fn unknown_kid(&self) -> Option<KeyWait>;
 }
 
 /// The current time in seconds since the Unix epoch. Injectable so tests can
@@ -68,6 +89,12 @@ impl KeySet {
             }
         }
         set
+    }
+
+    /// Whether both sets hold the same key ids. (A warden `kid` is the
+    /// key's RFC 7638 thumbprint, so the same id is the same key.)
+    pub fn same_kids(&self, other: &KeySet) -> bool {
+        self.keys.len() == other.keys.len() && self.keys.keys().all(|k| other.keys.contains_key(k))
     }
 
     /// The keys of a JWKS document's JSON text that can verify `algorithm`.
@@ -133,6 +160,25 @@ struct Inner {
     check: Option<Arc<dyn TokenCheck>>,
     clock: Option<Clock>,
     cache: TokenCache,
+    unknown_kid: Option<Arc<dyn UnknownKid>>,
+    /// Whatever must live as long as the verifier (a [`Remote`]'s
+    /// background tasks end when it is dropped).
+    ///
+    /// [`Remote`]: crate::Remote
+    _attached: Option<Arc<dyn Send + Sync>>,
+}
+
+/// Why a token failed, inside the verifier: an unknown `kid` may be worth
+/// a key refresh.
+enum Failure {
+    UnknownKid,
+    Auth(AuthError),
+}
+
+impl From<AuthError> for Failure {
+    fn from(e: AuthError) -> Self {
+        Self::Auth(e)
+    }
 }
 
 /// Verifies warden access tokens: one pinned algorithm, a key set chosen by
@@ -165,6 +211,8 @@ pub struct VerifierBuilder {
     check: Option<Arc<dyn TokenCheck>>,
     clock: Option<Clock>,
     cache_capacity: usize,
+    unknown_kid: Option<Arc<dyn UnknownKid>>,
+    attached: Option<Arc<dyn Send + Sync>>,
 }
 
 /// How many verified tokens a [`Verifier`] remembers by default: a few MiB.
@@ -187,6 +235,21 @@ impl VerifierBuilder {
     /// Run `check` on every otherwise valid token.
     pub fn check(mut self, check: Arc<dyn TokenCheck>) -> Self {
         self.check = Some(check);
+        self
+    }
+
+    /// Call `hook` when a token names a `kid` the key set lacks (see
+    /// [`UnknownKid`]); the extractors then wait for the wait it returns
+    /// and verify the token once more.
+    pub fn on_unknown_kid(mut self, hook: Arc<dyn UnknownKid>) -> Self {
+        self.unknown_kid = Some(hook);
+        self
+    }
+
+    /// Keeps `value` alive as long as the verifier (or a clone) is.
+    #[cfg_attr(not(feature = "remote"), allow(dead_code))]
+    pub(crate) fn attach(mut self, value: Arc<dyn Send + Sync>) -> Self {
+        self.attached = Some(value);
         self
     }
 
@@ -223,6 +286,8 @@ impl VerifierBuilder {
                 check: self.check,
                 clock: self.clock,
                 cache: TokenCache::new(self.cache_capacity),
+                unknown_kid: self.unknown_kid,
+                _attached: self.attached,
             }),
         }
     }
@@ -244,6 +309,8 @@ impl Verifier {
             check: None,
             clock: None,
             cache_capacity: DEFAULT_CACHE_CAPACITY,
+            unknown_kid: None,
+            attached: None,
         }
     }
 
@@ -274,6 +341,17 @@ impl Verifier {
         self.inner.cache.invalidate();
     }
 
+    /// The current key set.
+    pub fn keys(&self) -> Arc<KeySet> {
+        self.inner.keys.load_full()
+    }
+
+    /// A handle that does not keep the verifier alive.
+    #[cfg_attr(not(feature = "remote"), allow(dead_code))]
+    pub(crate) fn downgrade(&self) -> WeakVerifier {
+        WeakVerifier(Arc::downgrade(&self.inner))
+    }
+
     #[cfg(test)]
     pub(crate) fn cached_tokens(&self) -> usize {
         self.inner.cache.len()
@@ -294,11 +372,53 @@ impl Verifier {
         self.verify_shared(token).map(Arc::unwrap_or_clone)
     }
 
-    /// [`Verifier::verify`] without copying the claims: what the extractors
-    /// use, so a cache hit allocates nothing.
+    /// [`Verifier::verify`] without copying the claims. A token with an
+    /// unknown `kid` is refused at once (the [`UnknownKid`] hook, if any, is
+    /// told, so a refresh may start).
     pub fn verify_shared(&self, token: &str) -> Result<Arc<Claims>, AuthError> {
+        match self.check(token) {
+            Ok(claims) => Ok(claims),
+            Err(Failure::Auth(e)) => Err(e),
+            Err(Failure::UnknownKid) => {
+                if let Some(hook) = &self.inner.unknown_kid {
+                    // Not waited for: this call does not block.
+                    drop(hook.unknown_kid());
+                }
+                Err(AuthError::Invalid)
+            }
+        }
+    }
+
+    /// What the extractors use: [`Verifier::verify_shared`], except that a
+    /// token with an unknown `kid` waits for the key refresh the
+    /// [`UnknownKid`] hook starts (or joins), and is then verified once
+    /// more. A cache hit allocates nothing.
+    pub async fn verify_request(&self, token: &str) -> Result<Arc<Claims>, AuthError> {
+        match self.check(token) {
+            Ok(claims) => Ok(claims),
+            Err(Failure::Auth(e)) => Err(e),
+            Err(Failure::UnknownKid) => {
+                let wait = self
+                    .inner
+                    .unknown_kid
+                    .as_ref()
+                    .and_then(|h| h.unknown_kid());
+                let Some(wait) = wait else {
+                    return Err(AuthError::Invalid);
+                };
+                wait.await;
+                match self.check(token) {
+                    Ok(claims) => Ok(claims),
+                    Err(Failure::Auth(e)) => Err(e),
+                    Err(Failure::UnknownKid) => Err(AuthError::Invalid),
+                }
+            }
+        }
+    }
+
+    fn check(&self, token: &str) -> Result<Arc<Claims>, Failure> {
         if token.len() > MAX_TOKEN_LEN {
-            return Err(AuthError::Invalid);
+            return Err(AuthError::Invalid.into());
         }
         let inner = &*self.inner;
         let now = self.now();
@@ -311,15 +431,15 @@ impl Verifier {
         };
         // RFC 7519 §4.1.4: the current time must be *before* `exp`.
         if now >= claims.exp {
-            return Err(AuthError::Expired);
+            return Err(AuthError::Expired.into());
         }
         if claims.nbf > now {
-            return Err(AuthError::Invalid);
+            return Err(AuthError::Invalid.into());
         }
         if let Some(check) = &inner.check
             && !check.is_live(&claims)
         {
-            return Err(AuthError::Invalid);
+            return Err(AuthError::Invalid.into());
         }
         if let Some(generation) = generation {
             inner.cache.insert(token, claims.clone(), generation, now);
@@ -330,7 +450,7 @@ impl Verifier {
     /// Everything about a token that depends only on its bytes and on our
     /// keys: the JOSE header, the signature, and the claims' shape, issuer
     /// and audience. (Time and revocation are checked on every use.)
-    fn decode(&self, token: &str) -> Result<Claims, AuthError> {
+    fn decode(&self, token: &str) -> Result<Claims, Failure> {
         let inner = &*self.inner;
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Invalid)?;
         // RFC 9068 §4: the `typ` must be `at+jwt` (or its full media type);
@@ -340,19 +460,32 @@ impl Verifier {
             Some(t)
                 if t.eq_ignore_ascii_case("at+jwt")
                     || t.eq_ignore_ascii_case("application/at+jwt") => {}
-            _ => return Err(AuthError::Invalid),
+            _ => return Err(AuthError::Invalid.into()),
         }
         if header.alg != inner.algorithm {
-            return Err(AuthError::Invalid);
+            return Err(AuthError::Invalid.into());
         }
         let kid = header.kid.as_deref().ok_or(AuthError::Invalid)?;
         let keys = inner.keys.load();
-        let key = keys.get(kid).ok_or(AuthError::Invalid)?;
+        let key = keys.get(kid).ok_or(Failure::UnknownKid)?;
         jsonwebtoken::decode::<Claims>(token, key, &inner.validation)
             .map(|data| data.claims)
             .map_err(|e| match e.kind() {
-                ErrorKind::ExpiredSignature => AuthError::Expired,
-                _ => AuthError::Invalid,
+                ErrorKind::ExpiredSignature => AuthError::Expired.into(),
+                _ => AuthError::Invalid.into(),
             })
+    }
+}
+
+/// A [`Verifier`] that does not keep it alive: what a background task
+/// holds, so the task can end when the application drops the verifier.
+#[derive(Clone)]
+#[cfg_attr(not(feature = "remote"), allow(dead_code))]
+pub(crate) struct WeakVerifier(Weak<Inner>);
+
+#[cfg_attr(not(feature = "remote"), allow(dead_code))]
+impl WeakVerifier {
+    pub(crate) fn upgrade(&self) -> Option<Verifier> {
+        self.0.upgrade().map(|inner| Verifier { inner })
     }
 }
