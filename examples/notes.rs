@@ -1,11 +1,19 @@
 //! # notes: another service, protected by warden's tokens
 //!
 //! A small notes API that never sees a password and never talks to warden's
-//! database. It fetches warden's public keys once at start-up
-//! (`GET /.well-known/jwks.json`) and then checks every request's bearer
-//! token itself with [`warden_guard`]: the [`Claims`] extractor answers 401
-//! for a missing, tampered, expired or foreign token, and
+//! database. It checks every request's bearer token itself with
+//! [`warden_guard`]: the [`Claims`] extractor answers 401 for a missing,
+//! tampered, expired, foreign or revoked token, and
 //! [`Claims::require_scope`] answers 403 for a token without scope `me`.
+//!
+//! The keys come from warden through [`Remote`]: its metadata and JWKS are
+//! fetched at start-up, again every 5 minutes, and at once when a token
+//! names a key this service has not seen (right after `warden keys
+//! rotate`), so a rotation needs no restart. With a feed account configured
+//! (below) it also follows warden's revocation feed: a logout, password
+//! change, disable or deletion at warden is refused here within about a
+//! second. Without one, a token stays good here until it expires (15
+//! minutes by default).
 //!
 //! Each user reads and edits only their own notes. A note of someone else
 //! answers 404, exactly like a note that does not exist, so ids cannot be
@@ -18,10 +26,18 @@
 //! cargo run --example notes        # this service, on 127.0.0.1:8001
 //! ```
 //!
-//! Environment: `WARDEN_URL` (default `http://127.0.0.1:8000`) is where the
-//! keys are fetched from and also the issuer tokens must name, so it must be
-//! warden's `WARDEN_ISSUER`; `NOTES_BIND` (default `127.0.0.1:8001`) is the
-//! address to listen on.
+//! Environment:
+//!
+//! - `WARDEN_URL` (default `http://127.0.0.1:8000`): warden's issuer
+//!   (`WARDEN_ISSUER`); the metadata and keys are fetched from there, and
+//!   tokens must name it as `iss`.
+//! - `NOTES_BIND` (default `127.0.0.1:8001`): the address to listen on.
+//! - `NOTES_FEED_USERNAME` and `NOTES_FEED_PASSWORD`: an account with scope
+//!   `tokens:introspect` (the `admin` role, or better a role of its own
+//!   with only that scope) whose login follows the revocation feed. Unset:
+//!   revocations are not followed.
+//! - `WARDEN_AUDIENCE`: when warden sets an audience, the same value, so
+//!   tokens meant for other services are refused.
 //!
 //! ## Try it
 //!
@@ -45,19 +61,17 @@
 //! curl -s -X DELETE localhost:8001/notes/$ID -H "authorization: Bearer $TOKEN"
 //! ```
 //!
-//! ## What this example leaves out
+//! To follow revocations, give an account the feed's scope and start the
+//! service with it:
 //!
-//! - **Key rotation.** The keys are fetched once. After `warden keys rotate`,
-//!   tokens signed with the new key are refused until this service restarts;
-//!   a real service refetches the JWKS (periodically, or when a token names
-//!   an unknown `kid`) and installs it with [`Verifier::replace_keys`].
-//! - **Revocation.** Verification here is offline, so a token stays good at
-//!   this service until it expires (15 minutes by default) even after the
-//!   user logs out of warden. Keep access tokens short-lived, or ask warden
-//!   (`POST /token/introspect`) when that is not enough.
-//! - **Audience.** If warden is configured with `WARDEN_AUDIENCE`, build the
-//!   verifier with [`Verifier::builder`] and `.audience(...)` so that tokens
-//!   meant for other services are refused.
+//! ```sh
+//! # warden.toml: [roles.resource_server]  scopes = ["tokens:introspect"]
+//! warden users create --username notes-feed --email notes-feed@example.com --role resource_server
+//! NOTES_FEED_USERNAME=notes-feed NOTES_FEED_PASSWORD='...' cargo run --example notes
+//! # Log out at warden; the same token is refused here within a second.
+//! curl -s -X POST localhost:8000/logout -H "authorization: Bearer $TOKEN"
+//! curl -s localhost:8001/notes -H "authorization: Bearer $TOKEN"   # 401
+//! ```
 
 use std::collections::{BTreeMap, HashMap};
 use std::error::Error;
@@ -73,7 +87,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
-use warden_guard::{Algorithm, AuthError, Claims, Verifier};
+use warden_guard::{Algorithm, AuthError, Claims, Credentials, Remote, Verifier};
 
 /// The scope every route of this service requires: warden grants `me` to
 /// every ordinary user, for acting on their own things.
@@ -340,24 +354,29 @@ pub fn app(verifier: Verifier) -> Router {
         .with_state(state)
 }
 
-/// A verifier for the tokens of the warden server at `warden_url`: its
-/// current public keys, EdDSA (warden's default algorithm) pinned, and its
-/// base URL as the required issuer.
-pub async fn verifier_from_warden(
+/// The guard for the tokens of the warden server at `warden_url` (its
+/// issuer): its keys, kept current, EdDSA (warden's default algorithm)
+/// pinned, and with `feed` its revocations followed. `audience`: warden's
+/// `WARDEN_AUDIENCE`, if it sets one.
+pub async fn guard(
     warden_url: &str,
-) -> Result<Verifier, Box<dyn Error + Send + Sync>> {
-    // warden's issuer is its base URL without a trailing slash.
-    let issuer = warden_url.trim_end_matches('/');
-    let jwks = reqwest::get(format!("{issuer}/.well-known/jwks.json"))
-        .await?
-        .error_for_status()?
-        .text()
-        .await?;
-    Ok(Verifier::from_jwks_json(&jwks, Algorithm::EdDSA, issuer)?)
+    feed: Option<Credentials>,
+    audience: Option<String>,
+) -> Result<Remote, warden_guard::RemoteError> {
+    let mut builder = Remote::builder(warden_url, Algorithm::EdDSA);
+    if let Some(credentials) = feed {
+        builder = builder.revocations(credentials);
+    }
+    if let Some(audience) = audience {
+        builder = builder.audience(audience);
+    }
+    builder.start().await
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // warden-guard logs (with `tracing`) when it cannot reach warden.
+    tracing_subscriber::fmt().init();
     match run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -371,18 +390,32 @@ async fn run() -> Result<(), Box<dyn Error + Send + Sync>> {
     let warden_url =
         std::env::var("WARDEN_URL").unwrap_or_else(|_| "http://127.0.0.1:8000".to_owned());
     let bind = std::env::var("NOTES_BIND").unwrap_or_else(|_| "127.0.0.1:8001".to_owned());
+    let feed = match (
+        std::env::var("NOTES_FEED_USERNAME"),
+        std::env::var("NOTES_FEED_PASSWORD"),
+    ) {
+        (Ok(username), Ok(password)) => Some(Credentials::password(username, password)),
+        (Err(_), Err(_)) => None,
+        _ => return Err("set both NOTES_FEED_USERNAME and NOTES_FEED_PASSWORD, or neither".into()),
+    };
+    let following = feed.is_some();
+    let audience = std::env::var("WARDEN_AUDIENCE").ok();
 
-    let verifier = verifier_from_warden(&warden_url)
-        .await
-        .map_err(|e| format!("cannot get warden's keys from {warden_url}: {}", chain(&*e)))?;
+    // The error names the URL that failed, on one line.
+    let guard = guard(&warden_url, feed, audience).await?;
     let listener = tokio::net::TcpListener::bind(&bind)
         .await
         .map_err(|e| format!("cannot listen on {bind}: {e}"))?;
     println!(
-        "notes listening on http://{}, trusting tokens of {warden_url}",
-        listener.local_addr()?
+        "notes listening on http://{}, trusting tokens of {warden_url}{}",
+        listener.local_addr()?,
+        if following {
+            ", following its revocations"
+        } else {
+            " (revocations not followed: set NOTES_FEED_USERNAME and NOTES_FEED_PASSWORD)"
+        }
     );
-    axum::serve(listener, app(verifier)).await?;
+    axum::serve(listener, app(guard.verifier())).await?;
     Ok(())
 }
 

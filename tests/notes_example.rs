@@ -4,103 +4,19 @@
 #[allow(dead_code)] // `main` is for `cargo run --example notes` only
 #[path = "../examples/notes.rs"]
 mod notes;
+#[path = "support/warden.rs"]
+mod support;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::{Client, RequestBuilder, Response, StatusCode, header};
 use serde_json::{Value, json};
-use tempfile::TempDir;
+use std::time::{Duration, Instant};
+
+use support::{FEED_ROLE_TOML, PASSWORD, User, Warden};
 use tokio::net::TcpListener;
 use uuid::Uuid;
-use warden::app::Server;
-use warden::config::Config;
-
-const PASSWORD: &str = "correct horse battery";
-
-/// A warden server on a free port, with its own SQLite database and so its
-/// own signing key.
-struct Warden {
-    url: String,
-    /// Holds the database; removed when the test ends.
-    _dir: TempDir,
-}
-
-impl Warden {
-    async fn spawn() -> Self {
-        Self::spawn_with_issuer(None).await
-    }
-
-    /// `issuer` overrides the `iss` of its tokens (default: its own URL).
-    async fn spawn_with_issuer(issuer: Option<&str>) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind warden");
-        let url = format!("http://{}", listener.local_addr().expect("warden address"));
-        let issuer = issuer.unwrap_or(&url).to_owned();
-        let database_url = format!("sqlite://{}", dir.path().join("w.db").display());
-        let env = [
-            ("WARDEN_DATABASE_URL", database_url),
-            ("WARDEN_ISSUER", issuer),
-            // Cheap hashing: these tests are about tokens, not passwords.
-            ("WARDEN_ARGON2_MEMORY_KIB", "1024".to_owned()),
-            ("WARDEN_ARGON2_ITERATIONS", "1".to_owned()),
-        ]
-        .map(|(k, v)| (k.to_owned(), v));
-        let config = Config::load_from(None, env).expect("warden config");
-        let server = Server::build(config).await.expect("warden server");
-        tokio::spawn(server.run(listener, std::future::pending()));
-        Self { url, _dir: dir }
-    }
-
-    /// Registers `username` and logs in: their id and an access token.
-    async fn sign_up(&self, http: &Client, username: &str) -> User {
-        let res = http
-            .post(format!("{}/users", self.url))
-            .json(&json!({
-                "username": username,
-                "email": format!("{username}@example.com"),
-                "password": PASSWORD,
-            }))
-            .send()
-            .await
-            .expect("POST /users");
-        assert_eq!(res.status(), StatusCode::CREATED, "registering {username}");
-        let user: Value = res.json().await.expect("user JSON");
-        let id = user["id"].as_str().expect("user id").to_owned();
-
-        let res = http
-            .post(format!("{}/token", self.url))
-            .form(&[("username", username), ("password", PASSWORD)])
-            .send()
-            .await
-            .expect("POST /token");
-        assert_eq!(res.status(), StatusCode::OK, "logging in {username}");
-        let body: Value = res.json().await.expect("token JSON");
-        let token = body["access_token"]
-            .as_str()
-            .expect("access_token")
-            .to_owned();
-        User { id, token }
-    }
-
-    /// The `kid` of its (only) signing key, from its JWKS.
-    async fn kid(&self, http: &Client) -> String {
-        let jwks: Value = http
-            .get(format!("{}/.well-known/jwks.json", self.url))
-            .send()
-            .await
-            .expect("GET jwks")
-            .json()
-            .await
-            .expect("JWKS JSON");
-        jwks["keys"][0]["kid"].as_str().expect("kid").to_owned()
-    }
-}
-
-struct User {
-    /// warden's user id: the `sub` of their tokens.
-    id: String,
-    token: String,
-}
+use warden_guard::Credentials;
 
 /// warden, and the notes example trusting it.
 struct TestApp {
@@ -111,17 +27,33 @@ struct TestApp {
 
 impl TestApp {
     async fn spawn() -> Self {
-        let warden = Warden::spawn().await;
-        let verifier = notes::verifier_from_warden(&warden.url)
+        Self::spawn_following(false).await
+    }
+
+    /// With `feed`, warden has an account `notes-feed` with the feed's
+    /// scope, and the notes service follows revocations with it, as
+    /// `NOTES_FEED_USERNAME`/`NOTES_FEED_PASSWORD` make it.
+    async fn spawn_following(feed: bool) -> Self {
+        let warden = Warden::start(None, Some(FEED_ROLE_TOML)).await;
+        let http = Client::new();
+        let credentials = if feed {
+            warden.register(&http, "notes-feed").await;
+            warden.set_roles("notes-feed", &["resource_server"]).await;
+            Some(Credentials::password("notes-feed", PASSWORD))
+        } else {
+            None
+        };
+        let guard = notes::guard(&warden.url, credentials, None)
             .await
-            .expect("verifier from warden's JWKS");
+            .expect("guard for warden");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind notes");
         let notes_url = format!("http://{}", listener.local_addr().expect("notes address"));
-        tokio::spawn(async move { axum::serve(listener, notes::app(verifier)).await });
+        let app = notes::app(guard.verifier());
+        tokio::spawn(async move { axum::serve(listener, app).await });
         Self {
             warden,
             notes_url,
-            http: Client::new(),
+            http,
         }
     }
 
@@ -384,7 +316,7 @@ async fn a_token_from_a_different_warden_answers_401_invalid_token() {
     let app = TestApp::spawn().await;
     // Same issuer URL, so the only difference is the signing key: the token
     // is refused because of whose key signed it, not because of its `iss`.
-    let other = Warden::spawn_with_issuer(Some(&app.warden.url)).await;
+    let other = Warden::start(Some(&app.warden.url), None).await;
     let mallory = other.sign_up(&app.http, "mallory").await;
     let (header, payload, _) = {
         let mut it = mallory.token.split('.');
@@ -408,7 +340,7 @@ async fn a_token_from_a_different_warden_answers_401_invalid_token() {
 #[tokio::test]
 async fn a_token_signed_by_another_key_under_the_trusted_kid_answers_401_invalid_token() {
     let app = TestApp::spawn().await;
-    let other = Warden::spawn_with_issuer(Some(&app.warden.url)).await;
+    let other = Warden::start(Some(&app.warden.url), None).await;
     let mallory = other.sign_up(&app.http, "mallory").await;
 
     // Relabel the foreign token with the trusted key's id, so that it gets
@@ -426,4 +358,132 @@ async fn a_token_signed_by_another_key_under_the_trusted_kid_answers_401_invalid
         .expect("GET /notes");
     let (status, challenge, body) = parts(res).await;
     assert_invalid_token(status, challenge, body);
+}
+
+/// Polls `GET /notes` with `token` until it answers 401; how long after
+/// `since` that was. Panics after `within`.
+async fn until_refused(app: &TestApp, token: &str, since: Instant, within: Duration) -> Duration {
+    loop {
+        let res = app
+            .request(reqwest::Method::GET, "/notes", Some(token))
+            .send()
+            .await
+            .expect("GET /notes");
+        if res.status() == StatusCode::UNAUTHORIZED {
+            let (status, challenge, body) = parts(res).await;
+            assert_invalid_token(status, challenge, body);
+            return since.elapsed();
+        }
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(
+            since.elapsed() < within,
+            "still accepted after {:?}",
+            since.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+// The issue asks for revocation to reach the notes service "within about a
+// second"; the bound asserted is a generous 3 s (a loaded CI machine), the
+// delay measured is printed.
+
+#[tokio::test]
+async fn a_logout_at_warden_is_refused_by_notes_within_a_second() {
+    let app = TestApp::spawn_following(true).await;
+    let alice = app.sign_up("alice").await;
+    app.create_note(&alice, "groceries", "milk").await;
+
+    let logged_out = Instant::now();
+    app.warden.logout(&app.http, &alice.token).await;
+    let delay = until_refused(&app, &alice.token, logged_out, Duration::from_secs(3)).await;
+    println!("logout at warden -> 401 at notes after {delay:?}");
+    assert!(delay < Duration::from_secs(3), "{delay:?}");
+
+    // A new login is a new session: welcome back.
+    let again = User {
+        id: alice.id.clone(),
+        token: app.warden.login(&app.http, "alice").await,
+    };
+    assert_eq!(app.list_notes(&again).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_user_disabled_at_warden_is_refused_by_notes_within_a_second() {
+    let app = TestApp::spawn_following(true).await;
+    app.warden.register(&app.http, "root").await;
+    app.warden.set_roles("root", &["admin"]).await;
+    let admin = app.warden.login(&app.http, "root").await;
+    let bob = app.sign_up("bob").await;
+    assert!(app.list_notes(&bob).await.is_empty());
+
+    let disabled = Instant::now();
+    let res = app
+        .http
+        .patch(format!("{}/users/{}", app.warden.url, bob.id))
+        .bearer_auth(&admin)
+        .json(&json!({"disabled": true}))
+        .send()
+        .await
+        .expect("PATCH /users/{id}");
+    assert_eq!(res.status(), StatusCode::OK);
+    let delay = until_refused(&app, &bob.token, disabled, Duration::from_secs(3)).await;
+    println!("disable at warden -> 401 at notes after {delay:?}");
+    assert!(delay < Duration::from_secs(3), "{delay:?}");
+}
+
+#[tokio::test]
+async fn a_user_disabled_from_the_command_line_is_refused_by_notes_within_a_second() {
+    let app = TestApp::spawn_following(true).await;
+    let bob = app.sign_up("bob").await;
+    assert!(app.list_notes(&bob).await.is_empty());
+    // Another process on warden's database, as `warden users disable`:
+    // the server learns of it from the database (its sync, every 100 ms).
+    let cli = app.warden.cli().await;
+
+    let disabled = Instant::now();
+    let changes = warden::domain::UserChanges {
+        disabled: Some(true),
+        ..Default::default()
+    };
+    warden::auth::accounts::update(
+        &cli,
+        bob.id.parse().unwrap(),
+        changes,
+        warden::auth::accounts::Actor::Cli,
+    )
+    .await
+    .expect("disable bob");
+    let delay = until_refused(&app, &bob.token, disabled, Duration::from_secs(3)).await;
+    println!("disable by another process -> 401 at notes after {delay:?}");
+    assert!(delay < Duration::from_secs(3), "{delay:?}");
+}
+
+#[tokio::test]
+async fn without_a_feed_account_a_logged_out_token_works_until_it_expires() {
+    let app = TestApp::spawn().await;
+    let alice = app.sign_up("alice").await;
+    app.warden.logout(&app.http, &alice.token).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(app.list_notes(&alice).await.is_empty(), "still 200");
+}
+
+#[tokio::test]
+async fn a_token_signed_with_a_rotated_key_works_at_notes_without_a_restart() {
+    let app = TestApp::spawn().await;
+    let alice = app.sign_up("alice").await;
+    app.create_note(&alice, "groceries", "milk").await;
+    let kid = app.warden.rotate_keys().await;
+    let fresh = User {
+        id: alice.id.clone(),
+        token: app.warden.login(&app.http, "alice").await,
+    };
+    let header = decode_segment(fresh.token.split('.').next().unwrap());
+    assert_eq!(header["kid"], kid.as_str());
+    assert_eq!(app.list_notes(&fresh).await.len(), 1, "200 at once");
+    assert_eq!(
+        app.list_notes(&alice).await.len(),
+        1,
+        "the old key still works"
+    );
 }
