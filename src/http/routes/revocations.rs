@@ -48,8 +48,13 @@ impl FromQuery for FeedQuery {
             feed.cursor = Some(value.to_owned());
         }
         for value in query.values("wait") {
-            match value.parse::<u64>() {
-                Ok(n) if n <= MAX_WAIT_SECS => feed.wait = Some(n),
+            match value.parse::<i64>() {
+                Ok(n) if (0..=MAX_WAIT_SECS as i64).contains(&n) => feed.wait = Some(n as u64),
+                Ok(n) if n < 0 => query.invalid(
+                    "wait",
+                    "Input should be greater than or equal to 0",
+                    "greater_than_equal",
+                ),
                 Ok(_) => query.invalid(
                     "wait",
                     format!("Input should be less than or equal to {MAX_WAIT_SECS}"),
