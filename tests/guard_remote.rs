@@ -19,10 +19,12 @@ use support::{FEED_ROLE_TOML, PASSWORD, Warden, decode_segment, with_kid};
 use tokio::net::TcpListener;
 use warden_guard::{Algorithm, AuthError, Claims, Credentials, Remote, TokenCheck, Verifier};
 
-/// A proxy in front of warden that counts the JWKS requests through it.
+/// A proxy in front of warden that counts the JWKS requests through it,
+/// and can be pointed at another warden (a restart on another port).
 struct CountingProxy {
     url: String,
     jwks: Arc<AtomicU64>,
+    target: Arc<std::sync::Mutex<String>>,
 }
 
 #[derive(Clone)]
@@ -33,15 +35,39 @@ struct ProxyState {
 }
 
 async fn forward(State(state): State<ProxyState>, request: Request) -> Response {
-    let path = request.uri().path().to_owned();
-    if path == "/.well-known/jwks.json" {
+    let path = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    if request.uri().path() == "/.well-known/jwks.json" {
         state.jwks.fetch_add(1, Ordering::SeqCst);
     }
     let target = state.target.lock().unwrap().clone();
-    match state.http.get(format!("{target}{path}")).send().await {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .unwrap_or_default();
+    let mut outgoing = state
+        .http
+        .request(parts.method, format!("{target}{path}"))
+        .body(body);
+    for (name, value) in &parts.headers {
+        if name != axum::http::header::HOST {
+            outgoing = outgoing.header(name, value);
+        }
+    }
+    match outgoing.send().await {
         Ok(r) => {
-            let status = StatusCode::from_u16(r.status().as_u16()).unwrap();
-            (status, r.bytes().await.unwrap_or_default()).into_response()
+            let status = r.status();
+            let content_type = r.headers().get(axum::http::header::CONTENT_TYPE).cloned();
+            let mut response = (status, r.bytes().await.unwrap_or_default()).into_response();
+            if let Some(ct) = content_type {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::CONTENT_TYPE, ct);
+            }
+            response
         }
         Err(_) => StatusCode::BAD_GATEWAY.into_response(),
     }
@@ -63,7 +89,18 @@ impl CountingProxy {
                 jwks: jwks.clone(),
             });
         tokio::spawn(async move { axum::serve(listener, app).await });
-        (Self { url, jwks }, target)
+        (
+            Self {
+                url,
+                jwks,
+                target: target.clone(),
+            },
+            target,
+        )
+    }
+
+    fn point_at(&self, url: &str) {
+        *self.target.lock().unwrap() = url.to_owned();
     }
 
     fn jwks_fetches(&self) -> u64 {
@@ -74,9 +111,9 @@ impl CountingProxy {
 /// warden behind a counting proxy whose URL is warden's issuer, so the
 /// metadata (and its `jwks_uri`) sends the guard through the proxy.
 async fn warden_behind_proxy() -> (Warden, CountingProxy) {
-    let (proxy, target) = CountingProxy::start().await;
-    let warden = Warden::start(Some(&proxy.url), None).await;
-    *target.lock().unwrap() = warden.url.clone();
+    let (proxy, _) = CountingProxy::start().await;
+    let warden = Warden::start(Some(&proxy.url), Some(FEED_ROLE_TOML)).await;
+    proxy.point_at(&warden.url);
     (warden, proxy)
 }
 
@@ -406,4 +443,45 @@ async fn the_feed_account_renews_its_token_by_refresh_and_keeps_following() {
         .await
         .unwrap();
     assert_eq!(sessions.len(), 1, "{sessions:?}");
+}
+
+#[tokio::test]
+async fn the_guard_follows_warden_across_a_restart() {
+    let (mut first, proxy) = warden_behind_proxy().await;
+    let http = Client::new();
+    first.register(&http, "svc").await;
+    first.set_roles("svc", &["resource_server"]).await;
+    let bob = first.sign_up(&http, "bob").await;
+    let carol = first.sign_up(&http, "carol").await;
+    let guard = Remote::builder(&proxy.url, Algorithm::EdDSA)
+        .poll_wait(Duration::from_secs(1))
+        .revocations(Credentials::password("svc", PASSWORD))
+        .start()
+        .await
+        .expect("guard");
+    let verifier = guard.verifier();
+    first.logout(&http, &bob.token).await;
+    until_refused(&verifier, &bob.token, Duration::from_secs(3)).await;
+
+    // Down for a while, then back (a new process: another boot id, so the
+    // guard's cursor is foreign to it) on the same database.
+    first.stop().await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let second = Warden::start_in(first.dir.clone(), Some(&proxy.url), Some(FEED_ROLE_TOML)).await;
+    proxy.point_at(&second.url);
+    assert_eq!(verifier.verify(&bob.token), Err(AuthError::Invalid), "kept");
+    assert!(verifier.verify(&carol.token).is_ok());
+
+    let logged_out = Instant::now();
+    second.logout(&http, &carol.token).await;
+    until_refused(&verifier, &carol.token, Duration::from_secs(10)).await;
+    println!(
+        "after a restart, a logout was refused {:?} after it (reconnect backoff included)",
+        logged_out.elapsed()
+    );
+    assert_eq!(
+        verifier.verify(&bob.token),
+        Err(AuthError::Invalid),
+        "still"
+    );
 }

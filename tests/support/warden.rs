@@ -43,7 +43,7 @@ pub struct Warden {
     env: Vec<(String, String)>,
     file: Option<std::path::PathBuf>,
     /// Holds the database; removed when the test ends.
-    _dir: Arc<TempDir>,
+    pub dir: Arc<TempDir>,
 }
 
 impl Warden {
@@ -54,7 +54,13 @@ impl Warden {
     /// `issuer` overrides the `iss` of its tokens and the metadata's
     /// `issuer`; `toml` is its configuration file.
     pub async fn start(issuer: Option<&str>, toml: Option<&str>) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        Self::start_in(dir, issuer, toml).await
+    }
+
+    /// A warden on the database of an earlier one (whose directory `dir`
+    /// is), as after a restart.
+    pub async fn start_in(dir: Arc<TempDir>, issuer: Option<&str>, toml: Option<&str>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind warden");
         let url = format!("http://{}", listener.local_addr().expect("warden address"));
         let issuer = issuer.unwrap_or(&url).to_owned();
@@ -87,7 +93,7 @@ impl Warden {
             serving: Some(serving),
             env: env.to_vec(),
             file,
-            _dir: Arc::new(dir),
+            dir,
         }
     }
 
