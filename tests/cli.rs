@@ -979,3 +979,126 @@ fn serve_takes_names_in_any_case_and_a_host_name_to_bind() {
     );
     assert!(log.contains(&database), "{log}");
 }
+
+// ------------------------------------------------- PostgreSQL
+
+/// The PostgreSQL server of the test suite (`WARDEN_TEST_POSTGRES_URL`,
+/// trust auth), or `None` when it does not answer — then the test is
+/// skipped, unless `WARDEN_TEST_REQUIRE_POSTGRES` is set (CI).
+fn postgres() -> Option<url::Url> {
+    let url = std::env::var("WARDEN_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/postgres".to_owned());
+    let url = url::Url::parse(&url).expect("WARDEN_TEST_POSTGRES_URL is a URL");
+    let host = url.host_str().unwrap_or("127.0.0.1").to_owned();
+    let port = url.port().unwrap_or(5432);
+    let reachable = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|a| {
+            std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(2)).is_ok()
+        });
+    if reachable {
+        return Some(url);
+    }
+    if std::env::var_os("WARDEN_TEST_REQUIRE_POSTGRES").is_some() {
+        panic!(
+            "PostgreSQL is required (WARDEN_TEST_REQUIRE_POSTGRES) but {host}:{port} does not answer"
+        );
+    }
+    eprintln!("skipping: PostgreSQL at {host}:{port} does not answer");
+    None
+}
+
+/// Runs `sql` on the test server's admin database.
+fn postgres_admin(admin: &url::Url, sql: String) {
+    let admin = admin.to_string();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async move {
+            let pool = sqlx::PgPool::connect(&admin).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+        });
+}
+
+#[test]
+fn postgres_errors_name_the_user_the_host_and_the_database() {
+    let Some(admin) = postgres() else { return };
+    let cli = Cli::new();
+    let at = format!(
+        "{}:{}",
+        admin.host_str().unwrap_or("127.0.0.1"),
+        admin.port().unwrap_or(5432)
+    );
+
+    // A user that does not exist: once, without PostgreSQL's source line.
+    let mut url = admin.clone();
+    url.set_username("warden_no_such_role").unwrap();
+    let line =
+        the_error_line(&cli.run(&["users", "list"], &[("WARDEN_DATABASE_URL", url.as_str())]));
+    assert!(
+        line.contains(&format!(
+            "PostgreSQL at {at} refused user \"warden_no_such_role\""
+        )),
+        "{line}"
+    );
+    assert_eq!(line.matches("does not exist").count(), 1, "{line}");
+    assert!(!line.contains(" at line "), "{line}");
+
+    // A database that does not exist.
+    let mut url = admin.clone();
+    url.set_path("/warden_no_such_database");
+    let line = the_error_line(&cli.run(&["serve"], &[("WARDEN_DATABASE_URL", url.as_str())]));
+    assert!(
+        line.contains(&format!(
+            "database \"warden_no_such_database\" does not exist on PostgreSQL at {at}"
+        )),
+        "{line}"
+    );
+
+    // A database that exists but was never migrated: refused by every
+    // command but `migrate` and `serve`, and nothing is created in it.
+    let name = format!("warden_cli_{}", std::process::id());
+    postgres_admin(&admin, format!("drop database if exists {name}"));
+    postgres_admin(&admin, format!("create database {name}"));
+    let mut url = admin.clone();
+    url.set_path(&format!("/{name}"));
+    let env = [("WARDEN_DATABASE_URL", url.as_str())];
+    let shown = format!("postgres://{}@{at}/{name}", admin.username());
+    let result = std::panic::catch_unwind(|| {
+        let line = the_error_line(&cli.run(&["keys", "rotate"], &env));
+        assert!(
+            line.contains(&format!("the database {shown} has no warden tables")),
+            "{line}"
+        );
+        assert!(line.contains("warden migrate"), "{line}");
+        // Still empty: the refused command migrated nothing.
+        let line = the_error_line(&cli.run(&["users", "list"], &env));
+        assert!(line.contains("never migrated"), "{line}");
+        let o = cli.run(&["migrate"], &env);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let o = cli.run(&["users", "list"], &env);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(stdout(&o).trim(), "no users");
+        let err = stderr(&o);
+        assert!(
+            err.lines().any(|l| l == format!("database: {shown}")),
+            "{err}"
+        );
+        // PostgreSQL's notice about the existing migrations table is not
+        // printed in front of every command.
+        assert!(!err.contains("already exists, skipping"), "{err}");
+    });
+    postgres_admin(
+        &admin,
+        format!("drop database if exists {name} with (force)"),
+    );
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
