@@ -505,20 +505,24 @@ async fn create_user(cx: Context, args: CreateUser) -> Result<(), Failure> {
         .roles
         .check_known(&args.roles)
         .map_err(|m| Failure::new(format!("--role: {}", unknown_role(m, cx.file.as_deref()))))?;
-    let password = read_password(args.password_stdin)?;
-    profile::check_new_password(&password, username.as_str(), email.as_str())
-        .map_err(|m| Failure::new(format!("password: {m}")))?;
-
+    // The database too: a missing one is said before the prompt, not
+    // after the password was typed twice.
     let services = open_services(config).await?;
-    let new = NewUser {
-        username,
-        email,
-        password: &password,
-        full_name,
-    };
-    let created = accounts::create(&services, new, args.roles, None, Actor::Cli).await;
+    let created = async {
+        let password = read_password(args.password_stdin)?;
+        profile::check_new_password(&password, username.as_str(), email.as_str())
+            .map_err(|m| Failure::new(format!("password: {m}")))?;
+        let new = NewUser {
+            username,
+            email,
+            password: &password,
+            full_name,
+        };
+        Ok::<_, Failure>(accounts::create(&services, new, args.roles, None, Actor::Cli).await)
+    }
+    .await;
     services.store.close().await;
-    let user = match created {
+    let user = match created? {
         Ok(user) => user,
         Err(auth::Error::Conflict(UniqueField::Username)) => {
             return Err(Failure::new(format!(

@@ -221,7 +221,16 @@ impl DatabaseSettings {
                         "" => String::new(),
                         name => format!("{name}@"),
                     };
-                    let host = u.host_str().unwrap_or("localhost");
+                    // A socket directory may be given as `?host=/run/postgresql`.
+                    let query_host = u
+                        .query_pairs()
+                        .find(|(key, _)| key == "host")
+                        .map(|(_, value)| value.into_owned());
+                    let host = match (u.host_str(), &query_host) {
+                        (Some(host), _) if !host.is_empty() => host,
+                        (_, Some(host)) => host.as_str(),
+                        _ => "localhost",
+                    };
                     let port = u.port().unwrap_or(5432);
                     format!("{}://{user}{host}:{port}{}", u.scheme(), u.path())
                 }
@@ -1174,6 +1183,10 @@ mod tests {
         assert_eq!(
             shown("postgresql://db.internal:6543/auth"),
             "postgresql://db.internal:6543/auth"
+        );
+        assert_eq!(
+            shown("postgres:///auth?host=/run/postgresql&password=x"),
+            "postgres:///run/postgresql:5432/auth"
         );
         let c = Config::load_from(None, env(&[])).unwrap();
         assert_eq!(c.database.url_origin, None);

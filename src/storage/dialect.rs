@@ -276,7 +276,7 @@ fn explain_sqlite(path: &Path, error: &sqlx::Error) -> StoreError {
             sqlx::Error::Database(db) => db.message().to_owned(),
             other => other.to_string(),
         };
-        format!("{reason}; {fix}")
+        format!("{reason}; check that it is warden's database, {fix}")
     };
     StoreError::Open(format!(
         "cannot open the SQLite database {}: {cause}",
