@@ -14,13 +14,13 @@ use crate::http::state::AppState;
 /// stylesheets are files of warden's own (its initializer too, no inline
 /// script); its icons are `data:` images in its stylesheet; it fetches
 /// `/openapi.json` and calls the API on this origin; and nothing may frame
-/// it (clickjacking the Authorize dialog). The one inline style is the
-/// `<style>` inside the top bar's SVG logo, allowed by its hash rather than
-/// by `'unsafe-inline'`. Checked in a real browser by
-/// `browser/tests/swagger.test.js`, which fails on any CSP violation (and
-/// so when a Swagger UI upgrade changes that style).
+/// it (clickjacking the Authorize dialog). No inline style either: the
+/// base layout has no top bar, whose SVG logo held the one `<style>`
+/// element. Checked in a real browser by `browser/tests/swagger.test.js`,
+/// which fails on any CSP violation (and so when a Swagger UI upgrade
+/// needs more).
 pub const DOCS_CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
-     style-src 'self' 'sha256-RL3ie0nH+Lzz2YNqQN83mnU0J1ot4QL7b99vMdIX99w='; img-src 'self' data:; font-src 'self'; connect-src 'self'; \
+     style-src 'self'; img-src 'self' data:; font-src 'self'; connect-src 'self'; \
      form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
 /// Adds the page headers of `/docs` (and `/openapi.json`, served by the

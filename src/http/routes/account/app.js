@@ -18,6 +18,7 @@
   function show(text, kind, link) {
     const m = $('message');
     m.textContent = text;
+    m.removeAttribute('title');
     if (link) {
       const a = document.createElement('a');
       a.href = link.href;
@@ -155,13 +156,14 @@
     } catch (_) {
       issuer = null;
     }
-    const here = `This page is at ${location.origin}, where warden's sign-in cookie is refused (${refusal}).`;
+    const here = `This page is at ${location.origin}, but warden's sign-in cookie works only at warden's own address (its issuer)`;
     if (typeof issuer !== 'string' || !/^https?:\/\//.test(issuer)) {
-      signedOut(`${here} Open it at warden's own address (its issuer) to sign in.`, 'error');
+      signedOut(`${here}. Warden said: ${refusal}.`, 'error');
       return;
     }
     const account = `${issuer.replace(/\/+$/, '')}/account`;
-    signedOut(`${here} Open it at warden's own address:`, 'error', { href: account, text: account });
+    signedOut(`${here}: open`, 'error', { href: account, text: account });
+    $('message').title = refusal;
   }
 
   function when(iso) {
