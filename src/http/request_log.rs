@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
-use axum::http::{self, HeaderName, HeaderValue, Method, Request};
+use axum::http::{self, HeaderName, HeaderValue, Method, Request, Uri};
 
 /// The target of the request lines, for `WARDEN_LOG` filters.
 pub const TARGET: &str = "warden::http::request";
@@ -41,10 +41,6 @@ pub const MAX_PATH: usize = 256;
 
 /// The longest `x-request-id` taken from a request.
 const MAX_ID: usize = 64;
-
-/// The request's id, in its extensions for handlers that log.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub HeaderValue);
 
 /// A request id from a proxy is kept when it is short and made of the
 /// characters ids are made of, so it cannot forge a log line or a field.
@@ -112,7 +108,8 @@ impl<S> RequestLog<S> {
 /// is filtered out.
 struct Line {
     method: Method,
-    path: Box<str>,
+    /// A clone shares the request's bytes (no copy).
+    uri: Uri,
     start: Instant,
 }
 
@@ -128,31 +125,16 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+    fn call(&mut self, req: Request<B>) -> Self::Future {
         let id = match req.headers().get(&X_REQUEST_ID) {
             Some(id) if acceptable(id) => id.clone(),
             _ => next_id(),
         };
-        let line = tracing::enabled!(target: TARGET, tracing::Level::INFO).then(|| {
-            let path = req.uri().path();
-            let cut = if path.len() > MAX_PATH {
-                // Paths are ASCII (hyper refuses anything else); the
-                // boundary check keeps a cut safe all the same.
-                let mut end = MAX_PATH;
-                while !path.is_char_boundary(end) {
-                    end -= 1;
-                }
-                &path[..end]
-            } else {
-                path
-            };
-            Line {
-                method: req.method().clone(),
-                path: cut.into(),
-                start: Instant::now(),
-            }
+        let line = tracing::enabled!(target: TARGET, tracing::Level::INFO).then(|| Line {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            start: Instant::now(),
         });
-        req.extensions_mut().insert(RequestId(id.clone()));
         Logged {
             inner: self.inner.call(req),
             id: Some(id),
@@ -189,7 +171,7 @@ where
                     method = %line.method,
                     // Quoted and escaped in text: nothing in a path can
                     // end the line or fake a field.
-                    path = &*line.path,
+                    path = cut(line.uri.path()),
                     status = response.status().as_u16(),
                     // Whole microseconds, in milliseconds: `0.412`.
                     duration_ms = micros as f64 / 1000.0,
@@ -206,6 +188,20 @@ where
     }
 }
 
+/// `path`, cut at [`MAX_PATH`] bytes.
+fn cut(path: &str) -> &str {
+    if path.len() <= MAX_PATH {
+        return path;
+    }
+    // Paths are ASCII (hyper refuses anything else); the boundary check
+    // keeps a cut safe all the same.
+    let mut end = MAX_PATH;
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    &path[..end]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,6 +216,15 @@ mod tests {
         assert_eq!(a[..9], b[..9], "same prefix");
         assert!(a.bytes().all(|c| c.is_ascii_hexdigit() || c == b'-'));
         assert!(acceptable(&HeaderValue::from_str(a).unwrap()));
+    }
+
+    #[test]
+    fn long_paths_are_cut() {
+        assert_eq!(cut("/users/me"), "/users/me");
+        let long = format!("/{}", "a".repeat(400));
+        assert_eq!(cut(&long).len(), MAX_PATH);
+        let wide = "é".repeat(200);
+        assert!(cut(&wide).len() <= MAX_PATH);
     }
 
     #[test]
