@@ -27,7 +27,6 @@ use crate::auth::Services;
 use crate::auth::tokens::{self, UserGate};
 use crate::config::Config;
 use crate::domain::roles::Roles;
-use crate::http::error::Error;
 use crate::http::routes;
 use crate::http::state::{AppState, Shared};
 use crate::storage::Store;
@@ -102,11 +101,8 @@ pub fn api() -> OpenApiRouter<AppState> {
 pub fn openapi(roles: &Roles) -> utoipa::openapi::OpenApi {
     let mut doc = api().split_for_parts().1;
     add_security_schemes(&mut doc, roles);
+    crate::http::openapi::add_error_examples(&mut doc);
     doc
-}
-
-async fn not_found() -> Error {
-    Error::NotFound
 }
 
 async fn method_not_allowed() -> Response {
@@ -121,6 +117,8 @@ async fn method_not_allowed() -> Response {
 pub fn router(state: AppState) -> Router {
     let (api, mut openapi) = api().split_for_parts();
     add_security_schemes(&mut openapi, &state.config.roles);
+    crate::http::openapi::add_error_examples(&mut openapi);
+    let known = routes::pages::KnownPaths::new(openapi.paths.paths.keys().map(String::as_str));
     let swagger = SwaggerUi::new("/docs")
         .url("/openapi.json", openapi)
         .config(
@@ -128,7 +126,10 @@ pub fn router(state: AppState) -> Router {
                 // Swagger UI's default validator calls out to another origin.
                 .validator_url("none")
                 .persist_authorization(false)
-                .try_it_out_enabled(true),
+                .try_it_out_enabled(true)
+                // No top bar with its "Explore" box (as FastAPI): it only
+                // loads another document into the page.
+                .use_base_layout(),
         );
     let swagger =
         Router::from(swagger).layer(axum::middleware::map_response(routes::meta::docs_headers));
@@ -136,7 +137,9 @@ pub fn router(state: AppState) -> Router {
     let app = api
         .merge(swagger)
         .merge(routes::account::router())
-        .fallback(not_found)
+        .merge(routes::pages::router())
+        // The JSON 404, or a redirect of `/account/` to `/account`.
+        .fallback(routes::pages::fallback(known))
         .method_not_allowed_fallback(method_not_allowed)
         // One stack, applied once: every `Router::layer`/`route_layer` call
         // wraps each route in another boxed service, which costs a clone and

@@ -3,6 +3,7 @@
 pub mod account;
 pub mod audit;
 pub mod meta;
+pub mod pages;
 pub mod sessions;
 pub mod token;
 pub mod users;
