@@ -14,6 +14,7 @@ export WARDEN_BIND="127.0.0.1:$port"
 export WARDEN_ARGON2_MEMORY_KIB=256 WARDEN_ARGON2_ITERATIONS=1 WARDEN_LOG=warn
 # Fuzzing sends many failed logins and registrations from one address.
 export WARDEN_THROTTLE_PER_PAIR=1000000 WARDEN_THROTTLE_PER_ADDRESS=1000000 WARDEN_THROTTLE_PER_ACCOUNT=1000000
+"$warden" migrate >/dev/null 2>&1
 echo 'an admin pass phrase' | "$warden" users create --username root --email root@example.com --role admin --password-stdin >/dev/null
 "$warden" serve >"$dir/warden.log" 2>&1 &
 pid=$!

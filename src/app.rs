@@ -27,7 +27,6 @@ use crate::auth::Services;
 use crate::auth::tokens::{self, UserGate};
 use crate::config::Config;
 use crate::domain::roles::Roles;
-use crate::http::error::Error;
 use crate::http::routes;
 use crate::http::state::{AppState, Shared};
 use crate::storage::Store;
@@ -108,11 +107,8 @@ fn api_without_feed() -> OpenApiRouter<AppState> {
 pub fn openapi(roles: &Roles) -> utoipa::openapi::OpenApi {
     let mut doc = api().split_for_parts().1;
     add_security_schemes(&mut doc, roles);
+    crate::http::openapi::add_error_examples(&mut doc);
     doc
-}
-
-async fn not_found() -> Error {
-    Error::NotFound
 }
 
 async fn method_not_allowed() -> Response {
@@ -149,8 +145,11 @@ fn with_request_stack(router: Router<AppState>, timeout: Duration) -> Router<App
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
+    // The document describes every route, the feed included; the feed is
+    // served apart from the others (below).
     let openapi = openapi(&state.config.roles);
     let (api, _) = api_without_feed().split_for_parts();
+    let known = routes::pages::KnownPaths::new(openapi.paths.paths.keys().map(String::as_str));
     let swagger = SwaggerUi::new("/docs")
         .url("/openapi.json", openapi)
         .config(
@@ -158,7 +157,10 @@ pub fn router(state: AppState) -> Router {
                 // Swagger UI's default validator calls out to another origin.
                 .validator_url("none")
                 .persist_authorization(false)
-                .try_it_out_enabled(true),
+                .try_it_out_enabled(true)
+                // No top bar with its "Explore" box (as FastAPI): it only
+                // loads another document into the page.
+                .use_base_layout(),
         );
     let swagger =
         Router::from(swagger).layer(axum::middleware::map_response(routes::meta::docs_headers));
@@ -171,10 +173,14 @@ pub fn router(state: AppState) -> Router {
         crate::http::timeout::REQUEST_TIMEOUT
             + Duration::from_secs(crate::auth::revocations::MAX_WAIT_SECS),
     );
-    let app = api.merge(swagger).merge(routes::account::router());
+    let app = api
+        .merge(swagger)
+        .merge(routes::account::router())
+        .merge(routes::pages::router());
     let app = with_request_stack(app, crate::http::timeout::REQUEST_TIMEOUT)
         .merge(feed)
-        .fallback(not_found)
+        // The JSON 404, or a redirect of `/account/` to `/account`.
+        .fallback(routes::pages::fallback(known))
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);
     // Outermost, so preflights are answered before routing.

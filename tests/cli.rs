@@ -16,6 +16,15 @@ impl Cli {
         }
     }
 
+    /// A directory with a migrated `warden.db`: the commands other than
+    /// `serve` and `migrate` need an existing database.
+    fn migrated() -> Self {
+        let cli = Self::new();
+        let o = cli.run(&["migrate"], &[]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        cli
+    }
+
     fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(BIN);
         c.args(args)
@@ -42,12 +51,9 @@ impl Cli {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
+        // A command that fails before it reads (no database) may be gone
+        // already: the broken pipe is not the test's failure.
+        let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
         child.wait_with_output().unwrap()
     }
 
@@ -254,7 +260,7 @@ fn migrate_creates_the_database() {
 
 #[test]
 fn users_create_list_and_set_roles() {
-    let cli = Cli::new();
+    let cli = Cli::migrated();
     let o = cli.create("alice", &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("created user alice"));
@@ -277,7 +283,7 @@ fn users_create_list_and_set_roles() {
 
 #[test]
 fn users_create_refuses_a_duplicate_username() {
-    let cli = Cli::new();
+    let cli = Cli::migrated();
     assert!(cli.create("bob", &[]).status.success());
     let o = cli.run_with_stdin(
         &[
@@ -309,7 +315,7 @@ fn users_create_refuses_an_unknown_role() {
 
 #[test]
 fn users_create_refuses_a_common_password() {
-    let cli = Cli::new();
+    let cli = Cli::migrated();
     let o = cli.run_with_stdin(
         &[
             "users",
@@ -328,7 +334,7 @@ fn users_create_refuses_a_common_password() {
 
 #[test]
 fn users_create_without_a_terminal_or_stdin_flag_explains_itself() {
-    let cli = Cli::new();
+    let cli = Cli::migrated();
     let o = cli.run(
         &[
             "users",
@@ -346,7 +352,7 @@ fn users_create_without_a_terminal_or_stdin_flag_explains_itself() {
 
 #[test]
 fn set_roles_of_an_unknown_user_or_role_fails() {
-    let cli = Cli::new();
+    let cli = Cli::migrated();
     assert!(cli.create("fred", &[]).status.success());
     assert_eq!(
         cli.run(&["users", "set-roles", "nobody", "user"], &[])
@@ -406,4 +412,690 @@ fn serve_listens_logs_the_docs_url_and_stops_cleanly_on_sigterm() {
     assert!(log.contains("stopped: background tasks ended"), "{log}");
     assert!(!cli.dir.path().join("warden.db-wal").exists(), "{log}");
     assert!(!cli.dir.path().join("warden.db-shm").exists(), "{log}");
+}
+
+// ------------------------------------------------- the database guard
+
+/// The one `error:` line of a failed command: exactly one line on
+/// standard error starts with `error:`, and nothing else there is part of
+/// the failure (no second line of the same error, no panic).
+fn the_error_line(o: &Output) -> String {
+    let err = stderr(o);
+    assert!(!o.status.success(), "{err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
+    // Nothing follows the error line (a wrapped cause, a second copy).
+    assert!(err.trim_end().ends_with(errors[0]), "{err}");
+    let line = errors[0].to_owned();
+    // No cause printed twice ("X: X").
+    let parts: Vec<&str> = line.split(": ").collect();
+    for pair in parts.windows(2) {
+        assert_ne!(pair[0], pair[1], "{line}");
+    }
+    line
+}
+
+/// A command other than `serve` and `migrate` run where there is no
+/// database (the wrong directory, a forgotten --config) used to create an
+/// empty `warden.db` and answer `no users`, or rotate a brand-new key.
+#[test]
+fn commands_other_than_serve_and_migrate_refuse_a_missing_sqlite_database() {
+    let cli = Cli::new();
+    let db = cli.dir.path().canonicalize().unwrap().join("warden.db");
+    let commands: &[&[&str]] = &[
+        &["users", "list"],
+        &["users", "set-roles", "alice", "user"],
+        &["users", "delete", "alice"],
+        &["users", "disable", "alice"],
+        &["users", "enable", "alice"],
+        &["users", "set-password", "alice", "--password-stdin"],
+        &["keys", "rotate"],
+        &["keys", "list"],
+    ];
+    for args in commands {
+        let o = cli.run(args, &[]);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        let line = the_error_line(&o);
+        assert!(
+            line.starts_with(&format!("error: no database at {}", db.display())),
+            "{args:?}: {line}"
+        );
+        assert!(line.contains("warden migrate"), "{line}");
+        assert!(line.contains("WARDEN_DATABASE_URL"), "{line}");
+        assert!(!db.exists(), "{args:?} created {}", db.display());
+    }
+    // users create fails the same way, before it reads the password.
+    let o = cli.create("alice", &[]);
+    assert!(
+        the_error_line(&o).contains("no database at"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!db.exists());
+    assert_eq!(std::fs::read_dir(cli.dir.path()).unwrap().count(), 0);
+
+    // A database named in the environment that does not exist: the same,
+    // with where the URL came from.
+    let o = cli.run(
+        &["users", "list"],
+        &[("WARDEN_DATABASE_URL", "sqlite://elsewhere/auth.db")],
+    );
+    let line = the_error_line(&o);
+    assert!(line.contains("elsewhere/auth.db"), "{line}");
+    assert!(line.contains("from WARDEN_DATABASE_URL"), "{line}");
+
+    // After `warden migrate` the same command works.
+    assert!(cli.run(&["migrate"], &[]).status.success());
+    let o = cli.run(&["users", "list"], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), "no users");
+}
+
+#[test]
+fn an_empty_sqlite_path_is_a_configuration_error_not_a_missing_table() {
+    let cli = Cli::new();
+    for args in [&["users", "list"][..], &["migrate"], &["serve"]] {
+        let o = cli.run(args, &[("WARDEN_DATABASE_URL", "sqlite://")]);
+        assert_config_error(&o, "WARDEN_DATABASE_URL");
+        let err = stderr(&o);
+        assert!(err.contains("no file path"), "{err}");
+        assert!(!err.contains("no such table"), "{err}");
+    }
+}
+
+/// Every command says on standard error which database it used, as an
+/// absolute path (so the wrong directory shows), and `serve` in its log.
+#[test]
+fn every_command_names_its_database_on_stderr() {
+    let cli = Cli::new();
+    let expected = format!(
+        "database: sqlite://{}",
+        cli.dir
+            .path()
+            .canonicalize()
+            .unwrap()
+            .join("warden.db")
+            .display()
+    );
+    let o = cli.run(&["migrate"], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("migrations applied to sqlite:///"));
+    let commands: &[&[&str]] = &[&["migrate"], &["users", "list"], &["keys", "list"]];
+    for args in commands {
+        let o = cli.run(args, &[]);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        let lines: Vec<String> = stderr(&o)
+            .lines()
+            .filter(|l| l.starts_with("database: "))
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(lines.len(), 1, "{args:?}: {lines:?}");
+        assert_eq!(lines[0], expected, "{args:?}");
+    }
+    let o = cli.create("alice", &[]);
+    assert!(stderr(&o).lines().any(|l| l == expected), "{}", stderr(&o));
+}
+
+/// PostgreSQL down: at once (not after the 5 s pool timeout), one line
+/// naming host:port, never the password.
+#[test]
+fn postgres_down_fails_fast_naming_host_and_port_but_not_the_password() {
+    let cli = Cli::new();
+    let port = free_port();
+    let url = format!("postgres://warden:hunter2@127.0.0.1:{port}/auth");
+    for args in [&["users", "list"][..], &["migrate"], &["serve"]] {
+        let mut extra = vec![("WARDEN_DATABASE_URL", url.as_str())];
+        let bind = format!("127.0.0.1:{}", free_port());
+        extra.push(("WARDEN_BIND", &bind));
+        let started = std::time::Instant::now();
+        let o = cli.run(args, &extra);
+        let took = started.elapsed();
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        let line = the_error_line(&o);
+        assert!(
+            line.contains(&format!("connection refused at 127.0.0.1:{port}")),
+            "{line}"
+        );
+        assert!(line.contains("WARDEN_DATABASE_URL"), "{line}");
+        assert!(!stderr(&o).contains("hunter2"), "{}", stderr(&o));
+        assert!(!line.contains("pool timed out"), "{line}");
+        assert!(
+            took < std::time::Duration::from_secs(3),
+            "{args:?} took {took:?}"
+        );
+    }
+}
+
+#[test]
+fn a_missing_or_unusable_sqlite_directory_is_named() {
+    let cli = Cli::new();
+    let base = cli.dir.path().canonicalize().unwrap();
+    let url = format!("sqlite://{}/missing/warden.db", base.display());
+    let o = cli.run(&["migrate"], &[("WARDEN_DATABASE_URL", &url)]);
+    let line = the_error_line(&o);
+    assert!(
+        line.contains(&format!("{}/missing/warden.db", base.display())),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!(
+            "the directory {}/missing does not exist",
+            base.display()
+        )),
+        "{line}"
+    );
+    assert!(!line.contains("code: 14"), "{line}");
+
+    // A path through a file.
+    std::fs::write(base.join("plain"), "").unwrap();
+    let url = format!("sqlite://{}/plain/warden.db", base.display());
+    let line = the_error_line(&cli.run(&["serve"], &[("WARDEN_DATABASE_URL", &url)]));
+    assert!(
+        line.contains(&format!(
+            "{}/plain is a file, not a directory",
+            base.display()
+        )),
+        "{line}"
+    );
+
+    // A directory this user cannot write (not testable as root, who can).
+    use std::os::unix::fs::PermissionsExt;
+    let locked = base.join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o555)).unwrap();
+    if std::fs::write(locked.join("probe"), "").is_ok() {
+        eprintln!("running as a user who can write anywhere; skipping the unwritable case");
+    } else {
+        let url = format!("sqlite://{}/warden.db", locked.display());
+        let line = the_error_line(&cli.run(&["migrate"], &[("WARDEN_DATABASE_URL", &url)]));
+        assert!(
+            line.contains(&format!(
+                "the directory {} is not writable",
+                locked.display()
+            )),
+            "{line}"
+        );
+    }
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn a_port_in_use_names_the_address_and_warden_bind() {
+    let cli = Cli::new();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let o = cli.run(&["serve"], &[("WARDEN_BIND", &addr.to_string())]);
+    assert_eq!(o.status.code(), Some(1));
+    let line = the_error_line(&o);
+    assert!(
+        line.starts_with(&format!("error: cannot listen on {addr}: ")),
+        "{line}"
+    );
+    assert!(line.contains("in use"), "{line}");
+    assert!(line.contains("WARDEN_BIND"), "{line}");
+}
+
+#[test]
+fn an_unknown_role_says_where_custom_roles_come_from() {
+    let cli = Cli::new();
+    let line = the_error_line(&cli.create("tess", &["teacher"]));
+    assert!(line.contains("unknown role \"teacher\""), "{line}");
+    assert!(line.contains("[roles.NAME]"), "{line}");
+    assert!(line.contains("--config"), "{line}");
+    assert!(line.contains("WARDEN_CONFIG"), "{line}");
+    assert!(line.contains("admin and user are built in"), "{line}");
+    // The same for set-roles, before any database is needed.
+    let line = the_error_line(&cli.run(&["users", "set-roles", "tess", "teacher"], &[]));
+    assert!(line.contains("unknown role \"teacher\""), "{line}");
+    assert!(line.contains("--config"), "{line}");
+
+    // With a file that does not define it, the file is named.
+    let path = cli.dir.path().join("warden.toml");
+    std::fs::write(&path, "[roles.student]\nscopes = [\"me\"]\n").unwrap();
+    let o = cli.run_with_stdin(
+        &[
+            "--config",
+            path.to_str().unwrap(),
+            "users",
+            "create",
+            "--username",
+            "tess",
+            "--email",
+            "tess@example.com",
+            "--role",
+            "teacher",
+            "--password-stdin",
+        ],
+        "correct horse battery\n",
+    );
+    let line = the_error_line(&o);
+    assert!(line.contains("known roles: admin, student, user"), "{line}");
+    assert!(
+        line.contains(&format!("[roles.NAME] tables of {}", path.display())),
+        "{line}"
+    );
+}
+
+#[test]
+fn serve_help_points_to_the_configuration_reference() {
+    let cli = Cli::new();
+    let o = cli.run(&["serve", "--help"], &[]);
+    assert!(o.status.success());
+    let help = stdout(&o);
+    assert!(help.contains("docs/reference/configuration.md"), "{help}");
+    for name in ["WARDEN_BIND", "WARDEN_DATABASE_URL", "WARDEN_CONFIG"] {
+        assert!(help.contains(name), "{name}: {help}");
+    }
+    let o = cli.run(&["users", "set-password", "--help"], &[]);
+    assert!(stdout(&o).contains("--password-stdin"), "{}", stdout(&o));
+}
+
+// ------------------------------------------------- against a server
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One HTTP/1.1 request (`connection: close`); the status and the body.
+fn http(addr: &str, request: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut s, &mut answer).unwrap();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// A `warden serve` child on a free port, killed on drop.
+struct Server {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Server {
+    fn start(cli: &Cli, env: &[(&str, &str)]) -> Self {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let mut child = cli
+            .command(&["serve"])
+            .env("WARDEN_BIND", &addr)
+            .envs(env.iter().copied())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(&addr).is_ok()
+                && http(
+                    &addr,
+                    "GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+                )
+                .0 == 200
+            {
+                return Self { child, addr };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("server did not start");
+    }
+
+    /// `POST /token`: the status and the access token, if any.
+    fn login(&self, username: &str, password: &str) -> (u16, Option<String>) {
+        let form = format!("grant_type=password&username={username}&password={}", {
+            password.replace(' ', "+")
+        });
+        let (status, body) = http(
+            &self.addr,
+            &format!(
+                "POST /token HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\
+                 content-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\n\r\n{form}",
+                form.len()
+            ),
+        );
+        let token = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["access_token"].as_str().map(str::to_owned));
+        (status, token)
+    }
+
+    /// `GET /users/me` with `token`: the status.
+    fn me(&self, token: &str) -> u16 {
+        http(
+            &self.addr,
+            &format!(
+                "GET /users/me HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\
+                 authorization: Bearer {token}\r\n\r\n"
+            ),
+        )
+        .0
+    }
+
+    /// Waits (bounded) until `GET /users/me` with `token` answers `status`:
+    /// a running server sees the CLI's change within its sync interval.
+    fn me_becomes(&self, token: &str, status: u16) -> bool {
+        for _ in 0..100 {
+            if self.me(token) == status {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        false
+    }
+
+    fn stop(mut self) -> String {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        let mut log = String::new();
+        if let Some(mut err) = self.child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut err, &mut log);
+        }
+        log
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const PASSWORD: &str = "correct horse battery";
+
+/// `users disable`, `enable`, `set-password` and `delete` against a
+/// running server: the same services as the HTTP routes, so the user's
+/// tokens fail at once (the server picks the change up from the database)
+/// and the sign-in follows.
+#[test]
+fn users_disable_enable_set_password_and_delete_reach_a_running_server() {
+    let cli = Cli::migrated();
+    assert!(cli.create("alice", &[]).status.success());
+    assert!(cli.create("root", &["admin"]).status.success());
+    let server = Server::start(&cli, &[]);
+    let (status, token) = server.login("alice", PASSWORD);
+    assert_eq!(status, 200);
+    let token = token.unwrap();
+    assert_eq!(server.me(&token), 200);
+
+    // disable: the token dies, the password no longer signs in.
+    let o = cli.run(&["users", "disable", "alice"], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o).trim(),
+        "alice: disabled; their sessions ended and their tokens stop working"
+    );
+    assert!(stderr(&o).contains(r#"\"by\":\"cli\""#), "{}", stderr(&o));
+    assert!(
+        server.me_becomes(&token, 401),
+        "a disabled user's token still works"
+    );
+    assert_ne!(server.login("alice", PASSWORD).0, 200);
+    let list = stdout(&cli.run(&["users", "list"], &[]));
+    let row = list.lines().find(|l| l.contains("alice@")).unwrap();
+    assert!(row.contains(" yes "), "{row}");
+
+    // enable (by email): signing in works again; the old token stays dead.
+    let o = cli.run(&["users", "enable", "alice@example.com"], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), "alice: enabled; they can sign in again");
+    let (status, token) = server.login("alice", PASSWORD);
+    assert_eq!(status, 200);
+    let token = token.unwrap();
+    assert_eq!(server.me(&token), 200);
+
+    // set-password: the new one signs in, the old one not, the token dies.
+    let o = cli.run_with_stdin(
+        &["users", "set-password", "alice", "--password-stdin"],
+        "a brand new passphrase\n",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o).trim(),
+        "alice: password changed; their sessions ended"
+    );
+    assert!(server.me_becomes(&token, 401));
+    assert_ne!(server.login("alice", PASSWORD).0, 200);
+    let (status, token) = server.login("alice", "a brand new passphrase");
+    assert_eq!(status, 200);
+    let token = token.unwrap();
+    // The rules of a new password apply.
+    let o = cli.run_with_stdin(
+        &["users", "set-password", "alice", "--password-stdin"],
+        "password\n",
+    );
+    assert!(the_error_line(&o).starts_with("error: password: "));
+
+    // delete (by id): the token dies, the user is gone.
+    let list = stdout(&cli.run(&["users", "list"], &[]));
+    let id = list
+        .lines()
+        .find(|l| l.contains("alice@"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    let o = cli.run(&["users", "delete", &id], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o).trim(),
+        format!("deleted user alice ({id}); their sessions ended and their tokens stop working")
+    );
+    assert!(server.me_becomes(&token, 401));
+    assert_ne!(server.login("alice", "a brand new passphrase").0, 200);
+    assert!(!stdout(&cli.run(&["users", "list"], &[])).contains("alice@"));
+
+    // An unknown user, and the last admin, are refused in one line.
+    let line = the_error_line(&cli.run(&["users", "delete", "alice"], &[]));
+    assert!(line.contains("no user \"alice\""), "{line}");
+    let line = the_error_line(&cli.run(&["users", "disable", "root"], &[]));
+    assert!(line.contains("last admin"), "{line}");
+    let line = the_error_line(&cli.run(&["users", "delete", "root"], &[]));
+    assert!(line.contains("last admin"), "{line}");
+    server.stop();
+}
+
+/// Setting values that are names match in any case (`eddsa`, `JSON`),
+/// and `bind` takes a host name.
+#[test]
+fn serve_takes_names_in_any_case_and_a_host_name_to_bind() {
+    let cli = Cli::new();
+    let port = free_port();
+    let bind = format!("localhost:{port}");
+    let mut child = cli
+        .command(&["serve"])
+        .env("WARDEN_BIND", &bind)
+        .env("WARDEN_JWT_ALGORITHM", "eddsa")
+        .env("WARDEN_REGISTRATION", "Closed")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    let mut up = false;
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(&addr).is_ok() {
+            up = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let get = |path: &str| {
+        if up {
+            http(
+                &addr,
+                &format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"),
+            )
+        } else {
+            (0, String::new())
+        }
+    };
+    let (status, body) = get("/.well-known/oauth-authorization-server");
+    let (_, jwks) = get("/.well-known/jwks.json");
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+    assert!(up, "{log}");
+    assert_eq!(status, 200, "{body}");
+    // The host name stays in the default issuer; the canonical spelling
+    // of the algorithm is used.
+    assert!(
+        body.contains(&format!("\"issuer\":\"http://localhost:{port}\"")),
+        "{body}"
+    );
+    assert!(jwks.contains("\"alg\":\"EdDSA\""), "{jwks}");
+    assert!(log.contains("algorithm=\"EdDSA\""), "{log}");
+    let database = format!(
+        "database=sqlite://{}",
+        cli.dir
+            .path()
+            .canonicalize()
+            .unwrap()
+            .join("warden.db")
+            .display()
+    );
+    assert!(log.contains(&database), "{log}");
+}
+
+// ------------------------------------------------- PostgreSQL
+
+/// The PostgreSQL server of the test suite (`WARDEN_TEST_POSTGRES_URL`,
+/// trust auth), or `None` when it does not answer — then the test is
+/// skipped, unless `WARDEN_TEST_REQUIRE_POSTGRES` is set (CI).
+fn postgres() -> Option<url::Url> {
+    let url = std::env::var("WARDEN_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/postgres".to_owned());
+    let url = url::Url::parse(&url).expect("WARDEN_TEST_POSTGRES_URL is a URL");
+    let host = url.host_str().unwrap_or("127.0.0.1").to_owned();
+    let port = url.port().unwrap_or(5432);
+    let reachable = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|a| {
+            std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(2)).is_ok()
+        });
+    if reachable {
+        return Some(url);
+    }
+    if std::env::var_os("WARDEN_TEST_REQUIRE_POSTGRES").is_some() {
+        panic!(
+            "PostgreSQL is required (WARDEN_TEST_REQUIRE_POSTGRES) but {host}:{port} does not answer"
+        );
+    }
+    eprintln!("skipping: PostgreSQL at {host}:{port} does not answer");
+    None
+}
+
+/// Runs `sql` on the test server's admin database.
+fn postgres_admin(admin: &url::Url, sql: String) {
+    let admin = admin.to_string();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async move {
+            let pool = sqlx::PgPool::connect(&admin).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+        });
+}
+
+#[test]
+fn postgres_errors_name_the_user_the_host_and_the_database() {
+    let Some(admin) = postgres() else { return };
+    let cli = Cli::new();
+    let at = format!(
+        "{}:{}",
+        admin.host_str().unwrap_or("127.0.0.1"),
+        admin.port().unwrap_or(5432)
+    );
+
+    // A user that does not exist: once, without PostgreSQL's source line.
+    let mut url = admin.clone();
+    url.set_username("warden_no_such_role").unwrap();
+    let line =
+        the_error_line(&cli.run(&["users", "list"], &[("WARDEN_DATABASE_URL", url.as_str())]));
+    assert!(
+        line.contains(&format!(
+            "PostgreSQL at {at} refused user \"warden_no_such_role\""
+        )),
+        "{line}"
+    );
+    assert_eq!(line.matches("does not exist").count(), 1, "{line}");
+    assert!(!line.contains(" at line "), "{line}");
+
+    // A database that does not exist.
+    let mut url = admin.clone();
+    url.set_path("/warden_no_such_database");
+    let line = the_error_line(&cli.run(&["serve"], &[("WARDEN_DATABASE_URL", url.as_str())]));
+    assert!(
+        line.contains(&format!(
+            "database \"warden_no_such_database\" does not exist on PostgreSQL at {at}"
+        )),
+        "{line}"
+    );
+
+    // A database that exists but was never migrated: refused by every
+    // command but `migrate` and `serve`, and nothing is created in it.
+    let name = format!("warden_cli_{}", std::process::id());
+    postgres_admin(&admin, format!("drop database if exists {name}"));
+    postgres_admin(&admin, format!("create database {name}"));
+    let mut url = admin.clone();
+    url.set_path(&format!("/{name}"));
+    let env = [("WARDEN_DATABASE_URL", url.as_str())];
+    let shown = format!("postgres://{}@{at}/{name}", admin.username());
+    let result = std::panic::catch_unwind(|| {
+        let line = the_error_line(&cli.run(&["keys", "rotate"], &env));
+        assert!(
+            line.contains(&format!("the database {shown} has no warden tables")),
+            "{line}"
+        );
+        assert!(line.contains("warden migrate"), "{line}");
+        // Still empty: the refused command migrated nothing.
+        let line = the_error_line(&cli.run(&["users", "list"], &env));
+        assert!(line.contains("never migrated"), "{line}");
+        let o = cli.run(&["migrate"], &env);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let o = cli.run(&["users", "list"], &env);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(stdout(&o).trim(), "no users");
+        let err = stderr(&o);
+        assert!(
+            err.lines().any(|l| l == format!("database: {shown}")),
+            "{err}"
+        );
+        // PostgreSQL's notice about the existing migrations table is not
+        // printed in front of every command.
+        assert!(!err.contains("already exists, skipping"), "{err}");
+    });
+    postgres_admin(
+        &admin,
+        format!("drop database if exists {name} with (force)"),
+    );
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
 }

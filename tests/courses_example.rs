@@ -90,6 +90,20 @@ impl TestApp {
     async fn spawn() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let database_url = format!("sqlite://{}", dir.path().join("w.db").display());
+        // `users create` needs an existing database, as a person's would
+        // (made by `warden migrate` or a first `warden serve`).
+        let migrated = Command::new(env!("CARGO_BIN_EXE_warden"))
+            .arg("migrate")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("WARDEN_DATABASE_URL", &database_url)
+            .output()
+            .expect("run warden migrate");
+        assert!(
+            migrated.status.success(),
+            "warden migrate: {}",
+            String::from_utf8_lossy(&migrated.stderr)
+        );
         create_user(&database_url, STUDENT, "student");
         create_user(&database_url, TEACHER, "teacher");
 

@@ -50,6 +50,10 @@ const PAGES_OUTSIDE_OPENAPI: &[(&str, &str)] = &[
     ("GET", "/account"),
     ("GET", "/account/app.js"),
     ("GET", "/account/style.css"),
+    // The landing page and the icons (`routes/pages.rs`).
+    ("GET", "/"),
+    ("GET", "/favicon.ico"),
+    ("GET", "/favicon.svg"),
 ];
 
 /// Hosts a document may link to: standards, which a reader needs and which

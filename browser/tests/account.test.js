@@ -96,8 +96,11 @@ test('register, stay signed in across a reload, end another session, sign out', 
   assert.match(await page.locator('#sessions tr.current').innerText(), /this device/);
   assert.notEqual((await refreshCookie(context)).value, cookie.value, 'the cookie rotated');
 
-  // A second device signs in; the first sees it after a reload and ends it.
-  const other = await browser.newContext({ userAgent: 'Second device (test)' });
+  // A second device signs in; the first sees it after a reload, named
+  // from its user agent, and ends it.
+  const otherAgent =
+    'Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36';
+  const other = await browser.newContext({ userAgent: otherAgent });
   const { page: page2 } = await openAccount(other);
   await signedOut(page2);
   await signIn(page2, 'alice', PASSWORD);
@@ -110,7 +113,10 @@ test('register, stay signed in across a reload, end another session, sign out', 
   assert.equal(await page.locator('#sessions tr.current').count(), 1);
   await screenshot(page, 'account-signed-in');
 
-  const otherRow = page.locator('#sessions tbody tr', { hasText: 'Second device' });
+  const otherRow = page.locator('#sessions tbody tr', { hasText: 'Chrome on Android' });
+  // The name, with the raw user agent on hover.
+  assert.equal(await otherRow.locator('td.device').innerText(), 'Chrome on Android');
+  assert.equal(await otherRow.locator('td.device').getAttribute('title'), otherAgent);
   await otherRow.locator('button.end-session').click();
   await message(page, 'ok', 'Session ended.');
   await otherRow.waitFor({ state: 'detached' });
@@ -197,21 +203,122 @@ test('too many failed sign-ins show the 429 and how long to wait', async () => {
   }
 });
 
-test('opened at an address other than the issuer, signing in is refused and says why (login CSRF)', async () => {
+test('opened at localhost for an issuer of 127.0.0.1, the page moves to the issuer and stays signed in across a reload', async () => {
   await warden.register('dave');
   const context = await browser.newContext();
   const page = await context.newPage();
-  // Same server, other origin: the issuer is http://127.0.0.1:PORT. The
-  // page is warden's own, but to warden's Origin rule any other origin is
-  // a foreign page, and a foreign page must not get a refresh cookie set.
+  // Same server, other name: the issuer is http://127.0.0.1:PORT, the
+  // README's curl lines say localhost. The browser would keep the cookie
+  // for the wrong host, and warden spends it only from its own origin.
   const elsewhere = warden.url.replace('127.0.0.1', 'localhost');
-  await page.goto(`${elsewhere}/account`);
+  const first = await page.goto(`${elsewhere}/account`);
+  assert.equal((await first.request().redirectedFrom().response()).status(), 307);
+  assert.equal(page.url(), `${warden.url}/account`);
   await signedOut(page);
   await signIn(page, 'dave', PASSWORD);
-  const text = await message(page, 'error', 'origin');
-  assert.match(text, /Cookie mode \(cookie=true\) is accepted only from warden's own origin/);
+  await signedInAs(page, 'dave');
+  assert.ok(await refreshCookie(context), 'the refresh cookie is set, for the issuer');
+  // A reload, and opening the localhost address again, keep the session.
+  await page.reload();
+  await signedInAs(page, 'dave');
+  await page.goto(`${elsewhere}/account?again=1`);
+  assert.equal(page.url(), `${warden.url}/account?again=1`);
+  await signedInAs(page, 'dave');
+  await screenshot(page, 'account-localhost-redirected');
+  await context.close();
+});
+
+test('opened at an address that is not the issuer and not one of its loopback names, the page names the address to use', async () => {
+  // An issuer the browser does not reach here (a public name, say), and
+  // the page opened at the listening address: not redirected, since only
+  // loopback names of the issuer's own host are.
+  const issuer = 'http://warden.test:8000';
+  const other = await startWarden({ WARDEN_ISSUER: issuer });
+  try {
+    await other.register('erin');
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(`${other.url}/account`);
+    assert.equal(page.url(), `${other.url}/account`);
+    await signedOut(page);
+    await signIn(page, 'erin', PASSWORD);
+    const text = await message(page, 'error', 'own address');
+    assert.equal(
+      text,
+      `This page is at ${other.url}, but warden's sign-in cookie works only at warden's own address (its issuer): open ${issuer}/account`,
+    );
+    // warden's own reason, for whoever looks closer.
+    assert.match(await page.locator('#message').getAttribute('title'), /Cookie mode \(cookie=true\) is accepted only from warden's own origin/);
+    const link = page.locator('#message.error a');
+    assert.equal(await link.getAttribute('href'), `${issuer}/account`);
+    assert.equal(await link.innerText(), `${issuer}/account`);
+    assert.equal(await refreshCookie(context), undefined, 'no refresh cookie was set');
+    await screenshot(page, 'account-other-origin');
+    await context.close();
+  } finally {
+    await other.stop();
+  }
+});
+
+test('at 390 px wide (a phone) the account page with several long sessions does not scroll sideways', async () => {
+  await warden.register('frank');
+  // Five more devices with long user agents, signed in by the API.
+  const agents = [
+    'Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1 ExtraLongTokenWithoutSpaces/1234567890abcdefghijklmnopqrstuvwxyz',
+    'Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0',
+    'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0',
+    'curl/8.11.0',
+    `${'Averyveryveryverylongproductnamewithoutanybreaks'.repeat(4)}/1.0`,
+  ];
+  for (const agent of agents) {
+    const r = await fetch(`${warden.url}/token`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded', 'User-Agent': agent },
+      body: new URLSearchParams({ username: 'frank', password: PASSWORD }),
+    });
+    assert.equal(r.status, 200);
+  }
+  const context = await browser.newContext({
+    viewport: { width: 390, height: 844 },
+    deviceScaleFactor: 3,
+    isMobile: true,
+    hasTouch: true,
+    userAgent: agents[0],
+  });
+  const { page, foreign } = await openAccount(context);
   await signedOut(page);
-  assert.equal(await refreshCookie(context), undefined, 'no refresh cookie was set');
-  await screenshot(page, 'account-other-origin');
+  await signIn(page, 'frank', PASSWORD);
+  await signedInAs(page, 'frank');
+  const rows = page.locator('#sessions tbody tr');
+  await page.locator(`#sessions tbody tr:nth-child(${agents.length + 1})`).waitFor();
+  assert.equal(await rows.count(), agents.length + 1);
+
+  const widths = await page.evaluate(() => ({
+    scroll: document.documentElement.scrollWidth,
+    client: document.documentElement.clientWidth,
+    body: document.body.scrollWidth,
+  }));
+  assert.equal(widths.client, 390);
+  assert.ok(widths.scroll <= widths.client, `the page scrolls sideways: ${JSON.stringify(widths)}`);
+  assert.ok(widths.body <= widths.client, `the body is wider than the screen: ${JSON.stringify(widths)}`);
+  // Every session card, and each of its lines, fits on the screen.
+  for (const box of await rows.evaluateAll((trs) => trs.map((tr) => tr.getBoundingClientRect().toJSON()))) {
+    assert.ok(box.left >= 0 && box.right <= 390, `a session sticks out: ${JSON.stringify(box)}`);
+  }
+  // Names, not raw user agents; the labels of the stacked layout show.
+  const devices = await page.locator('#sessions td.device').allInnerTexts();
+  for (const name of ['Safari on iPhone', 'Firefox on Linux', 'Edge on Windows', 'curl']) {
+    assert.ok(devices.some((d) => d.includes(name)), `${name} missing from ${JSON.stringify(devices)}`);
+  }
+  const current = page.locator('#sessions tr.current td.device');
+  assert.equal(await current.innerText(), 'Safari on iPhone');
+  assert.equal(await current.evaluate((td) => getComputedStyle(td, '::before').content), '"Device"');
+  assert.equal(await page.locator('#sessions thead').isVisible(), false);
+  await screenshot(page, 'account-390px');
+  // Ending a session works from the card.
+  await page.locator('#sessions tbody tr', { hasText: 'curl' }).locator('button.end-session').click();
+  await message(page, 'ok', 'Session ended.');
+  assert.equal(await rows.count(), agents.length);
+  assert.deepEqual(foreign, [], 'the page requested another origin');
   await context.close();
 });

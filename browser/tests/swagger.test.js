@@ -148,3 +148,39 @@ test('a wrong token pasted under bearerAuth visibly fails with 401 Invalid token
   assert.deepEqual(page.violations, [], 'Swagger UI broke its Content-Security-Policy');
   await page.close();
 });
+
+test('no top bar, plain summaries, and real error examples', async () => {
+  const { page, foreign } = await openDocs();
+  // FastAPI's layout: no top bar with its "Explore" box.
+  assert.equal(await page.locator('.topbar').count(), 0);
+  assert.equal(await page.getByText('Explore', { exact: true }).count(), 0);
+  // Every operation shows a summary, none with literal Markdown.
+  const summaries = await page.locator('.opblock-summary-description').allInnerTexts();
+  const operations = await page.locator('.opblock').count();
+  assert.ok(operations >= 20, `${operations} operations`);
+  assert.equal(summaries.length, operations, 'an operation without a summary');
+  for (const s of summaries) {
+    assert.ok(s.trim().length > 0, 'an empty summary');
+    assert.ok(!s.includes('`'), `a summary shows backticks: ${s}`);
+  }
+  // GET /users/me (expanded by openDocs): its description is rendered
+  // Markdown (code, not backticks), and the 401 and 403 examples are the
+  // bodies warden sends, not {"detail": "string"}.
+  const op = page.locator(OP);
+  assert.ok(await op.locator('.opblock-description code').count() > 0, 'the description renders its code');
+  const unauthorized = op.locator('tr.response[data-code="401"]');
+  await unauthorized.waitFor();
+  const shown = await unauthorized.innerText();
+  assert.match(shown, /"detail": "(Not authenticated|Invalid token|Token has expired)"/);
+  assert.doesNotMatch(shown, /"string"/);
+  // The example picker offers each reason.
+  const picker = unauthorized.locator('select');
+  const options = await picker.locator('option').allInnerTexts();
+  assert.ok(options.length >= 3, JSON.stringify(options));
+  const forbidden = await op.locator('tr.response[data-code="403"]').innerText();
+  assert.match(forbidden, /"detail": "Not enough permissions"/);
+  await screenshot(page, 'swagger-error-examples', op);
+  assert.deepEqual(foreign, [], 'Swagger UI requested another origin');
+  assert.deepEqual(page.violations, [], 'Swagger UI broke its Content-Security-Policy');
+  await page.close();
+});

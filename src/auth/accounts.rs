@@ -160,7 +160,18 @@ pub async fn update(
     Ok(updated)
 }
 
-/// Sets the roles of the user named `login` (username or email).
+/// The user `who` names: an id, a username or an email (the last two
+/// case-insensitively). `NotFound` when there is none.
+pub async fn find(s: &Services, who: &str) -> Result<UserRecord> {
+    if let Ok(id) = Uuid::parse_str(who)
+        && let Some(user) = s.store.user_by_id(id).await?
+    {
+        return Ok(user);
+    }
+    s.store.user_by_login(who).await?.ok_or(Error::NotFound)
+}
+
+/// Sets the roles of the user `login` names (an id, username or email).
 pub async fn set_roles(
     s: &Services,
     login: &str,
@@ -179,7 +190,7 @@ pub async fn set_roles(
         .roles
         .check_known(&roles)
         .map_err(|m| Error::field(&["roles"], m, "value_error"))?;
-    let user = s.store.user_by_login(login).await?.ok_or(Error::NotFound)?;
+    let user = find(s, login).await?;
     let changes = UserChanges {
         roles: Some(roles),
         ..Default::default()
@@ -245,12 +256,28 @@ pub async fn change_password(
     new_password: &str,
     address: Option<&str>,
 ) -> Result<UserRecord> {
+    set_password(s, user, new_password, address, Actor::Itself).await
+}
+
+/// [`change_password`] by `actor`: the same transaction, session ends,
+/// gate and cache updates; an operator's (`warden users set-password`)
+/// is audited with `by: cli`. The caller has checked the new password's
+/// rules ([`crate::domain::profile::check_new_password`]) and, for the
+/// user themself, their current password.
+pub async fn set_password(
+    s: &Services,
+    user: &UserRecord,
+    new_password: &str,
+    address: Option<&str>,
+    actor: Actor,
+) -> Result<UserRecord> {
     let hash = s.hasher.hash(Password::new(new_password)).await?;
     let now = tokens::now();
-    let event = Event::new("password_changed")
-        .user(user.id)
-        .ip(address)
-        .into_record();
+    let mut event = Event::new("password_changed").user(user.id).ip(address);
+    if let Some(by) = actor.name() {
+        event = event.detail("by", by);
+    }
+    let event = event.into_record();
     let changed = match s
         .store
         .set_password(

@@ -56,6 +56,18 @@ impl Services {
         let store =
             crate::storage::connect_with(&config.database.url, &config.database.pool).await?;
         store.migrate().await?;
+        Self::open_on(config, store, hash_workers, hash_queue).await
+    }
+
+    /// [`open`](Services::open) on a store already connected and migrated
+    /// (the CLI checks first that the database exists and was migrated
+    /// before, then migrates it).
+    pub async fn open_on(
+        config: Config,
+        store: Arc<dyn Store>,
+        hash_workers: usize,
+        hash_queue: usize,
+    ) -> anyhow::Result<Self> {
         let now = tokens::now();
         let keys = keys::load_or_create(&config, store.as_ref(), now).await?;
         let hasher =

@@ -157,8 +157,12 @@ pub struct Config {
 /// Listening and the connections clients hold.
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
-    /// `bind`: where `serve` listens.
+    /// `bind`: where `serve` listens. A host name in the setting is
+    /// resolved once, at load (see `parse_bind`).
     pub bind: SocketAddr,
+    /// The host name `bind` was given as (`localhost` in
+    /// `localhost:8001`), or `None` for an IP address.
+    pub bind_host: Option<String>,
     /// `header_read_timeout`: seconds a client may take to send its first
     /// byte, then each request's headers.
     pub header_read_timeout: Duration,
@@ -183,12 +187,58 @@ pub struct DatabaseSettings {
     /// `database_url`: `sqlite:...` or `postgres://...`; may hold a
     /// password, so log [`DatabaseSettings::url_redacted`] instead.
     pub url: String,
+    /// Where `url` was set (`WARDEN_DATABASE_URL`, `database_url in
+    /// warden.toml`), or `None` for the default; for error messages.
+    pub url_origin: Option<String>,
     /// `database_max_connections`, `database_acquire_timeout`,
     /// `database_statement_timeout`.
     pub pool: DatabaseOptions,
 }
 
 impl DatabaseSettings {
+    /// What a `sqlite:` URL opens; `None` for PostgreSQL.
+    pub fn sqlite_target(&self) -> Option<SqliteTarget> {
+        self.url
+            .starts_with("sqlite:")
+            .then(|| sqlite_target(&self.url))
+    }
+
+    /// The database as a person should see it, with no password:
+    /// `sqlite:///abs/path/warden.db` (a relative path made absolute
+    /// against the working directory, so it is clear which file it was),
+    /// `postgres://user@host:5432/db` (the user, host, port and database;
+    /// the password and the query parameters left out).
+    pub fn display(&self) -> String {
+        match self.sqlite_target() {
+            Some(SqliteTarget::Memory) => "sqlite::memory:".to_owned(),
+            Some(SqliteTarget::File(path)) => {
+                let path = std::path::absolute(&path).unwrap_or(path);
+                format!("sqlite://{}", path.display())
+            }
+            None => match url::Url::parse(&self.url) {
+                Ok(u) => {
+                    let user = match u.username() {
+                        "" => String::new(),
+                        name => format!("{name}@"),
+                    };
+                    // A socket directory may be given as `?host=/run/postgresql`.
+                    let query_host = u
+                        .query_pairs()
+                        .find(|(key, _)| key == "host")
+                        .map(|(_, value)| value.into_owned());
+                    let host = match (u.host_str(), &query_host) {
+                        (Some(host), _) if !host.is_empty() => host,
+                        (_, Some(host)) => host.as_str(),
+                        _ => "localhost",
+                    };
+                    let port = u.port().unwrap_or(5432);
+                    format!("{}://{user}{host}:{port}{}", u.scheme(), u.path())
+                }
+                Err(_) => "postgres://(unparsable URL)".to_owned(),
+            },
+        }
+    }
+
     /// The database URL with any password replaced by `***`, for logs.
     pub fn url_redacted(&self) -> String {
         match url::Url::parse(&self.url) {
@@ -396,6 +446,110 @@ fn non_negative(s: &str) -> Result<u64, String> {
         .map_err(|_| format!("expected a whole number of seconds, got {s:?}"))
 }
 
+/// The value of `choices` whose name is `v`, ignoring ASCII case: the
+/// contract's values are names (`EdDSA`, `json`), and `eddsa` means the
+/// same. Else the names, for the error message ("EdDSA, ES256 or ...").
+fn named<T: Copy>(v: &str, choices: &[(&str, T)]) -> Result<T, String> {
+    choices
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(v))
+        .map(|(_, value)| *value)
+        .ok_or_else(|| {
+            let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
+            match names.split_last() {
+                Some((last, rest)) if rest.len() == 1 => format!("{} or {last}", rest[0]),
+                _ => names.join(", "),
+            }
+        })
+}
+
+/// `bind`: an IP address and port (`0.0.0.0:8000`, `[::1]:8000`), or a
+/// host name and port (`localhost:8001`), resolved here, once. A name
+/// with several addresses (`localhost` is often `::1` and `127.0.0.1`)
+/// binds its first IPv4 address, or its first address when it has no
+/// IPv4 one: one listener, on the address `http://localhost` reaches
+/// first in most clients.
+fn parse_bind(v: &str) -> Result<(SocketAddr, Option<String>), String> {
+    if let Ok(addr) = v.parse::<SocketAddr>() {
+        return Ok((addr, None));
+    }
+    let expected = "expected an address and port like 127.0.0.1:8000, [::1]:8000 or localhost:8000";
+    let Some((host, port)) = v.rsplit_once(':') else {
+        return Err(format!("{expected}, got {v:?} (no port)"));
+    };
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("{expected}, got {v:?} (the port must be 0 to 65535)"))?;
+    if host.is_empty() || host.contains(['[', ']', ':', '/', ' ']) {
+        return Err(format!("{expected}, got {v:?}"));
+    }
+    use std::net::ToSocketAddrs;
+    let addresses: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| {
+            format!(
+                "cannot resolve the host name {host:?} ({e}); use an IP address, or a name \
+                 this machine resolves"
+            )
+        })?
+        .collect();
+    let chosen = addresses
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addresses.first())
+        .copied()
+        .ok_or_else(|| format!("the host name {host:?} has no address"))?;
+    Ok((chosen, Some(host.to_owned())))
+}
+
+/// What a `sqlite:` URL opens, read the way sqlx reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SqliteTarget {
+    /// `sqlite::memory:` or `?mode=memory`: nothing on disk.
+    Memory,
+    /// A file, relative to the working directory unless absolute. Empty
+    /// for `sqlite://`, which the configuration refuses.
+    File(std::path::PathBuf),
+}
+
+/// The target of a `sqlite:` URL (as sqlx's `SqliteConnectOptions`
+/// parses it: the scheme, then the path up to `?`, percent-decoded).
+fn sqlite_target(url: &str) -> SqliteTarget {
+    let rest = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let (path, params) = rest.split_once('?').unwrap_or((rest, ""));
+    let memory = url::form_urlencoded::parse(params.as_bytes())
+        .any(|(key, value)| key == "mode" && value == "memory");
+    if path == ":memory:" || memory {
+        return SqliteTarget::Memory;
+    }
+    SqliteTarget::File(std::path::PathBuf::from(percent_decode(path)))
+}
+
+/// `%XX` escapes decoded; anything malformed is left as it is.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            )
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn http_url(s: &str) -> Result<String, String> {
     let url = url::Url::parse(s).map_err(|e| format!("malformed URL {s:?}: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
@@ -529,13 +683,20 @@ impl Config {
         role_tables: BTreeMap<String, Vec<String>>,
         file: Option<&Path>,
     ) -> Result<Self, ConfigError> {
-        let bind: SocketAddr = s.parse("bind", SocketAddr::from(([127, 0, 0, 1], 8000)), |v| {
-            v.parse()
-                .map_err(|_| format!("expected an address like 127.0.0.1:8000, got {v:?}"))
-        })?;
+        let (bind, bind_host) = s.parse(
+            "bind",
+            (SocketAddr::from(([127, 0, 0, 1], 8000)), None),
+            parse_bind,
+        )?;
         let database_url = s.parse("database_url", "sqlite://warden.db".to_owned(), |v| {
             if v.starts_with("sqlite:") {
-                Ok(v.to_owned())
+                match sqlite_target(v) {
+                    SqliteTarget::File(path) if path.as_os_str().is_empty() => Err(format!(
+                        "no file path in {v:?}; expected sqlite://warden.db (relative to the \
+                         working directory) or sqlite:///var/lib/warden/warden.db (absolute)"
+                    )),
+                    _ => Ok(v.to_owned()),
+                }
             } else if v.starts_with("postgres://") || v.starts_with("postgresql://") {
                 url::Url::parse(v)
                     .map(|_| v.to_owned())
@@ -563,7 +724,13 @@ impl Config {
                 seconds,
             )?,
         };
-        let issuer = s.parse("issuer", format!("http://{bind}"), http_url)?;
+        // A host name stays in the default issuer as written
+        // (`http://localhost:8001`): that is the address people browse to.
+        let default_issuer = match &bind_host {
+            Some(host) => format!("http://{host}:{}", bind.port()),
+            None => format!("http://{bind}"),
+        };
+        let issuer = s.parse("issuer", default_issuer, http_url)?;
         let audience = s.parse("audience", None, |v| {
             if v.is_empty() {
                 Err("must not be empty".to_owned())
@@ -571,14 +738,17 @@ impl Config {
                 Ok(Some(v.to_owned()))
             }
         })?;
-        let jwt_algorithm = s.parse("jwt_algorithm", Algorithm::EdDSA, |v| match v {
-            "EdDSA" => Ok(Algorithm::EdDSA),
-            "ES256" => Ok(Algorithm::ES256),
-            "RS256" => Ok(Algorithm::RS256),
-            "HS256" => Ok(Algorithm::HS256),
-            _ => Err(format!(
-                "unknown algorithm {v:?}; expected one of EdDSA, ES256, RS256, HS256"
-            )),
+        let jwt_algorithm = s.parse("jwt_algorithm", Algorithm::EdDSA, |v| {
+            named(
+                v,
+                &[
+                    ("EdDSA", Algorithm::EdDSA),
+                    ("ES256", Algorithm::ES256),
+                    ("RS256", Algorithm::RS256),
+                    ("HS256", Algorithm::HS256),
+                ],
+            )
+            .map_err(|expected| format!("unknown algorithm {v:?}; expected one of {expected}"))
         })?;
         // The secret is not trimmed: its exact UTF-8 bytes are the key.
         let jwt_secret = match s.get("jwt_secret") {
@@ -634,10 +804,15 @@ impl Config {
                 Ok(_) => Err("must be at most 36500 (100 years), or 0 to keep for ever".to_owned()),
             }
         })?;
-        let registration = s.parse("registration", Registration::Open, |v| match v {
-            "open" => Ok(Registration::Open),
-            "closed" => Ok(Registration::Closed),
-            _ => Err(format!("expected open or closed, got {v:?}")),
+        let registration = s.parse("registration", Registration::Open, |v| {
+            named(
+                v,
+                &[
+                    ("open", Registration::Open),
+                    ("closed", Registration::Closed),
+                ],
+            )
+            .map_err(|expected| format!("expected {expected}, got {v:?}"))
         })?;
         let throttle_window = s.parse("throttle_window", 900, positive::<u64>)?;
         let throttle_per_pair = s.parse("throttle_per_pair", 5, positive::<u32>)?;
@@ -681,10 +856,9 @@ impl Config {
                 .map(|_| v.to_owned())
                 .map_err(|e| format!("not a valid tracing filter: {e}"))
         })?;
-        let log_format = s.parse("log_format", LogFormat::Text, |v| match v {
-            "text" => Ok(LogFormat::Text),
-            "json" => Ok(LogFormat::Json),
-            _ => Err(format!("expected text or json, got {v:?}")),
+        let log_format = s.parse("log_format", LogFormat::Text, |v| {
+            named(v, &[("text", LogFormat::Text), ("json", LogFormat::Json)])
+                .map_err(|expected| format!("expected {expected}, got {v:?}"))
         })?;
         let defaults = Argon2Params::default();
         let argon2 =
@@ -727,6 +901,7 @@ impl Config {
         Ok(Self {
             http: HttpSettings {
                 bind,
+                bind_host,
                 header_read_timeout,
                 max_connections,
                 idle_timeout,
@@ -736,6 +911,7 @@ impl Config {
             },
             database: DatabaseSettings {
                 url: database_url,
+                url_origin: s.get("database_url").map(|raw| raw.origin.clone()),
                 pool: database,
             },
             tokens: TokenSettings {
@@ -854,6 +1030,171 @@ mod tests {
             let e = Config::load_from(None, env(&[(name, value)])).unwrap_err();
             assert_eq!(e.setting, name, "{value}");
         }
+    }
+
+    #[test]
+    fn names_are_matched_in_any_case_and_kept_in_their_canonical_spelling() {
+        let c = Config::load_from(
+            None,
+            env(&[
+                ("WARDEN_JWT_ALGORITHM", "eddsa"),
+                ("WARDEN_REGISTRATION", "CLOSED"),
+                ("WARDEN_LOG_FORMAT", "Json"),
+                ("WARDEN_FORWARDED_HEADER", "Forwarded"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.tokens.jwt_algorithm, Algorithm::EdDSA);
+        assert_eq!(c.accounts.registration, Registration::Closed);
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert_eq!(c.http.forwarded_header, ForwardedHeader::Forwarded);
+        for (value, expected) in [
+            ("es256", Algorithm::ES256),
+            ("Rs256", Algorithm::RS256),
+            ("hs256", Algorithm::HS256),
+            ("EDDSA", Algorithm::EdDSA),
+        ] {
+            let c = Config::load_from(None, env(&[("WARDEN_JWT_ALGORITHM", value)])).unwrap();
+            assert_eq!(c.tokens.jwt_algorithm, expected, "{value}");
+        }
+        // A secret with "hs256" is the HS256 case, and the message about a
+        // secret without HS256 spells the algorithm canonically.
+        let secret = "a secret of at least thirty-two bytes";
+        let c = Config::load_from(
+            None,
+            env(&[
+                ("WARDEN_JWT_ALGORITHM", "hs256"),
+                ("WARDEN_JWT_SECRET", secret),
+            ]),
+        )
+        .unwrap();
+        assert!(c.tokens.jwt_secret.is_some());
+        let e = Config::load_from(
+            None,
+            env(&[
+                ("WARDEN_JWT_ALGORITHM", "es256"),
+                ("WARDEN_JWT_SECRET", secret),
+            ]),
+        )
+        .unwrap_err();
+        assert!(
+            e.message.contains("jwt_algorithm is ES256"),
+            "{}",
+            e.message
+        );
+        // Still refused: what is no name of a choice.
+        let e = Config::load_from(None, env(&[("WARDEN_LOG_FORMAT", "yaml")])).unwrap_err();
+        assert_eq!(e.message, "expected text or json, got \"yaml\"");
+        let e = Config::load_from(None, env(&[("WARDEN_REGISTRATION", "maybe")])).unwrap_err();
+        assert_eq!(e.message, "expected open or closed, got \"maybe\"");
+    }
+
+    #[test]
+    fn bind_takes_a_host_name_and_prefers_its_ipv4_address() {
+        let c = Config::load_from(None, env(&[("WARDEN_BIND", "localhost:8001")])).unwrap();
+        assert!(c.http.bind.ip().is_loopback(), "{}", c.http.bind);
+        assert_eq!(c.http.bind.port(), 8001);
+        assert_eq!(c.http.bind_host.as_deref(), Some("localhost"));
+        // localhost has an IPv4 address here (127.0.0.1), which wins over ::1.
+        assert_eq!(c.http.bind.to_string(), "127.0.0.1:8001");
+        // The name as written stays in the default issuer.
+        assert_eq!(c.tokens.issuer, "http://localhost:8001");
+        // An IP address is as before, and has no host name.
+        let c = Config::load_from(None, env(&[("WARDEN_BIND", "[::1]:8002")])).unwrap();
+        assert_eq!(c.http.bind.to_string(), "[::1]:8002");
+        assert_eq!(c.http.bind_host, None);
+        assert_eq!(c.tokens.issuer, "http://[::1]:8002");
+        for (value, message) in [
+            ("localhost", "(no port)"),
+            ("localhost:http", "the port must be 0 to 65535"),
+            ("localhost:70000", "the port must be 0 to 65535"),
+            (":8000", "expected an address and port"),
+            ("no-such-host.invalid:8000", "cannot resolve the host name"),
+        ] {
+            let e = Config::load_from(None, env(&[("WARDEN_BIND", value)])).unwrap_err();
+            assert_eq!(e.setting, "WARDEN_BIND", "{value}");
+            assert!(e.message.contains(message), "{value}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn parse_bind_picks_the_first_ipv4_address() {
+        assert_eq!(
+            parse_bind("127.0.0.1:9").unwrap(),
+            ("127.0.0.1:9".parse().unwrap(), None)
+        );
+        let (addr, host) = parse_bind("localhost:0").unwrap();
+        assert!(addr.is_ipv4() && addr.ip().is_loopback(), "{addr}");
+        assert_eq!(host.as_deref(), Some("localhost"));
+    }
+
+    #[test]
+    fn an_empty_sqlite_path_is_refused() {
+        for url in ["sqlite://", "sqlite:", "sqlite://?mode=rwc"] {
+            let e = Config::load_from(None, env(&[("WARDEN_DATABASE_URL", url)])).unwrap_err();
+            assert_eq!(e.setting, "WARDEN_DATABASE_URL", "{url}");
+            assert!(e.message.contains("no file path"), "{}", e.message);
+        }
+        for url in ["sqlite::memory:", "sqlite://?mode=memory", "sqlite:w.db"] {
+            Config::load_from(None, env(&[("WARDEN_DATABASE_URL", url)])).unwrap();
+        }
+    }
+
+    #[test]
+    fn sqlite_urls_are_read_as_sqlx_reads_them() {
+        use std::path::PathBuf;
+        let file = |p: &str| SqliteTarget::File(PathBuf::from(p));
+        assert_eq!(sqlite_target("sqlite://warden.db"), file("warden.db"));
+        assert_eq!(sqlite_target("sqlite:warden.db"), file("warden.db"));
+        assert_eq!(
+            sqlite_target("sqlite:///var/lib/w.db"),
+            file("/var/lib/w.db")
+        );
+        assert_eq!(sqlite_target("sqlite://w.db?mode=rwc"), file("w.db"));
+        assert_eq!(sqlite_target("sqlite://my%20db.db"), file("my db.db"));
+        assert_eq!(sqlite_target("sqlite://100%.db"), file("100%.db"));
+        assert_eq!(sqlite_target("sqlite::memory:"), SqliteTarget::Memory);
+        assert_eq!(sqlite_target("sqlite://?mode=memory"), SqliteTarget::Memory);
+        assert_eq!(sqlite_target("sqlite://"), file(""));
+    }
+
+    #[test]
+    fn the_database_is_shown_absolute_and_without_a_password() {
+        let shown = |url: &str| {
+            Config::load_from(None, env(&[("WARDEN_DATABASE_URL", url)]))
+                .unwrap()
+                .database
+                .display()
+        };
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(
+            shown("sqlite://warden.db"),
+            format!("sqlite://{}", cwd.join("warden.db").display())
+        );
+        assert_eq!(
+            shown("sqlite:///var/lib/w.db?mode=rwc"),
+            "sqlite:///var/lib/w.db"
+        );
+        assert_eq!(shown("sqlite::memory:"), "sqlite::memory:");
+        assert_eq!(
+            shown("postgres://warden:hunter2@db.internal/auth?sslmode=require&password=x"),
+            "postgres://warden@db.internal:5432/auth"
+        );
+        assert_eq!(
+            shown("postgresql://db.internal:6543/auth"),
+            "postgresql://db.internal:6543/auth"
+        );
+        assert_eq!(
+            shown("postgres:///auth?host=/run/postgresql&password=x"),
+            "postgres:///run/postgresql:5432/auth"
+        );
+        let c = Config::load_from(None, env(&[])).unwrap();
+        assert_eq!(c.database.url_origin, None);
+        let c = Config::load_from(None, env(&[("WARDEN_DATABASE_URL", "sqlite://x.db")])).unwrap();
+        assert_eq!(
+            c.database.url_origin.as_deref(),
+            Some("WARDEN_DATABASE_URL")
+        );
     }
 
     #[test]

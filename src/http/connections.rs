@@ -245,7 +245,9 @@ async fn connection(
 
     let activity = Arc::new(Activity::default());
     let service = Tracked {
-        inner: app,
+        // Outside the router, so every request is logged: 404s and
+        // redirects too.
+        inner: crate::http::request_log::RequestLog::new(app),
         peer,
         activity: activity.clone(),
     };

@@ -3,6 +3,7 @@
 pub mod account;
 pub mod audit;
 pub mod meta;
+pub mod pages;
 pub mod revocations;
 pub mod sessions;
 pub mod token;

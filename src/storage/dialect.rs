@@ -5,6 +5,7 @@
 //! PostgreSQL advisory locks, the database clock, the change marker, the
 //! connect options and the migrations folder.
 
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -41,6 +42,9 @@ pub(super) struct Dialect {
     /// The database's clock, in unix seconds (`bigint`).
     pub clock: &'static str,
     pub migrations: &'static Migrator,
+    /// Counts the tables named `_sqlx_migrations` that this connection
+    /// sees (1 once migrated, 0 in an empty database).
+    pub migrations_table: &'static str,
 }
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -59,6 +63,8 @@ pub(super) static SQLITE: Dialect = Dialect {
     first_key_lock: None,
     clock: "select cast(strftime('%s', 'now') as integer)",
     migrations: &SQLITE_MIGRATIONS,
+    migrations_table: "select count(*) from sqlite_master \
+                       where type = 'table' and name = '_sqlx_migrations'",
 };
 
 pub(super) static POSTGRES: Dialect = Dialect {
@@ -71,6 +77,10 @@ pub(super) static POSTGRES: Dialect = Dialect {
     first_key_lock: Some("select pg_advisory_xact_lock(hashtext('warden signing_keys'))"),
     clock: "select extract(epoch from clock_timestamp())::bigint",
     migrations: &POSTGRES_MIGRATIONS,
+    // `to_regclass` looks the name up on the search path, where sqlx's
+    // migrator creates it.
+    migrations_table: "select count(*) from (select to_regclass('_sqlx_migrations') as t) as m \
+                       where m.t is not null",
 };
 
 /// A value that changes whenever another connection or process has
@@ -193,13 +203,155 @@ pub(super) async fn connect_sqlite(url: &str) -> StoreResult<(SqlitePool, Change
         .max_connections(8)
         .acquire_timeout(Duration::from_secs(5))
         .connect_with(options.clone())
-        .await?;
+        .await
+        .map_err(|e| explain_sqlite(options.get_filename(), &e))?;
     let marker = ChangeMarker::Counter(Box::new(CounterWatch {
         connection: tokio::sync::Mutex::new(None),
         options,
         closed: AtomicBool::new(false),
     }));
     Ok((pool, marker))
+}
+
+/// One line for a SQLite file that cannot be opened: the path, the cause
+/// found on the file system (SQLite's own message, `(code: 14) unable to
+/// open database file`, names neither) and what to do.
+fn explain_sqlite(path: &Path, error: &sqlx::Error) -> StoreError {
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let fix = "or point database_url (WARDEN_DATABASE_URL) at another file";
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let cause = if !dir.exists() {
+        format!(
+            "the directory {} does not exist; create it ({}), {fix}",
+            dir.display(),
+            shell_hint_mkdir(&dir)
+        )
+    } else if !dir.is_dir() {
+        format!(
+            "{} is a file, not a directory; point database_url (WARDEN_DATABASE_URL) at a \
+             file in a directory",
+            dir.display()
+        )
+    } else if path.is_dir() {
+        format!(
+            "{} is a directory, not a database file; {fix}",
+            path.display()
+        )
+    } else if let Err(e) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map(drop)
+        .or_else(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                probe_writable(&dir)
+            } else {
+                Err(e)
+            }
+        })
+    {
+        let what = if path.exists() {
+            format!("the file {}", path.display())
+        } else {
+            format!("the directory {}", dir.display())
+        };
+        format!(
+            "{what} is not writable by this user ({}); fix its owner or permissions, {fix}",
+            io_reason(&e)
+        )
+    } else if probe_writable(&dir).is_err() {
+        // The file opens, but WAL mode also creates `-wal` and `-shm`
+        // files beside it.
+        format!(
+            "the directory {} is not writable by this user (SQLite's WAL mode keeps \
+             {name}-wal and {name}-shm beside the file); fix its permissions, {fix}",
+            dir.display(),
+            name = path.file_name().map_or("".into(), |n| n.to_string_lossy())
+        )
+    } else {
+        let reason = match error {
+            sqlx::Error::Database(db) => db.message().to_owned(),
+            other => other.to_string(),
+        };
+        format!("{reason}; check that it is warden's database, {fix}")
+    };
+    StoreError::Open(format!(
+        "cannot open the SQLite database {}: {cause}",
+        path.display()
+    ))
+}
+
+fn shell_hint_mkdir(dir: &Path) -> String {
+    format!("mkdir -p {}", dir.display())
+}
+
+/// Whether a file can be created in `dir`: creates and removes one.
+fn probe_writable(dir: &Path) -> std::io::Result<()> {
+    let probe = dir.join(format!(".warden-write-test-{}", std::process::id()));
+    std::fs::File::create_new(&probe)?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// An I/O error's reason without the "(os error 13)" suffix.
+fn io_reason(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.find(" (os error") {
+        Some(at) => text[..at].to_owned(),
+        None => text,
+    }
+}
+
+/// One line for a PostgreSQL server that cannot be used: the user and
+/// host:port (never the password), the cause, and what to do. sqlx's own
+/// errors say `pool timed out while waiting for an open connection` (after
+/// the whole acquire timeout, for a server that refused at once) or
+/// `role "nobody" does not exist at line 768` (a line of PostgreSQL's
+/// source).
+fn explain_postgres(options: &PgConnectOptions, error: &sqlx::Error) -> StoreError {
+    let at = match options.get_socket() {
+        Some(socket) => socket.display().to_string(),
+        None => format!("{}:{}", options.get_host(), options.get_port()),
+    };
+    let user = options.get_username();
+    let database = options.get_database().unwrap_or(user);
+    let check = "check database_url (WARDEN_DATABASE_URL)";
+    let message = match error {
+        sqlx::Error::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            format!("connection refused at {at}; is PostgreSQL running there? {check}")
+        }
+        sqlx::Error::Io(e) => format!(
+            "cannot connect to PostgreSQL at {at}: {}; is the host right and PostgreSQL \
+             running? {check}",
+            io_reason(e)
+        ),
+        sqlx::Error::Tls(e) => format!("TLS with PostgreSQL at {at} failed: {e}; {check}"),
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            // invalid_authorization_specification: no such role (or
+            // pg_hba.conf refused it).
+            Some("28000") => format!(
+                "PostgreSQL at {at} refused user {user:?}: {}; create the role (createuser \
+                 {user}) or put an existing user in the URL; {check}",
+                db.message()
+            ),
+            Some("28P01") => {
+                format!("PostgreSQL at {at} refused the password of user {user:?}; {check}")
+            }
+            Some("3D000") => format!(
+                "database {database:?} does not exist on PostgreSQL at {at}; create it \
+                 (createdb {database}) or name another one in the URL; {check}"
+            ),
+            _ => format!(
+                "PostgreSQL at {at} (user {user:?}): {}; {check}",
+                db.message()
+            ),
+        },
+        other => format!("cannot connect to PostgreSQL at {at} (user {user:?}): {other}; {check}"),
+    };
+    StoreError::Open(message)
 }
 
 /// The notification channel the migrations' triggers use.
@@ -211,6 +363,30 @@ pub(super) async fn connect_postgres(
     opts: &DatabaseOptions,
 ) -> StoreResult<(PgPool, ChangeMarker)> {
     let options = PgConnectOptions::from_str(url)?;
+    // One connection first, to fail at once with the server's reason: the
+    // pool would retry a refused connection until its acquire timeout and
+    // then report only that it timed out.
+    {
+        use sqlx::{ConnectOptions, Connection};
+        match tokio::time::timeout(opts.acquire_timeout, options.connect()).await {
+            Ok(Ok(probe)) => {
+                let _ = probe.close().await;
+            }
+            Ok(Err(e)) => return Err(explain_postgres(&options, &e)),
+            Err(_) => {
+                return Err(explain_postgres(
+                    &options,
+                    &sqlx::Error::Io(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!(
+                            "no answer within {} s (database_acquire_timeout)",
+                            opts.acquire_timeout.as_secs()
+                        ),
+                    )),
+                ));
+            }
+        }
+    }
     let statement_timeout = opts.statement_timeout;
     let pool = PgPoolOptions::new()
         .max_connections(opts.max_connections)

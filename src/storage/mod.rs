@@ -48,6 +48,11 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error(transparent)]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database could not be opened or reached at all: one line
+    /// naming it (the file, or the PostgreSQL user and host:port), the
+    /// cause and what to do.
+    #[error("{0}")]
+    Open(String),
     /// A stored row could not be decoded (a bug or a hand-edited database).
     #[error("corrupt row: {0}")]
     Corrupt(String),
@@ -60,6 +65,9 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub trait Store: Send + Sync + 'static {
     /// Applies the embedded migrations of this backend.
     async fn migrate(&self) -> StoreResult<()>;
+    /// Whether warden's migrations were ever applied here (by `warden
+    /// migrate` or `serve`), rather than this being an empty database.
+    async fn is_migrated(&self) -> StoreResult<bool>;
     /// Cheap round trip for `/readyz`.
     async fn ping(&self) -> StoreResult<()>;
     /// Stops the change watch (SQLite's counter connection, PostgreSQL's

@@ -489,6 +489,15 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn is_migrated(&self) -> StoreResult<bool> {
+        let tables: i64 = with_db!(&self.db, |pool| {
+            sqlx::query_scalar(self.dialect.migrations_table)
+                .fetch_one(pool)
+                .await?
+        });
+        Ok(tables > 0)
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         with_db!(&self.db, |pool| {
             sqlx::query("select 1").execute(pool).await?;

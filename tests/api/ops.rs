@@ -131,24 +131,149 @@ async fn openapi_documents_every_route_with_the_password_flow() {
 }
 
 #[tokio::test]
-async fn every_operation_in_openapi_has_a_summary() {
-    // utoipa takes the summary from the handler's doc comment; a comment
-    // that drifts onto a neighbouring item leaves the operation without
-    // one (it happened to `POST /users`).
+async fn every_operation_has_a_plain_summary_and_a_description() {
+    // utoipa takes the summary from the first paragraph of the handler's
+    // doc comment and the description from the rest; a comment that
+    // drifts onto a neighbouring item leaves the operation without them
+    // (it happened to `POST /users`). Swagger UI renders descriptions as
+    // Markdown but shows summaries as they are, so a summary with
+    // backticks shows the backticks.
     let app = TestApp::spawn().await;
     let doc: Value = app.get("/openapi.json").await.json().await.unwrap();
     let mut operations = 0;
+    let mut problems = Vec::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, operation) in item.as_object().unwrap() {
             operations += 1;
             let summary = operation["summary"].as_str().unwrap_or("");
-            assert!(
-                !summary.trim().is_empty(),
-                "{method} {path} has no summary in /openapi.json"
-            );
+            let description = operation["description"].as_str().unwrap_or("");
+            if summary.trim().is_empty() {
+                problems.push(format!("{method} {path} has no summary"));
+            }
+            if description.trim().is_empty() {
+                problems.push(format!("{method} {path} has no description"));
+            }
+            // Markdown that only renders in a description.
+            if summary.contains(['`', '*', '[', '\n']) {
+                problems.push(format!("{method} {path}: summary {summary:?} has Markdown or a line break"));
+            }
+            if summary.len() > 60 {
+                problems.push(format!("{method} {path}: summary {summary:?} is not short"));
+            }
         }
     }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
     assert!(operations >= CONTRACT_ROUTES.len(), "{operations} operations");
+}
+
+/// The examples of a response's JSON body: `example`, or every value of
+/// `examples`.
+fn examples(response: &Value) -> Vec<Value> {
+    let content = &response["content"]["application/json"];
+    if let Some(example) = content.get("example") {
+        return vec![example.clone()];
+    }
+    content["examples"]
+        .as_object()
+        .map(|all| all.values().map(|e| e["value"].clone()).collect())
+        .unwrap_or_default()
+}
+
+/// `path` with each `{parameter}` replaced by a UUID.
+fn concrete(path: &str) -> String {
+    path.split('/')
+        .map(|s| {
+            if s.starts_with('{') {
+                "0193a0c4-0000-7000-8000-000000000000"
+            } else {
+                s
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[tokio::test]
+async fn every_error_response_has_a_real_example_and_the_shared_ones_are_what_warden_sends() {
+    let app = TestApp::spawn().await;
+    let doc: Value = app.get("/openapi.json").await.json().await.unwrap();
+    let mut problems = Vec::new();
+    let (_, user_token) = app.user_with_token("plainuser").await;
+    let mut checked_401 = 0;
+    let mut checked_403 = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            for (status, response) in operation["responses"].as_object().unwrap() {
+                if !status.starts_with('4') && !status.starts_with('5') {
+                    continue;
+                }
+                if response["content"]["application/json"].is_null() {
+                    continue;
+                }
+                let all = examples(response);
+                if all.is_empty() {
+                    problems.push(format!("{method} {path} {status} has no example"));
+                }
+                for example in &all {
+                    let text = example.to_string();
+                    if text.contains("\"string\"") || example["detail"].is_null() {
+                        problems.push(format!(
+                            "{method} {path} {status}: {text} is not a real error body"
+                        ));
+                    }
+                    if status == "422" && !example["detail"][0]["loc"].is_array() {
+                        problems.push(format!("{method} {path} 422: {text} is not FastAPI's list"));
+                    }
+                }
+            }
+            let url = app.at(&concrete(path));
+            let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            // The 401 examples are the bodies of a request without a token
+            // and with a bad one.
+            let unauthorized = examples(&operation["responses"]["401"]);
+            if !unauthorized.is_empty() {
+                checked_401 += 1;
+                for (token, detail) in [(None, "Not authenticated"), (Some("not.a.token"), "Invalid token")] {
+                    let expected = serde_json::json!({ "detail": detail });
+                    if !unauthorized.contains(&expected) {
+                        problems.push(format!("{method} {path}: 401 examples lack {expected}"));
+                    }
+                    let mut request = app.client.request(m.clone(), &url);
+                    if let Some(token) = token {
+                        request = request.bearer_auth(token);
+                    }
+                    let r = request.send().await.unwrap();
+                    let got = (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null));
+                    if got != (401, expected.clone()) {
+                        problems.push(format!("{method} {path} without a good token: {got:?}, documented {expected}"));
+                    }
+                }
+            }
+            // A 403 documented as the missing scope is what a `user` token
+            // gets on a route that needs another scope.
+            let forbidden = examples(&operation["responses"]["403"]);
+            let scopes: Vec<&str> = operation["security"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s["OAuth2PasswordBearer"].as_array())
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            let missing_scope = serde_json::json!({ "detail": "Not enough permissions" });
+            if forbidden.contains(&missing_scope) && !scopes.is_empty() && !scopes.contains(&"me") {
+                checked_403 += 1;
+                let r = app.client.request(m.clone(), &url).bearer_auth(&user_token).send().await.unwrap();
+                let got = (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null));
+                if got != (403, missing_scope.clone()) {
+                    problems.push(format!("{method} {path} with scope me only: {got:?}"));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(checked_401 >= 10, "{checked_401} operations with a 401 checked");
+    assert!(checked_403 >= 3, "{checked_403} operations with a 403 checked");
 }
 
 #[tokio::test]
@@ -189,6 +314,11 @@ async fn swagger_ui_is_served_from_the_binary_without_other_origins() {
     assert!(init.contains("/openapi.json"), "{init}");
     assert!(
         init.contains("\"validatorUrl\": \"none\"") || init.contains("\"validatorUrl\":\"none\""),
+        "{init}"
+    );
+    // No top bar with its "Explore" box, as in FastAPI.
+    assert!(
+        init.contains("\"layout\": \"BaseLayout\"") || init.contains("\"layout\":\"BaseLayout\""),
         "{init}"
     );
     for page in [html.as_str(), init.as_str()] {

@@ -235,6 +235,12 @@ async fn wait_out_of_range_or_not_a_number_is_422() {
         );
     }
     assert_eq!(poll(&app, &admin, "?wait=0").await.status(), StatusCode::OK);
+    // The body the OpenAPI document shows as its example.
+    let body: Value = poll(&app, &admin, "?wait=56").await.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"detail": [{"loc": ["query", "wait"], "msg": "Input should be less than or equal to 55", "type": "less_than_equal"}]})
+    );
 }
 
 /// Two instances on one database, as behind a load balancer: a cursor of

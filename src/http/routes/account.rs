@@ -8,7 +8,8 @@
 //! Not part of the OpenAPI document: these are pages, not API routes.
 
 use axum::Router;
-use axum::http::{HeaderName, HeaderValue, header};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
@@ -31,7 +32,8 @@ pub fn router() -> Router<AppState> {
         .route("/account/style.css", get(style_css))
 }
 
-fn page(content_type: &'static str, body: &'static str) -> Response {
+/// A page or file of the binary with the pages' headers.
+pub(crate) fn page(content_type: &'static str, body: &'static str) -> Response {
     let headers: [(HeaderName, HeaderValue); 6] = [
         (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
         (
@@ -53,7 +55,15 @@ fn page(content_type: &'static str, body: &'static str) -> Response {
     (headers, body).into_response()
 }
 
-async fn index() -> Response {
+/// The page; at a loopback alias of the issuer (`localhost` for
+/// `127.0.0.1`), a redirect to the issuer's address, where the refresh
+/// cookie works (see [`crate::http::routes::pages::issuer_redirect`]).
+async fn index(State(state): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
+    if let Some(to) =
+        crate::http::routes::pages::issuer_redirect(state.tokens.issuer(), &uri, &headers)
+    {
+        return to;
+    }
     page("text/html; charset=utf-8", INDEX_HTML)
 }
 

@@ -111,7 +111,11 @@ fn parse(raw: Option<&str>) -> Result<AuditQuery> {
     })
 }
 
-/// Security events, newest first, with cursor pagination.
+/// Read the audit log
+///
+/// Security events (sign-ins, failures, password and role changes,
+/// logouts, key rotations), newest first, a page at a time; filter by
+/// `user_id` or `type`. Needs scope `users:read`.
 #[utoipa::path(
     get,
     path = "/audit",

@@ -14,13 +14,13 @@ use crate::http::state::AppState;
 /// stylesheets are files of warden's own (its initializer too, no inline
 /// script); its icons are `data:` images in its stylesheet; it fetches
 /// `/openapi.json` and calls the API on this origin; and nothing may frame
-/// it (clickjacking the Authorize dialog). The one inline style is the
-/// `<style>` inside the top bar's SVG logo, allowed by its hash rather than
-/// by `'unsafe-inline'`. Checked in a real browser by
-/// `browser/tests/swagger.test.js`, which fails on any CSP violation (and
-/// so when a Swagger UI upgrade changes that style).
+/// it (clickjacking the Authorize dialog). No inline style either: the
+/// base layout has no top bar, whose SVG logo held the one `<style>`
+/// element. Checked in a real browser by `browser/tests/swagger.test.js`,
+/// which fails on any CSP violation (and so when a Swagger UI upgrade
+/// needs more).
 pub const DOCS_CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
-     style-src 'self' 'sha256-RL3ie0nH+Lzz2YNqQN83mnU0J1ot4QL7b99vMdIX99w='; img-src 'self' data:; font-src 'self'; connect-src 'self'; \
+     style-src 'self'; img-src 'self' data:; font-src 'self'; connect-src 'self'; \
      form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
 /// Adds the page headers of `/docs` (and `/openapi.json`, served by the
@@ -56,8 +56,11 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(metrics))
 }
 
-/// The public keys that verify warden's access tokens (RFC 7517).
-/// Empty under HS256: a shared secret is never published.
+/// Public signing keys (JWKS)
+///
+/// The public keys that verify warden's access tokens (RFC 7517): the
+/// current key and every retired key whose tokens may still be live. Empty
+/// under HS256: a shared secret is never published.
 #[utoipa::path(
     get,
     path = "/.well-known/jwks.json",
@@ -78,8 +81,10 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// Authorization server metadata (RFC 8414), consistent with the routes
-/// this server has.
+/// Authorization server metadata
+///
+/// RFC 8414: the issuer, its endpoints, grant types and scopes, consistent
+/// with the routes this server has.
 #[utoipa::path(
     get,
     path = "/.well-known/oauth-authorization-server",
@@ -119,20 +124,27 @@ pub async fn authorization_server_metadata(State(state): State<AppState>) -> Res
         .into_response()
 }
 
-/// 200 while the process is up.
+/// Liveness check
+///
+/// 200 `{"status": "ok"}` while the process is up; it does not touch the
+/// database.
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Up", body = Object)))]
 pub async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-/// 200 when the database answers, else 503.
+/// Readiness check
+///
+/// 200 `{"status": "ready"}` when the database answers a query, else 503
+/// with `Retry-After`.
 #[utoipa::path(
     get,
     path = "/readyz",
     tag = "operations",
     responses(
         (status = 200, description = "Ready", body = Object),
-        (status = 503, description = "Database unreachable", body = crate::http::routes::Detail),
+        (status = 503, description = "Database unreachable", body = crate::http::routes::Detail,
+            example = json!({"detail": "Database unavailable"})),
     )
 )]
 pub async fn readyz(State(state): State<AppState>) -> Response {
@@ -150,7 +162,10 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Prometheus text exposition.
+/// Prometheus metrics
+///
+/// The Prometheus text format: request counts and durations by route,
+/// logins by result, tokens issued, the password-hashing queue.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let body = state

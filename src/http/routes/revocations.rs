@@ -130,11 +130,10 @@ pub struct RevocationFeedPage {
     security(("OAuth2PasswordBearer" = ["tokens:introspect"]), ("bearerAuth" = [])),
     responses(
         (status = 200, description = "The state (`full`) or what changed since the cursor", body = RevocationFeedPage),
-        (status = 401, description = "Missing, invalid or expired bearer token", body = crate::http::routes::Detail,
-            example = json!({"detail": "Not authenticated"})),
-        (status = 403, description = "Bearer token lacks scope tokens:introspect", body = crate::http::routes::Detail,
-            example = json!({"detail": "Not enough permissions"})),
-        (status = 422, description = "`wait` not an integer from 0 to 55", body = crate::http::routes::ValidationErrorBody),
+        (status = 401, description = "Missing, invalid or expired bearer token", body = crate::http::routes::Detail),
+        (status = 403, description = "Bearer token lacks scope tokens:introspect", body = crate::http::routes::Detail),
+        (status = 422, description = "wait is not an integer from 0 to 55", body = crate::http::routes::ValidationErrorBody,
+            example = json!({"detail": [{"loc": ["query", "wait"], "msg": "Input should be less than or equal to 55", "type": "less_than_equal"}]})),
     )
 )]
 pub async fn revocation_feed(

@@ -38,14 +38,23 @@ pub struct SessionView {
     /// lifetime, `WARDEN_SESSION_MAX_LIFETIME` from `created_at`).
     pub expires_at: String,
     pub user_agent: Option<String>,
+    /// A name for the device, from `user_agent`: "Firefox on Linux",
+    /// "Safari on iPhone", "curl"; "Unknown device" without one. A display
+    /// hint only: the client chooses its user agent.
+    #[schema(example = "Firefox on Linux")]
+    pub device: String,
     pub ip: Option<String>,
     /// Whether this is the session of the token making the request.
     pub current: bool,
 }
 
-/// End the current session (`?all=true`: every session of the user). The
-/// session's refresh token stops working at once, its access tokens on
-/// their next request. The browser's refresh cookie, if any, is cleared.
+/// Sign out
+///
+/// Ends the session of the calling token (`?all=true`: every session of
+/// the user). The session's refresh token stops working at once, its
+/// access tokens on their next request. The browser's refresh cookie, if
+/// any, is cleared. Any valid access token may sign out, whatever its
+/// scope.
 #[utoipa::path(
     post,
     path = "/logout",
@@ -122,9 +131,10 @@ fn parse_page(raw: Option<&str>) -> Result<(u32, Option<Uuid>)> {
     Ok((list.limit.unwrap_or(DEFAULT_LIMIT), list.cursor))
 }
 
-/// Your live sessions, newest first, a page at a time.
+/// List your sessions
 ///
-/// The body stays a plain array (as in v1). When more sessions follow, the
+/// Your live sessions, newest first, a page at a time, each with a
+/// `device` name read from its user agent ("Firefox on Linux"). The body stays a plain array (as in v1). When more sessions follow, the
 /// response carries `Link: <URL>; rel="next"` (RFC 8288) with the next
 /// page's URL; the last page has no `Link`. Keyset pagination by session
 /// id, so a session opened while you page through never shifts a page.
@@ -175,6 +185,7 @@ pub async fn list_sessions(
                 created_at: rfc3339(s.created_at),
                 last_used_at: rfc3339(s.last_used_at),
                 expires_at: rfc3339(s.expires_at),
+                device: crate::http::device::describe(s.user_agent.as_deref().unwrap_or("")),
                 user_agent: s.user_agent,
                 ip: s.ip,
             })
@@ -187,7 +198,11 @@ pub async fn list_sessions(
     Ok(response)
 }
 
-/// End one of your sessions. Another user's session id answers 404.
+/// End one of your sessions
+///
+/// Signs out another device: its refresh token stops at once, its access
+/// tokens on their next request. An id that is not a live session of yours
+/// (another user's, ended, unknown) answers 404.
 #[utoipa::path(
     delete,
     path = "/users/me/sessions/{id}",

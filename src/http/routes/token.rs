@@ -67,9 +67,11 @@ fn required<'a>(value: Option<&'a str>, name: &str) -> Result<&'a str> {
     }
 }
 
-/// Issue an access token for a username (or email) and password.
+/// Sign in or refresh: issue an access token
 ///
-/// Takes `application/x-www-form-urlencoded` as OAuth 2.0 requires, and a
+/// The password grant (`username`, which may be an email, and `password`;
+/// `grant_type` may be left out, as FastAPI's form allows) or the refresh
+/// grant (`grant_type=refresh_token`, `refresh_token`). Takes `application/x-www-form-urlencoded` as OAuth 2.0 requires, and a
 /// JSON object with the same fields. An unknown user, a wrong password and a
 /// disabled account get the same answer, after the same amount of work.
 ///
@@ -87,10 +89,17 @@ fn required<'a>(value: Option<&'a str>, name: &str) -> Result<&'a str> {
     request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "Token issued", body = TokenResponse),
-        (status = 400, description = "invalid_grant, invalid_request, invalid_scope or unsupported_grant_type", body = crate::http::routes::OAuthErrorBody),
+        (status = 400, description = "invalid_grant, invalid_request, invalid_scope or unsupported_grant_type", body = crate::http::routes::OAuthErrorBody,
+            examples(
+                ("invalid_grant" = (summary = "Wrong username or password", value = json!({"error": "invalid_grant", "error_description": crate::auth::grants::BAD_CREDENTIALS, "detail": crate::auth::grants::BAD_CREDENTIALS}))),
+                ("invalid_request" = (summary = "A required parameter is missing", value = json!({"error": "invalid_request", "error_description": "Missing required parameter: username", "detail": "Missing required parameter: username"}))),
+                ("invalid_scope" = (summary = "A scope no role grants", value = json!({"error": "invalid_scope", "error_description": "Unknown scope: admin:everything", "detail": "Unknown scope: admin:everything"}))),
+                ("unsupported_grant_type" = (summary = "A grant warden does not have", value = json!({"error": "unsupported_grant_type", "error_description": "Unsupported grant_type: client_credentials", "detail": "Unsupported grant_type: client_credentials"}))),
+            )),
         (status = 413, description = "Body over 64 KiB", body = crate::http::routes::Detail),
         (status = 415, description = "Not a form or JSON body", body = crate::http::routes::Detail),
-        (status = 422, description = "A field or its name contains control characters", body = crate::http::routes::ValidationErrorBody),
+        (status = 422, description = "A field or its name contains control characters", body = crate::http::routes::ValidationErrorBody,
+            example = json!({"detail": [{"loc": ["body", "username"], "msg": "String should not contain control characters", "type": "string_control_character"}]})),
         (status = 429, description = "Too many failed logins; see Retry-After", body = crate::http::routes::Detail),
         (status = 503, description = "Password hashing queue full; see Retry-After", body = crate::http::routes::Detail),
     )
@@ -212,9 +221,11 @@ impl FromForm for RevokeRequest {
     }
 }
 
-/// Revoke a token (RFC 7009). Revoking either kind ends its whole session:
-/// the refresh token at once, the session's access tokens on their next
-/// request. Always 200, whether or not the token was valid.
+/// Revoke a token
+///
+/// RFC 7009. Revoking either kind ends its whole session: the refresh
+/// token at once, the session's access tokens on their next request.
+/// Always 200, whether or not the token was valid.
 #[utoipa::path(
     post,
     path = "/token/revoke",
@@ -222,10 +233,12 @@ impl FromForm for RevokeRequest {
     request_body(content = RevokeRequest, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "Revoked, or nothing to revoke"),
-        (status = 400, description = "No `token` parameter", body = crate::http::routes::OAuthErrorBody),
+        (status = 400, description = "No `token` parameter", body = crate::http::routes::OAuthErrorBody,
+            example = json!({"error": "invalid_request", "error_description": "Missing required parameter: token", "detail": "Missing required parameter: token"})),
         (status = 413, description = "Body over 64 KiB", body = crate::http::routes::Detail),
         (status = 415, description = "Not a form or JSON body", body = crate::http::routes::Detail),
-        (status = 422, description = "A field or its name contains control characters", body = crate::http::routes::ValidationErrorBody),
+        (status = 422, description = "A field or its name contains control characters", body = crate::http::routes::ValidationErrorBody,
+            example = json!({"detail": [{"loc": ["body", "token"], "msg": "String should not contain control characters", "type": "string_control_character"}]})),
     )
 )]
 pub async fn revoke_token(State(state): State<AppState>, params: OAuthParams) -> Result<Response> {
@@ -311,9 +324,11 @@ pub struct Introspection {
     pub iss: Option<String>,
 }
 
-/// Whether a token is live, and what it grants (RFC 7662). The caller needs
-/// a token with scope `tokens:introspect`. A revoked, expired, malformed or
-/// foreign token is `{"active": false}`.
+/// Introspect a token
+///
+/// Whether a token is live, and what it grants (RFC 7662). The caller
+/// needs a bearer token with scope `tokens:introspect`. A revoked,
+/// expired, malformed or foreign token is `{"active": false}`.
 #[utoipa::path(
     post,
     path = "/token/introspect",
@@ -322,12 +337,14 @@ pub struct Introspection {
     security(("OAuth2PasswordBearer" = ["tokens:introspect"]), ("bearerAuth" = [])),
     responses(
         (status = 200, description = "Introspection", body = Introspection),
-        (status = 400, description = "No `token` parameter", body = crate::http::routes::OAuthErrorBody),
+        (status = 400, description = "No `token` parameter", body = crate::http::routes::OAuthErrorBody,
+            example = json!({"error": "invalid_request", "error_description": "Missing required parameter: token", "detail": "Missing required parameter: token"})),
         (status = 401, description = "Missing, invalid or expired bearer token", body = crate::http::routes::Detail),
         (status = 403, description = "Bearer token lacks `tokens:introspect`", body = crate::http::routes::Detail),
         (status = 413, description = "Body over 64 KiB", body = crate::http::routes::Detail),
         (status = 415, description = "Not a form or JSON body", body = crate::http::routes::Detail),
-        (status = 422, description = "A field or its name contains control characters", body = crate::http::routes::ValidationErrorBody),
+        (status = 422, description = "A field or its name contains control characters", body = crate::http::routes::ValidationErrorBody,
+            example = json!({"detail": [{"loc": ["body", "token"], "msg": "String should not contain control characters", "type": "string_control_character"}]})),
     )
 )]
 pub async fn introspect_token(

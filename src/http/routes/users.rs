@@ -295,11 +295,12 @@ pub fn parse_registration(body: &Map<String, Value>) -> Result<RegisterRequest> 
     body::parse(body, ())
 }
 
-/// Register a new account.
+/// Register a new account
 ///
-/// Open to anyone while registration is open; the new user gets the
-/// `user` role. At most `WARDEN_THROTTLE_PER_ADDRESS` registrations per
-/// address and window.
+/// Open to anyone while registration is open (`WARDEN_REGISTRATION`); the
+/// new user gets the `user` role. Answers 201 with the user and a
+/// `Location` header. At most `WARDEN_THROTTLE_PER_ADDRESS` registrations
+/// per address and window.
 #[utoipa::path(
     post,
     path = "/users",
@@ -307,12 +308,14 @@ pub fn parse_registration(body: &Map<String, Value>) -> Result<RegisterRequest> 
     request_body = RegisterRequest,
     responses(
         (status = 201, description = "Registered", body = UserView),
-        (status = 403, description = "Registration is closed", body = crate::http::routes::Detail),
+        (status = 403, description = "Registration is closed", body = crate::http::routes::Detail,
+            example = json!({"detail": "Registration is closed"})),
         (status = 409, description = "Username or email already registered", body = crate::http::routes::Detail),
         (status = 413, description = "Body over 64 KiB", body = crate::http::routes::Detail),
         (status = 415, description = "Not JSON", body = crate::http::routes::Detail),
         (status = 422, description = "Invalid input", body = crate::http::routes::ValidationErrorBody),
-        (status = 429, description = "Too many registrations from this address; see Retry-After", body = crate::http::routes::Detail),
+        (status = 429, description = "Too many registrations from this address; see Retry-After", body = crate::http::routes::Detail,
+            example = json!({"detail": "Too many registrations from this address; try again in 42 seconds"})),
         (status = 503, description = "Password hashing queue full; see Retry-After", body = crate::http::routes::Detail),
     )
 )]

@@ -13,9 +13,18 @@
 
   const $ = (id) => document.getElementById(id);
 
-  function show(text, kind) {
+  // `link`, when given, is `{ href, text }`: an address to go to, shown
+  // after the text.
+  function show(text, kind, link) {
     const m = $('message');
     m.textContent = text;
+    m.removeAttribute('title');
+    if (link) {
+      const a = document.createElement('a');
+      a.href = link.href;
+      a.textContent = link.text;
+      m.append(' ', a);
+    }
     m.className = kind;
     m.setAttribute('role', kind === 'error' ? 'alert' : 'status');
     m.hidden = false;
@@ -110,13 +119,13 @@
     return false;
   }
 
-  function signedOut(text, kind) {
+  function signedOut(text, kind, link) {
     access = null;
     clearTimeout(refreshTimer);
     $('loading').hidden = true;
     $('signed-in').hidden = true;
     $('signed-out').hidden = false;
-    if (text) show(text, kind || 'ok');
+    if (text) show(text, kind || 'ok', link);
   }
 
   async function showAccount() {
@@ -134,13 +143,39 @@
     await loadSessions();
   }
 
+  // Opened at an address that is not warden's issuer (another name of the
+  // host, a port forward): warden accepts the refresh cookie only from its
+  // own origin, so this page can neither sign in nor stay signed in here.
+  // warden redirects the loopback names (localhost for 127.0.0.1) itself;
+  // this names the address for the rest, from the server's metadata.
+  async function wrongAddress(refusal) {
+    let issuer = null;
+    try {
+      const r = await fetch('/.well-known/oauth-authorization-server', { cache: 'no-store' });
+      if (r.ok) issuer = (await r.json()).issuer;
+    } catch (_) {
+      issuer = null;
+    }
+    const here = `This page is at ${location.origin}, but warden's sign-in cookie works only at warden's own address (its issuer)`;
+    if (typeof issuer !== 'string' || !/^https?:\/\//.test(issuer)) {
+      signedOut(`${here}. Warden said: ${refusal}.`, 'error');
+      return;
+    }
+    const account = `${issuer.replace(/\/+$/, '')}/account`;
+    signedOut(`${here}: open`, 'error', { href: account, text: account });
+    $('message').title = refusal;
+  }
+
   function when(iso) {
     const d = new Date(iso);
     return Number.isNaN(d.getTime()) ? iso : d.toLocaleString();
   }
 
-  function cell(text, title) {
+  // `label` is the column's name, shown beside the value when a narrow
+  // screen stacks each session into a card (style.css).
+  function cell(label, text, title) {
     const td = document.createElement('td');
+    td.dataset.label = label;
     td.textContent = text;
     if (title) td.title = title;
     return td;
@@ -159,14 +194,17 @@
     for (const s of sessions) {
       const tr = document.createElement('tr');
       tr.dataset.id = s.id;
-      const agent = s.user_agent || 'unknown device';
+      // The server's name for the device; the raw user agent on hover.
+      const device = cell('Device', s.device || 'Unknown device', s.user_agent || 'No user agent');
+      device.className = 'device';
       tr.append(
-        cell(agent.length > 48 ? `${agent.slice(0, 47)}…` : agent, agent),
-        cell(s.ip || ''),
-        cell(when(s.created_at), s.created_at),
-        cell(when(s.last_used_at), s.last_used_at),
+        device,
+        cell('Address', s.ip || ''),
+        cell('Signed in', when(s.created_at), s.created_at),
+        cell('Last used', when(s.last_used_at), s.last_used_at),
       );
       const last = document.createElement('td');
+      last.className = 'end';
       if (s.current) {
         tr.className = 'current';
         const badge = document.createElement('span');
@@ -226,6 +264,9 @@
     busy(form, false);
     if (r.ok) {
       form.reset();
+    } else if (r.status === 400 && /origin/i.test(describe(r))) {
+      $('signin-password').value = '';
+      await wrongAddress(describe(r));
     } else {
       show(describe(r), 'error');
       $('signin-password').value = '';
@@ -290,9 +331,8 @@
   (async () => {
     if (await refresh()) await showAccount();
     else if (lastRefusal) {
-      // Opened at an address that is not warden's issuer (localhost for
-      // 127.0.0.1, say): the cookie is there but may not be used.
-      signedOut(`${lastRefusal}. This page is at ${location.origin}; open it at warden's own address to stay signed in.`, 'error');
+      // The cookie is there but may not be used from this origin.
+      await wrongAddress(lastRefusal);
     } else signedOut();
   })();
 })();

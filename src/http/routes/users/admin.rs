@@ -144,8 +144,11 @@ fn is_self(claims: &Claims, id: Uuid) -> bool {
     Uuid::parse_str(&claims.sub).is_ok_and(|sub| sub == id) && claims.has_scope(SCOPE_ME)
 }
 
-/// List users, in creation order, a page at a time (keyset pagination:
-/// stable while users are being added).
+/// List users
+///
+/// In creation order, a page at a time (keyset pagination: stable while
+/// users are being added). `q` keeps users whose username or email starts
+/// with it. Needs scope `users:read`.
 #[utoipa::path(
     get,
     path = "/users",
@@ -181,7 +184,9 @@ pub async fn list_users(
     }))
 }
 
-/// One user: yourself, or anyone with `users:read`.
+/// Read a user
+///
+/// Yourself (scope `me`), or anyone with scope `users:read`.
 #[utoipa::path(
     get,
     path = "/users/{id}",
@@ -209,9 +214,11 @@ pub async fn get_user(
     Ok(Json(UserView::from(&user)))
 }
 
-/// Change a user. Yourself: profile fields only. With `users:write`:
-/// anyone else's profile, `roles` and `disabled` too; a role or disabled
-/// change ends every earlier token of that user at once.
+/// Change a user
+///
+/// Yourself: profile fields only. With `users:write`: anyone else's
+/// profile, `roles` and `disabled` too; a role or disabled change ends
+/// every earlier token and session of that user at once.
 #[utoipa::path(
     patch,
     path = "/users/{id}",
@@ -222,12 +229,24 @@ pub async fn get_user(
     responses(
         (status = 200, description = "The updated user", body = UserView),
         (status = 401, description = "Missing, invalid or expired token", body = crate::http::routes::Detail),
-        (status = 403, description = "Another user without `users:write`, or your own roles/disabled flag", body = crate::http::routes::Detail),
+        (status = 403, description = "Another user without `users:write`, or your own roles/disabled flag", body = crate::http::routes::Detail,
+            examples(
+                ("missing_scope" = (summary = "Another user, without users:write", value = json!({"detail": "Not enough permissions"}))),
+                ("own_roles" = (summary = "Your own roles or disabled flag", value = json!({"detail": "You cannot change your own roles or disabled flag"}))),
+            )),
         (status = 404, description = "No such user", body = crate::http::routes::Detail),
-        (status = 409, description = "Username or email already registered", body = crate::http::routes::Detail),
+        (status = 409, description = "Username or email already registered, or the last admin would lose the role", body = crate::http::routes::Detail,
+            examples(
+                ("taken" = (summary = "Username or email taken", value = json!({"detail": "Username or email already registered"}))),
+                ("last_admin" = (summary = "The last admin", value = json!({"detail": crate::http::error::LAST_ADMIN}))),
+            )),
         (status = 413, description = "Body over 64 KiB", body = crate::http::routes::Detail),
         (status = 415, description = "Not JSON", body = crate::http::routes::Detail),
-        (status = 422, description = "Invalid input, or the id is not a UUID", body = crate::http::routes::ValidationErrorBody),
+        (status = 422, description = "Invalid input, or the id is not a UUID", body = crate::http::routes::ValidationErrorBody,
+            examples(
+                ("invalid_email" = (summary = "A field breaks its rule", value = json!({"detail": [{"loc": ["body", "email"], "msg": "value is not a valid email address: it must contain exactly one @", "type": "value_error"}]}))),
+                ("invalid_id" = (summary = "The id is not a UUID", value = json!({"detail": [{"loc": ["path", "id"], "msg": "Input should be a valid UUID", "type": "uuid_parsing"}]}))),
+            )),
     )
 )]
 pub async fn update_user(
@@ -252,7 +271,10 @@ pub async fn update_user(
     Ok(Json(UserView::from(&updated)))
 }
 
-/// Delete a user (`users:write`). Their tokens fail at once.
+/// Delete a user
+///
+/// Needs scope `users:write`. Every token and session of the user fails at
+/// once; the last admin cannot be deleted (409).
 #[utoipa::path(
     delete,
     path = "/users/{id}",
@@ -264,6 +286,8 @@ pub async fn update_user(
         (status = 401, description = "Missing, invalid or expired token", body = crate::http::routes::Detail),
         (status = 403, description = "Token lacks scope `users:write`", body = crate::http::routes::Detail),
         (status = 404, description = "No such user", body = crate::http::routes::Detail),
+        (status = 409, description = "The last admin account", body = crate::http::routes::Detail,
+            example = json!({"detail": crate::http::error::LAST_ADMIN})),
         (status = 422, description = "The id is not a UUID", body = crate::http::routes::ValidationErrorBody),
     )
 )]

@@ -26,7 +26,10 @@ use crate::http::state::AppState;
 const CHANGED_AFTER: &str =
     "The password was changed, but the account changed again at the same time; sign in again";
 
-/// The current user.
+/// Read your own account
+///
+/// The user the bearer token belongs to. Needs scope `me`; this is the
+/// tutorial's `GET /users/me`.
 #[utoipa::path(
     get,
     path = "/users/me",
@@ -52,8 +55,11 @@ pub async fn get_current_user(
         .into_response())
 }
 
-/// Change your own username, email or full name. Roles and the disabled
-/// flag cannot be changed here.
+/// Change your own profile
+///
+/// Changes your `username`, `email` or `full_name`; fields left out stay
+/// as they are. Roles and the disabled flag cannot be changed here (403),
+/// nor the password (`PUT /users/me/password`).
 #[utoipa::path(
     patch,
     path = "/users/me",
@@ -63,11 +69,16 @@ pub async fn get_current_user(
     responses(
         (status = 200, description = "Updated user", body = UserView),
         (status = 401, description = "Missing, invalid or expired token", body = crate::http::routes::Detail),
-        (status = 403, description = "Token lacks scope `me`, or the body tries to change roles or disabled", body = crate::http::routes::Detail),
+        (status = 403, description = "Token lacks scope `me`, or the body tries to change roles or disabled", body = crate::http::routes::Detail,
+            examples(
+                ("missing_scope" = (summary = "The token lacks scope me", value = json!({"detail": "Not enough permissions"}))),
+                ("own_roles" = (summary = "The body changes roles or disabled", value = json!({"detail": "You cannot change your own roles or disabled flag"}))),
+            )),
         (status = 409, description = "Username or email already registered", body = crate::http::routes::Detail),
         (status = 413, description = "Body over 64 KiB", body = crate::http::routes::Detail),
         (status = 415, description = "Not JSON", body = crate::http::routes::Detail),
-        (status = 422, description = "Invalid input", body = crate::http::routes::ValidationErrorBody),
+        (status = 422, description = "Invalid input", body = crate::http::routes::ValidationErrorBody,
+            example = json!({"detail": [{"loc": ["body", "email"], "msg": "value is not a valid email address: it must contain exactly one @", "type": "value_error"}]})),
     )
 )]
 pub async fn update_current_user(
@@ -80,7 +91,11 @@ pub async fn update_current_user(
     Ok(Json(UserView::from(&updated)))
 }
 
-/// Delete your own account; confirm with your password. All sessions end.
+/// Delete your own account
+///
+/// Confirm with your password (`{"password": "..."}`). Every session and
+/// token of the account ends; 204. The last admin cannot delete itself
+/// (409).
 #[utoipa::path(
     delete,
     path = "/users/me",
@@ -89,11 +104,15 @@ pub async fn update_current_user(
     security(("OAuth2PasswordBearer" = ["me"]), ("bearerAuth" = [])),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, description = "Incorrect password", body = crate::http::routes::Detail),
+        (status = 400, description = "Incorrect password", body = crate::http::routes::Detail,
+            example = json!({"detail": "Incorrect password"})),
         (status = 401, description = "Missing, invalid or expired token", body = crate::http::routes::Detail),
+        (status = 409, description = "The last admin account", body = crate::http::routes::Detail,
+            example = json!({"detail": crate::http::error::LAST_ADMIN})),
         (status = 413, description = "Body over 64 KiB", body = crate::http::routes::Detail),
         (status = 415, description = "Not JSON", body = crate::http::routes::Detail),
-        (status = 422, description = "Invalid input", body = crate::http::routes::ValidationErrorBody),
+        (status = 422, description = "Invalid input", body = crate::http::routes::ValidationErrorBody,
+            example = json!({"detail": [{"loc": ["body", "password"], "msg": "Field required", "type": "missing"}]})),
         (status = 429, description = "Too many failed password checks; see Retry-After", body = crate::http::routes::Detail),
         (status = 503, description = "Password hashing queue full; see Retry-After", body = crate::http::routes::Detail),
     )
@@ -120,10 +139,13 @@ pub async fn delete_current_user(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Change your password. Every earlier token of the account stops working;
-/// a fresh token is returned. With `?cookie=true` the fresh refresh token
-/// replaces the browser's refresh cookie instead of appearing in the body
-/// (the old cookie's session has just ended).
+/// Change your password
+///
+/// Takes `{"current_password", "new_password"}`. Every earlier token and
+/// session of the account stops working, and a fresh token pair is
+/// returned (the shape of `POST /token`). With `?cookie=true` the fresh
+/// refresh token replaces the browser's refresh cookie instead of
+/// appearing in the body (the old cookie's session has just ended).
 #[utoipa::path(
     put,
     path = "/users/me/password",
@@ -133,11 +155,16 @@ pub async fn delete_current_user(
     security(("OAuth2PasswordBearer" = ["me"]), ("bearerAuth" = [])),
     responses(
         (status = 200, description = "Changed; a fresh token", body = TokenResponse),
-        (status = 400, description = "Incorrect current password, or cookie mode from another origin", body = crate::http::routes::Detail),
+        (status = 400, description = "Incorrect current password, or cookie mode from another origin", body = crate::http::routes::Detail,
+            examples(
+                ("wrong_password" = (summary = "Wrong current password", value = json!({"detail": "Incorrect password"}))),
+                ("cookie_origin" = (summary = "Cookie mode from a foreign page", value = json!({"detail": crate::http::cookies::COOKIE_MODE_ORIGIN_REFUSED}))),
+            )),
         (status = 401, description = "Missing, invalid or expired token", body = crate::http::routes::Detail),
         (status = 413, description = "Body over 64 KiB", body = crate::http::routes::Detail),
         (status = 415, description = "Not JSON", body = crate::http::routes::Detail),
-        (status = 422, description = "New password refused", body = crate::http::routes::ValidationErrorBody),
+        (status = 422, description = "New password refused", body = crate::http::routes::ValidationErrorBody,
+            example = json!({"detail": [{"loc": ["body", "new_password"], "msg": "This password is too common; choose a less guessable one", "type": "value_error"}]})),
         (status = 429, description = "Too many failed password checks; see Retry-After", body = crate::http::routes::Detail),
         (status = 503, description = "Password hashing queue full; see Retry-After", body = crate::http::routes::Detail),
     )
