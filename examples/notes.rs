@@ -66,7 +66,8 @@
 //!
 //! ```sh
 //! # warden.toml: [roles.resource_server]  scopes = ["tokens:introspect"]
-//! warden users create --username notes-feed --email notes-feed@example.com --role resource_server
+//! # (warden itself started with --config warden.toml, so it knows the role)
+//! warden --config warden.toml users create --username notes-feed --email notes-feed@example.com --role resource_server
 //! NOTES_FEED_USERNAME=notes-feed NOTES_FEED_PASSWORD='...' cargo run --example notes
 //! # Log out at warden; the same token is refused here within a second.
 //! curl -s -X POST localhost:8000/logout -H "authorization: Bearer $TOKEN"
