@@ -6,6 +6,7 @@
 //! rows to these types, the auth services decide with them.
 
 pub mod audit;
+pub mod client;
 pub mod error;
 pub mod key;
 pub mod profile;
