@@ -3,11 +3,12 @@
 //! `LISTEN` one too), dropping the handle without `stop` leaves nothing
 //! running either, and a new server starts on the same database afterwards.
 //!
-//! What shows the connections are gone: on SQLite, the last connection to
-//! a WAL database deletes `-wal` and `-shm` when it closes, so the files
-//! stay while any connection (the pool's, the change counter's) is open; on
-//! PostgreSQL, `pg_stat_activity` lists every connection to the test's
-//! database. The tasks hold clones of the state, and so of the pool: a task
+//! What shows the connections are gone: on SQLite, every open connection
+//! (the pool's, the change counter's) holds a file descriptor on the
+//! database file, which `/proc/self/fd` lists; on PostgreSQL,
+//! `pg_stat_activity` lists every connection to the test's database.
+//! (The `-wal` file is no measure: two connections closing at the same
+//! moment may each see the other and both leave it behind.) The tasks hold clones of the state, and so of the pool: a task
 //! left running would keep those connections open forever; and while the
 //! test holds a clone itself, only `close` can end them.
 
@@ -32,14 +33,10 @@ struct Connections {
 
 async fn connections(env: &TestEnv) -> Connections {
     match crate::BACKEND {
-        Backend::Sqlite => {
-            let wal = env.dir.path().join("warden.db-wal").exists();
-            let shm = env.dir.path().join("warden.db-shm").exists();
-            Connections {
-                open: i64::from(wal || shm),
-                listening: 0,
-            }
-        }
+        Backend::Sqlite => Connections {
+            open: sqlite_descriptors(env),
+            listening: 0,
+        },
         Backend::Postgres => {
             let url = url::Url::parse(&env.database_url).unwrap();
             let name = url.path().trim_start_matches('/').to_owned();
@@ -56,6 +53,24 @@ async fn connections(env: &TestEnv) -> Connections {
             Connections { open, listening }
         }
     }
+}
+
+/// This process's open file descriptors on the test's database file (each
+/// SQLite connection holds one; its `-wal` and `-shm` files are not counted,
+/// so the number is the connections').
+fn sqlite_descriptors(env: &TestEnv) -> i64 {
+    let database = env
+        .dir
+        .path()
+        .canonicalize()
+        .expect("the test directory exists")
+        .join("warden.db");
+    let fds = std::fs::read_dir("/proc/self/fd").expect("/proc/self/fd lists descriptors (Linux)");
+    let open = fds
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter(|target| *target == database)
+        .count();
+    i64::try_from(open).expect("a count of descriptors")
 }
 
 /// Polls until `done` holds for the database's connections, at most
@@ -93,7 +108,7 @@ async fn stop_ends_the_tasks_and_closes_the_database_and_a_new_server_starts_on_
     assert!(stopped.store_closed, "{stopped:?}");
     if crate::BACKEND == Backend::Sqlite {
         // `close` waited for SQLite to close the file.
-        assert_eq!(connections(&env).await.open, 0, "WAL files left after stop");
+        assert_eq!(connections(&env).await.open, 0, "database file still open after stop");
     }
     // A PostgreSQL backend exits a moment after its client said goodbye.
     let after = settle(&env, |c| c.open == 0).await;
