@@ -64,6 +64,10 @@ pub enum Error {
     /// An OAuth 2.0 grant error (RFC 6749 §5.2).
     #[error("{1}")]
     Grant(GrantError, String),
+    /// Client authentication failed (RFC 6749 §5.2 `invalid_client`);
+    /// `basic`: the client tried `Authorization: Basic`.
+    #[error("client authentication failed")]
+    InvalidClient { basic: bool },
     /// The token or the user behind it is not (or no longer) valid.
     #[error(transparent)]
     Unauthenticated(#[from] AuthError),

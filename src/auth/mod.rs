@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod audit;
 pub mod cache;
+pub mod clients;
 pub mod devices;
 pub mod error;
 pub mod grants;

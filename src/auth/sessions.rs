@@ -71,6 +71,8 @@ pub async fn open_session(
         last_used_at: now,
         expires_at,
         revoked_at: None,
+        client_id: None,
+        browser: false,
     };
     let opened = state
         .store

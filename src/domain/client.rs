@@ -17,6 +17,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use url::{Host, Url};
+use uuid::Uuid;
 
 /// The longest redirect URI accepted (a browser's practical URL limit is
 /// far above it; a longer one is a mistake or an attack on storage).
@@ -179,6 +180,247 @@ fn authority_host(uri: &str) -> Option<&str> {
         return Some(&authority[..close + 2]);
     }
     Some(authority.split(':').next().unwrap_or(authority))
+}
+
+/// The grant types a client may be registered for.
+pub const GRANT_AUTHORIZATION_CODE: &str = "authorization_code";
+pub const GRANT_REFRESH_TOKEN: &str = "refresh_token";
+pub const GRANT_CLIENT_CREDENTIALS: &str = "client_credentials";
+pub const CLIENT_GRANT_TYPES: &[&str] = &[
+    GRANT_AUTHORIZATION_CODE,
+    GRANT_REFRESH_TOKEN,
+    GRANT_CLIENT_CREDENTIALS,
+];
+
+/// The algorithms an id token may be signed with (OpenID Connect's
+/// mandatory `RS256` is the default).
+pub const ID_TOKEN_ALGORITHMS: &[&str] = &["RS256", "ES256", "EdDSA"];
+pub const DEFAULT_ID_TOKEN_ALGORITHM: &str = "RS256";
+
+/// The longest client name accepted.
+pub const MAX_CLIENT_NAME_LEN: usize = 100;
+/// The most redirect URIs (and, separately, post-logout redirect URIs) one
+/// client may register.
+pub const MAX_REDIRECT_URIS: usize = 20;
+
+/// A registered OAuth client, as stored. `secret_hash` is SHA-256 of the
+/// secret (which has 256 random bits, so a fast hash is enough: there is
+/// nothing to guess); public clients have none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientRecord {
+    /// The `client_id`.
+    pub id: Uuid,
+    pub name: String,
+    pub public: bool,
+    pub first_party: bool,
+    pub secret_hash: Option<Vec<u8>>,
+    pub secret_created_at: Option<i64>,
+    /// Exactly as registered; matched by [`redirect_uri_matches`].
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub backchannel_logout_uri: Option<String>,
+    /// A subset of [`CLIENT_GRANT_TYPES`].
+    pub grant_types: Vec<String>,
+    /// The most a token through this client may carry.
+    pub scopes: Vec<String>,
+    pub id_token_signed_response_alg: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl ClientRecord {
+    pub fn allows_grant(&self, grant: &str) -> bool {
+        self.grant_types.iter().any(|g| g == grant)
+    }
+
+    /// The registered redirect URI that `presented` matches, if any.
+    pub fn registered_redirect_uri(&self, presented: &str) -> Option<&str> {
+        self.redirect_uris
+            .iter()
+            .find(|r| redirect_uri_matches(r, presented))
+            .map(String::as_str)
+    }
+
+    /// RFC 8252 §8.6: whether a remembered consent (or `first_party`) may
+    /// skip the consent screen. Anyone can claim a public client's
+    /// loopback or custom-scheme redirect URI on their own machine, so for
+    /// those clients the user always confirms.
+    pub fn may_skip_consent(&self) -> bool {
+        !self.public
+            || self
+                .redirect_uris
+                .iter()
+                .all(|uri| uri.starts_with("https://"))
+    }
+}
+
+/// What registering or updating a client may get wrong: the field (its
+/// JSON name, and the index within a list) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientFieldError {
+    pub field: &'static str,
+    pub index: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ClientFieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.index {
+            Some(i) => write!(f, "{}[{i}]: {}", self.field, self.message),
+            None => write!(f, "{}: {}", self.field, self.message),
+        }
+    }
+}
+
+impl std::error::Error for ClientFieldError {}
+
+fn field_error(
+    field: &'static str,
+    index: Option<usize>,
+    message: impl Into<String>,
+) -> ClientFieldError {
+    ClientFieldError {
+        field,
+        index,
+        message: message.into(),
+    }
+}
+
+/// Checks a client's registration as a whole — the rules that tie its
+/// fields together as well as each field's own — so that a create and a
+/// partial update are held to the same rules. `known_scope` says whether
+/// a scope exists (some role grants it, or it is an OpenID scope).
+pub fn validate_client(
+    client: &ClientRecord,
+    known_scope: impl Fn(&str) -> bool,
+) -> Result<(), ClientFieldError> {
+    let name = client.name.trim();
+    if name.is_empty() || client.name.chars().count() > MAX_CLIENT_NAME_LEN {
+        return Err(field_error("name", None, "must be 1 to 100 characters"));
+    }
+    if client.name.chars().any(char::is_control) {
+        return Err(field_error(
+            "name",
+            None,
+            "must not contain control characters",
+        ));
+    }
+    if client.redirect_uris.len() > MAX_REDIRECT_URIS {
+        return Err(field_error(
+            "redirect_uris",
+            None,
+            "at most 20 redirect URIs",
+        ));
+    }
+    for (i, uri) in client.redirect_uris.iter().enumerate() {
+        validate_redirect_uri(uri, client.public)
+            .map_err(|e| field_error("redirect_uris", Some(i), e.to_string()))?;
+    }
+    if client.post_logout_redirect_uris.len() > MAX_REDIRECT_URIS {
+        return Err(field_error(
+            "post_logout_redirect_uris",
+            None,
+            "at most 20 redirect URIs",
+        ));
+    }
+    for (i, uri) in client.post_logout_redirect_uris.iter().enumerate() {
+        validate_redirect_uri(uri, client.public)
+            .map_err(|e| field_error("post_logout_redirect_uris", Some(i), e.to_string()))?;
+    }
+    if let Some(uri) = &client.backchannel_logout_uri {
+        // Warden posts logout tokens there itself: an https URL (or a
+        // loopback one), never a custom scheme.
+        validate_redirect_uri(uri, false)
+            .map_err(|e| field_error("backchannel_logout_uri", None, e.to_string()))?;
+    }
+    if client.grant_types.is_empty() {
+        return Err(field_error("grant_types", None, "at least one grant type"));
+    }
+    for (i, grant) in client.grant_types.iter().enumerate() {
+        if !CLIENT_GRANT_TYPES.contains(&grant.as_str()) {
+            return Err(field_error(
+                "grant_types",
+                Some(i),
+                "must be authorization_code, refresh_token or client_credentials",
+            ));
+        }
+    }
+    if client.allows_grant(GRANT_CLIENT_CREDENTIALS) && client.public {
+        return Err(field_error(
+            "grant_types",
+            None,
+            "client_credentials needs a confidential client (public clients have no secret)",
+        ));
+    }
+    if client.allows_grant(GRANT_AUTHORIZATION_CODE) && client.redirect_uris.is_empty() {
+        return Err(field_error(
+            "redirect_uris",
+            None,
+            "the authorization_code grant needs at least one redirect URI",
+        ));
+    }
+    for (i, scope) in client.scopes.iter().enumerate() {
+        if !known_scope(scope) {
+            return Err(field_error(
+                "scopes",
+                Some(i),
+                format!("no role grants the scope {scope:?}, and it is not an OpenID scope"),
+            ));
+        }
+    }
+    if !ID_TOKEN_ALGORITHMS.contains(&client.id_token_signed_response_alg.as_str()) {
+        return Err(field_error(
+            "id_token_signed_response_alg",
+            None,
+            "must be RS256, ES256 or EdDSA",
+        ));
+    }
+    Ok(())
+}
+
+/// Remembered consent: the scopes a user granted a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentRecord {
+    pub user_id: Uuid,
+    pub client_id: Uuid,
+    pub scopes: Vec<String>,
+    pub granted_at: i64,
+}
+
+/// An authorization code as stored: the hash of the code and everything
+/// the token endpoint must check it against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizationCodeRecord {
+    /// SHA-256 of the code.
+    pub hash: Vec<u8>,
+    pub client_id: Uuid,
+    pub user_id: Uuid,
+    /// The browser session (`warden_session`) the code was issued in.
+    pub browser_session: Uuid,
+    /// As sent to `/authorize`; `None` when it was omitted.
+    pub redirect_uri: Option<String>,
+    /// The PKCE S256 challenge (base64url of SHA-256 of the verifier).
+    pub code_challenge: String,
+    pub scope: String,
+    pub nonce: Option<String>,
+    pub auth_time: i64,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+    /// The session the first redemption opened.
+    pub session_id: Option<Uuid>,
+}
+
+/// What redeeming a code found; decided atomically by the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeRedemption {
+    /// First use: the code is now spent and names the session to open.
+    Redeemed(AuthorizationCodeRecord),
+    /// Used before: the record as the first use left it (its
+    /// `session_id` is the session to end).
+    Replayed(AuthorizationCodeRecord),
+    /// No such code, or expired.
+    Unknown,
 }
 
 #[cfg(test)]

@@ -32,6 +32,8 @@ pub enum GrantError {
     InvalidGrant,
     InvalidScope,
     UnsupportedGrantType,
+    /// The authenticated client may not use this grant.
+    UnauthorizedClient,
 }
 
 impl GrantError {
@@ -41,6 +43,7 @@ impl GrantError {
             Self::InvalidGrant => "invalid_grant",
             Self::InvalidScope => "invalid_scope",
             Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::UnauthorizedClient => "unauthorized_client",
         }
     }
 }

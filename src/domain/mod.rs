@@ -1,6 +1,6 @@
 //! The domain: the entities warden keeps and the pure rules about them —
 //! users, sessions with their refresh-rotation state machine, signing keys,
-//! audit events, the validation of user fields, roles and the domain errors.
+//! audit events, OAuth clients with their codes and consents, the validation of user fields, roles and the domain errors.
 //!
 //! This tier knows nothing of HTTP or SQL (no axum, no sqlx): storage maps
 //! rows to these types, the auth services decide with them.
@@ -15,6 +15,7 @@ pub mod session;
 pub mod user;
 
 pub use audit::{AuditQuery, AuditRecord};
+pub use client::{AuthorizationCodeRecord, ClientRecord, CodeRedemption, ConsentRecord};
 pub use key::SigningKeyRecord;
 pub use session::{
     PresentedRefresh, RefreshLifetimes, RefreshOutcome, RefreshRecord, RefreshState, RefreshStep,

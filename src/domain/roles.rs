@@ -9,13 +9,35 @@ pub const SCOPE_ME: &str = "me";
 pub const SCOPE_USERS_READ: &str = "users:read";
 pub const SCOPE_USERS_WRITE: &str = "users:write";
 pub const SCOPE_TOKENS_INTROSPECT: &str = "tokens:introspect";
+pub const SCOPE_CLIENTS_READ: &str = "clients:read";
+pub const SCOPE_CLIENTS_WRITE: &str = "clients:write";
 
 pub const BUILTIN_SCOPES: &[&str] = &[
     SCOPE_ME,
     SCOPE_USERS_READ,
     SCOPE_USERS_WRITE,
     SCOPE_TOKENS_INTROSPECT,
+    SCOPE_CLIENTS_READ,
+    SCOPE_CLIENTS_WRITE,
 ];
+
+/// OpenID Connect's scopes: no role grants them; every user may request
+/// them through a client (they ask for claims about the user, or for a
+/// refresh token, not for access to an API).
+pub const SCOPE_OPENID: &str = "openid";
+pub const SCOPE_PROFILE: &str = "profile";
+pub const SCOPE_EMAIL: &str = "email";
+pub const SCOPE_OFFLINE_ACCESS: &str = "offline_access";
+pub const OPENID_SCOPES: &[&str] = &[
+    SCOPE_OPENID,
+    SCOPE_PROFILE,
+    SCOPE_EMAIL,
+    SCOPE_OFFLINE_ACCESS,
+];
+
+pub fn is_openid_scope(scope: &str) -> bool {
+    OPENID_SCOPES.contains(&scope)
+}
 
 pub const ROLE_USER: &str = "user";
 pub const ROLE_ADMIN: &str = "admin";
@@ -138,7 +160,7 @@ mod tests {
     fn builtins() {
         let r = Roles::default();
         assert_eq!(r.scopes_of(&["user".into()]), BTreeSet::from(["me"]));
-        assert_eq!(r.scopes_of(&["admin".into()]).len(), 4);
+        assert_eq!(r.scopes_of(&["admin".into()]).len(), 6);
     }
 
     #[test]

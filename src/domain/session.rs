@@ -14,6 +14,12 @@ pub struct SessionRecord {
     pub last_used_at: i64,
     pub expires_at: i64,
     pub revoked_at: Option<i64>,
+    /// The OAuth client it was issued through (`None`: the password grant,
+    /// or a browser session).
+    pub client_id: Option<Uuid>,
+    /// The browser session of the hosted pages (`warden_session`), which
+    /// issues no tokens of its own.
+    pub browser: bool,
 }
 
 impl SessionRecord {
@@ -188,6 +194,8 @@ mod tests {
                 last_used_at: issued_at,
                 expires_at: 1000,
                 revoked_at: None,
+                client_id: None,
+                browser: false,
             },
             refresh: RefreshState {
                 generation,

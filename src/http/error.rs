@@ -25,6 +25,10 @@ pub enum Error {
     /// 400 with RFC 6749 `error`, `error_description` and `detail`.
     #[error("{1}")]
     Grant(GrantError, String),
+    /// 401 `invalid_client` (RFC 6749 §5.2), with `WWW-Authenticate:
+    /// Basic` only when the client authenticated with Basic.
+    #[error("client authentication failed")]
+    InvalidClient { basic: bool },
     /// 401 or 403 from token verification or a scope check.
     #[error(transparent)]
     Auth(#[from] AuthError),
@@ -82,6 +86,7 @@ impl Error {
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::BadRequest(_) | Self::Grant(..) => StatusCode::BAD_REQUEST,
             Self::Auth(e) => e.status(),
+            Self::InvalidClient { .. } => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Conflict(_) | Self::StateConflict(_) => StatusCode::CONFLICT,
@@ -116,6 +121,7 @@ impl From<auth::Error> for Error {
             E::Validation(errors) => Self::Validation(errors),
             E::BadRequest(detail) => Self::BadRequest(detail),
             E::Grant(code, description) => Self::Grant(code, description),
+            E::InvalidClient { basic } => Self::InvalidClient { basic },
             E::Unauthenticated(e) => Self::Auth(e),
             E::Forbidden(detail) => Self::Forbidden(detail),
             E::NotFound => Self::NotFound,
@@ -187,6 +193,27 @@ impl IntoResponse for Error {
                     .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
                 r.headers_mut()
                     .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+                r
+            }
+            Self::InvalidClient { basic } => {
+                let description = "Client authentication failed";
+                let mut r = Json(json!({
+                    "error": "invalid_client",
+                    "error_description": description,
+                    "detail": description,
+                }))
+                .into_response();
+                r.headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                if basic {
+                    // Only to a client that itself used Basic (RFC 6749
+                    // §5.2): anyone else would be a browser popping up a
+                    // password prompt.
+                    r.headers_mut().insert(
+                        header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static(r#"Basic realm="warden", charset="UTF-8""#),
+                    );
+                }
                 r
             }
             Self::BadRequest(detail) | Self::Forbidden(detail) | Self::StateConflict(detail) => {

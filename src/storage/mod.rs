@@ -11,6 +11,7 @@
 //! covered by the integration tests instead.
 
 mod dialect;
+mod oauth;
 mod sql;
 
 use std::sync::Arc;
@@ -19,9 +20,10 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use crate::domain::{
-    AuditQuery, AuditRecord, PasswordSet, PresentedRefresh, RefreshLifetimes, RefreshOutcome,
-    RefreshRecord, SessionOpened, SessionRecord, SigningKeyRecord, UniqueField, UserChangeLog,
-    UserChanges, UserQuery, UserRecord, UserSecurity, UserUpdate,
+    AuditQuery, AuditRecord, AuthorizationCodeRecord, ClientRecord, CodeRedemption, ConsentRecord,
+    PasswordSet, PresentedRefresh, RefreshLifetimes, RefreshOutcome, RefreshRecord, SessionOpened,
+    SessionRecord, SigningKeyRecord, UniqueField, UserChangeLog, UserChanges, UserQuery,
+    UserRecord, UserSecurity, UserUpdate,
 };
 pub use sql::SqlStore;
 
@@ -61,8 +63,9 @@ pub enum StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Everything warden persists; [`SqlStore`] implements it for both backends.
+/// The authorization server's part is [`OAuthStore`].
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: OAuthStore + Send + Sync + 'static {
     /// Applies the embedded migrations of this backend.
     async fn migrate(&self) -> StoreResult<()>;
     /// Whether warden's migrations were ever applied here (by `warden
@@ -207,6 +210,70 @@ pub trait Store: Send + Sync + 'static {
         ended_before: i64,
         audit_before: Option<i64>,
     ) -> StoreResult<u64>;
+}
+
+/// The authorization server's records: OAuth clients, the consents users
+/// gave them and authorization codes (implemented in `oauth.rs`).
+#[async_trait]
+pub trait OAuthStore: Send + Sync + 'static {
+    /// Stores a new client and `audit`, in one transaction.
+    async fn insert_client(&self, client: &ClientRecord, audit: &AuditRecord) -> StoreResult<()>;
+    async fn client(&self, id: Uuid) -> StoreResult<Option<ClientRecord>>;
+    /// One page of clients by id: those after `after`, at most `limit`.
+    async fn query_clients(
+        &self,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> StoreResult<Vec<ClientRecord>>;
+    /// Writes every field of `client` but its id, secret and creation
+    /// time, and stores `audit`; `false` if there is no such client.
+    async fn update_client(&self, client: &ClientRecord, audit: &AuditRecord) -> StoreResult<bool>;
+    /// Replaces the client's secret hash (the old secret stops working at
+    /// once) and stores `audit`; `false` if there is no such client.
+    async fn set_client_secret(
+        &self,
+        id: Uuid,
+        secret_hash: &[u8],
+        now: i64,
+        audit: &AuditRecord,
+    ) -> StoreResult<bool>;
+    /// Deletes the client with its codes and consents, ends every live
+    /// session issued through it and stores `audit`, in one transaction;
+    /// the ended sessions' ids, or `None` if there was no such client.
+    async fn delete_client(
+        &self,
+        id: Uuid,
+        now: i64,
+        audit: &AuditRecord,
+    ) -> StoreResult<Option<Vec<Uuid>>>;
+
+    /// Inserts or replaces the consent of (user, client).
+    async fn put_consent(&self, consent: &ConsentRecord) -> StoreResult<()>;
+    async fn consent(&self, user: Uuid, client: Uuid) -> StoreResult<Option<ConsentRecord>>;
+    /// Every consent of a user with the client's name, newest first.
+    async fn user_consents(&self, user: Uuid) -> StoreResult<Vec<(ConsentRecord, String)>>;
+    /// Withdraws a consent: deletes it, ends the user's live sessions
+    /// through that client and stores `audit`, in one transaction; the
+    /// ended sessions' ids, or `None` if there was no such consent.
+    async fn delete_consent(
+        &self,
+        user: Uuid,
+        client: Uuid,
+        now: i64,
+        audit: &AuditRecord,
+    ) -> StoreResult<Option<Vec<Uuid>>>;
+
+    async fn insert_code(&self, code: &AuthorizationCodeRecord) -> StoreResult<()>;
+    /// Spends the code with hash `hash` — atomically, so of two concurrent
+    /// redemptions exactly one is [`CodeRedemption::Redeemed`] — and
+    /// records `session` as the session its redemption opens. An expired
+    /// code is [`CodeRedemption::Unknown`].
+    async fn redeem_code(
+        &self,
+        hash: &[u8],
+        session: Uuid,
+        now: i64,
+    ) -> StoreResult<CodeRedemption>;
 }
 
 /// Opens the store named by `url` (`sqlite://...` or `postgres://...`).

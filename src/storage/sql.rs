@@ -31,13 +31,13 @@ use crate::domain::{
 };
 
 /// A value of one backend or the other: a pool, or a transaction on it.
-enum Backend<S, P> {
+pub(super) enum Backend<S, P> {
     Sqlite(S),
     Postgres(P),
 }
 
-type Db = Backend<SqlitePool, PgPool>;
-type Tx = Backend<Transaction<'static, Sqlite>, Transaction<'static, Postgres>>;
+pub(super) type Db = Backend<SqlitePool, PgPool>;
+pub(super) type Tx = Backend<Transaction<'static, Sqlite>, Transaction<'static, Postgres>>;
 
 /// `with_db!(value, |x| body)`: matches a [`Backend`] and runs the same
 /// `body` with `x` bound to the SQLite or the PostgreSQL value. The body is
@@ -52,9 +52,10 @@ macro_rules! with_db {
         }
     };
 }
+pub(super) use with_db;
 
 impl Tx {
-    async fn commit(self) -> StoreResult<()> {
+    pub(super) async fn commit(self) -> StoreResult<()> {
         with_db!(self, |tx| tx.commit().await?);
         Ok(())
     }
@@ -68,8 +69,8 @@ const ADMIN_ROLES_LIKE: &str = "%\"admin\"%";
 const USER_COLUMNS: &str = "id, username, email, full_name, password_hash, roles, disabled, \
                             tokens_valid_after, security_version, revision, created_at, updated_at";
 
-const SESSION_COLUMNS: &str =
-    "id, user_id, scope, user_agent, ip, created_at, last_used_at, expires_at, revoked_at";
+const SESSION_COLUMNS: &str = "id, user_id, scope, user_agent, ip, created_at, last_used_at, \
+                               expires_at, revoked_at, client_id, browser";
 
 const REFRESH_COLUMNS: &str =
     "refresh_generation, refresh_hash, refresh_issued_at, previous_refresh_hash";
@@ -78,11 +79,11 @@ const SIGNING_KEY_COLUMNS: &str = "kid, algorithm, private_key, created_at, reti
 
 const AUDIT_COLUMNS: &str = "id, type, user_id, session_id, ip, detail, created_at";
 
-fn parse_uuid(text: &str, column: &str) -> StoreResult<Uuid> {
+pub(super) fn parse_uuid(text: &str, column: &str) -> StoreResult<Uuid> {
     Uuid::parse_str(text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
 }
 
-fn parse_uuids(ids: Vec<String>, column: &str) -> StoreResult<Vec<Uuid>> {
+pub(super) fn parse_uuids(ids: Vec<String>, column: &str) -> StoreResult<Vec<Uuid>> {
     ids.iter().map(|id| parse_uuid(id, column)).collect()
 }
 
@@ -208,6 +209,8 @@ struct SessionRow {
     last_used_at: i64,
     expires_at: i64,
     revoked_at: Option<i64>,
+    client_id: Option<String>,
+    browser: bool,
 }
 
 impl SessionRow {
@@ -222,6 +225,11 @@ impl SessionRow {
             last_used_at: self.last_used_at,
             expires_at: self.expires_at,
             revoked_at: self.revoked_at,
+            client_id: self
+                .client_id
+                .map(|id| parse_uuid(&id, "sessions.client_id"))
+                .transpose()?,
+            browser: self.browser,
         })
     }
 }
@@ -339,8 +347,8 @@ fn roles_json(roles: &[String]) -> String {
 
 /// [`Store`] on SQLite or PostgreSQL.
 pub struct SqlStore {
-    db: Db,
-    dialect: &'static Dialect,
+    pub(super) db: Db,
+    pub(super) dialect: &'static Dialect,
     changes: ChangeMarker,
 }
 
@@ -367,7 +375,7 @@ impl SqlStore {
     }
 
     /// Starts a transaction that will write.
-    async fn begin(&self) -> StoreResult<Tx> {
+    pub(super) async fn begin(&self) -> StoreResult<Tx> {
         let begin = self.dialect.begin_write;
         Ok(match &self.db {
             Backend::Sqlite(pool) => Backend::Sqlite(pool.begin_with(begin).await?),
@@ -415,7 +423,10 @@ impl SqlStore {
     }
 
     /// Stores `e` on a transaction or a pooled connection of either backend.
-    async fn insert_audit_on<S, P>(conn: &mut Backend<S, P>, e: &AuditRecord) -> StoreResult<()>
+    pub(super) async fn insert_audit_on<S, P>(
+        conn: &mut Backend<S, P>,
+        e: &AuditRecord,
+    ) -> StoreResult<()>
     where
         S: DerefMut<Target = SqliteConnection> + Send,
         P: DerefMut<Target = PgConnection> + Send,
@@ -889,8 +900,8 @@ impl Store for SqlStore {
         }
         let insert = "insert into sessions (id, user_id, scope, user_agent, ip, created_at, \
                       last_used_at, expires_at, revoked_at, refresh_hash, refresh_generation, \
-                      refresh_issued_at) \
-                      values ($1, $2, $3, $4, $5, $6, $7, $8, null, $9, 0, $6)";
+                      refresh_issued_at, client_id, browser) \
+                      values ($1, $2, $3, $4, $5, $6, $7, $8, null, $9, 0, $6, $10, $11)";
         // The newest `max_live` live sessions stay (ids are UUIDv7: creation
         // order); older ones end. (`limit` before `offset`: SQLite has no
         // `offset` alone.)
@@ -909,6 +920,8 @@ impl Store for SqlStore {
                 .bind(s.last_used_at)
                 .bind(s.expires_at)
                 .bind(refresh_hash)
+                .bind(s.client_id.map(|id| id.to_string()))
+                .bind(s.browser)
                 .execute(&mut **tx)
                 .await?;
             sqlx::query_scalar::<_, String>(end_oldest)
@@ -1149,6 +1162,16 @@ impl Store for SqlStore {
                 ended_before,
             )
             .await?;
+        // A spent code's row is what recognises its replay: kept until the
+        // code expired as long ago as ended sessions are kept.
+        let codes = self
+            .delete_in_batches(
+                "authorization_codes",
+                "hash",
+                "expires_at < $1",
+                ended_before,
+            )
+            .await?;
         let changes_before = (now - USER_CHANGE_RETENTION).min(ended_before - 3600);
         let changes = with_db!(&self.db, |pool| {
             sqlx::query("delete from user_changes where changed_at < $1")
@@ -1164,7 +1187,7 @@ impl Store for SqlStore {
             }
             None => 0,
         };
-        Ok(tokens + sessions + changes + audit)
+        Ok(tokens + sessions + codes + changes + audit)
     }
 }
 

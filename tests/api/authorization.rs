@@ -40,7 +40,7 @@ async fn admin_token_carries_every_builtin_scope_and_its_roles() {
     let app = TestApp::spawn().await;
     app.admin_token("root").await;
     let body: Value = app.login("root", PASSWORD).await.json().await.unwrap();
-    assert_eq!(body["scope"], "me tokens:introspect users:read users:write");
+    assert_eq!(body["scope"], "clients:read clients:write me tokens:introspect users:read users:write");
     let claims: Value = {
         let payload = body["access_token"]
             .as_str()
@@ -59,7 +59,7 @@ async fn admin_token_carries_every_builtin_scope_and_its_roles() {
     assert_eq!(claims["roles"], json!(["admin"]));
     assert_eq!(
         claims["scope"],
-        "me tokens:introspect users:read users:write"
+        "clients:read clients:write me tokens:introspect users:read users:write"
     );
 }
 
@@ -391,7 +391,7 @@ async fn cli_set_roles_reaches_the_running_server() {
     let fresh: Value = app.login("bob", PASSWORD).await.json().await.unwrap();
     assert_eq!(
         fresh["scope"],
-        "me tokens:introspect users:read users:write"
+        "clients:read clients:write me tokens:introspect users:read users:write"
     );
 }
 
