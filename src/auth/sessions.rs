@@ -38,6 +38,17 @@ pub struct ClientMeta {
     pub ip: Option<String>,
 }
 
+/// How a session came to be: which of the session's fields say so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionVia {
+    /// The password grant (or a password change that signs in again).
+    Password,
+    /// A grant through the OAuth client with this id (the code flow).
+    Client(Uuid),
+    /// The browser session of the hosted pages (`warden_session`).
+    Browser,
+}
+
 /// Opens a session for `user` — as the caller read them and checked
 /// their password — and returns its first token pair and its id. `None`
 /// when the user has had a security change (password, roles, disabled)
@@ -51,7 +62,30 @@ pub async fn open_session(
     client: &ClientMeta,
     now: i64,
 ) -> Result<Option<(TokenResponse, Uuid)>> {
-    let id = Uuid::now_v7();
+    open_session_with(
+        state,
+        user,
+        scope,
+        client,
+        Uuid::now_v7(),
+        SessionVia::Password,
+        now,
+    )
+    .await
+}
+
+/// [`open_session`] with the session's id chosen by the caller (a code's
+/// redemption records the id of the session it opens before opening it)
+/// and how it came to be.
+pub async fn open_session_with(
+    state: &Services,
+    user: &UserRecord,
+    scope: String,
+    client: &ClientMeta,
+    id: Uuid,
+    via: SessionVia,
+    now: i64,
+) -> Result<Option<(TokenResponse, Uuid)>> {
     let refresh = state.refresh.generate(id)?;
     // The first token, like every later one, ends with the session at the
     // latest.
@@ -71,8 +105,11 @@ pub async fn open_session(
         last_used_at: now,
         expires_at,
         revoked_at: None,
-        client_id: None,
-        browser: false,
+        client_id: match via {
+            SessionVia::Client(id) => Some(id),
+            SessionVia::Password | SessionVia::Browser => None,
+        },
+        browser: via == SessionVia::Browser,
     };
     let opened = state
         .store
