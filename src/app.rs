@@ -176,6 +176,7 @@ pub fn router(state: AppState) -> Router {
     let app = api
         .merge(swagger)
         .merge(routes::account::router())
+        .merge(routes::authorize::router())
         .merge(routes::pages::router());
     let app = with_request_stack(app, crate::http::timeout::REQUEST_TIMEOUT)
         .merge(feed)

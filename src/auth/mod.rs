@@ -4,6 +4,8 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod authorize;
+pub mod browser;
 pub mod cache;
 pub mod clients;
 pub mod devices;
@@ -42,6 +44,8 @@ pub struct Services {
     pub refresh: refresh_tokens::RefreshTokens,
     /// Signs and checks the known-device cookie (lock-out resistance).
     pub devices: devices::DeviceCookies,
+    /// The CSRF key of the hosted pages (`/login`, the consent page).
+    pub browser: browser::BrowserKeys,
 }
 
 impl Services {
@@ -86,6 +90,7 @@ impl Services {
             now,
         )
         .await?;
+        let browser = browser::BrowserKeys::load(store.as_ref(), now).await?;
         let throttle = Arc::new(throttle::Throttle::new(throttle::Limits {
             window: config.throttle.window as i64,
             per_pair: config.throttle.per_pair,
@@ -102,6 +107,7 @@ impl Services {
             users: Arc::new(cache::UserCache::default()),
             refresh,
             devices,
+            browser,
         })
     }
 }

@@ -144,11 +144,13 @@ pub struct Config {
     pub log: LogSettings,
     /// `[roles.NAME]` tables: the scopes each role grants.
     pub roles: Roles,
-    // The v2 sections go here, each a struct of its own like the ones
-    // above, with its settings in SETTINGS and parsed in `from_sources`:
-    // `mail` (smtp_url, mail_from, mail_per_recipient_per_hour, ...),
-    // `clients` (authorization_code_ttl, browser_session_ttl, ...) and
-    // `providers` (the upstream identity providers).
+    /// The authorization code flow and the hosted pages' browser session.
+    pub clients: ClientSettings,
+    // The other v2 sections go here, each a struct of its own like the
+    // ones above, with its settings in SETTINGS and parsed in
+    // `from_sources`: `mail` (smtp_url, mail_from,
+    // mail_per_recipient_per_hour, ...) and `providers` (the upstream
+    // identity providers).
     /// What did not stop start-up but should be told (unknown `WARDEN_*`
     /// variables); the binary logs each once logging is up.
     pub warnings: Vec<ConfigWarning>,
@@ -285,6 +287,17 @@ pub struct SessionSettings {
     pub session_max_lifetime: u64,
 }
 
+/// The authorization code flow (`/authorize`) and the hosted pages.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    /// `authorization_code_ttl`: seconds an authorization code may be
+    /// redeemed after it was issued.
+    pub authorization_code_ttl: u64,
+    /// `browser_session_ttl`: seconds the hosted pages' browser session
+    /// (the `warden_session` cookie) lasts from its sign-in.
+    pub browser_session_ttl: u64,
+}
+
 /// Accounts.
 #[derive(Debug, Clone)]
 pub struct AccountSettings {
@@ -354,6 +367,8 @@ const SETTINGS: &[&str] = &[
     "refresh_reuse_grace",
     "max_sessions_per_user",
     "session_max_lifetime",
+    "authorization_code_ttl",
+    "browser_session_ttl",
     "audit_retention_days",
     "registration",
     "throttle_window",
@@ -796,6 +811,22 @@ impl Config {
                     _ => Err("must be at most 3153600000 (100 years)".to_owned()),
                 }
             })?;
+        // A code is for an immediate redirect back: at most 10 minutes
+        // (RFC 6749 §4.1.2 recommends no more).
+        let authorization_code_ttl =
+            s.parse("authorization_code_ttl", 60, |v| {
+                match positive::<u64>(v)? {
+                    n if n <= 600 => Ok(n),
+                    _ => Err("must be at most 600 (10 minutes)".to_owned()),
+                }
+            })?;
+        let browser_session_ttl =
+            s.parse("browser_session_ttl", 1_209_600, |v| {
+                match positive::<u64>(v)? {
+                    n if n <= 3_153_600_000 => Ok(n),
+                    _ => Err("must be at most 3153600000 (100 years)".to_owned()),
+                }
+            })?;
         let audit_retention_days = s.parse("audit_retention_days", Some(90), |v| {
             match v.parse::<u64>() {
                 Err(_) => Err(format!("expected a whole number of days, got {v:?}")),
@@ -927,6 +958,10 @@ impl Config {
                 refresh_reuse_grace,
                 max_sessions_per_user,
                 session_max_lifetime,
+            },
+            clients: ClientSettings {
+                authorization_code_ttl,
+                browser_session_ttl,
             },
             accounts: AccountSettings { registration },
             passwords: PasswordSettings {

@@ -32,6 +32,8 @@ pub const PAGES: &[&str] = &[
     "/account",
     "/account/app.js",
     "/account/style.css",
+    "/authorize",
+    "/login",
     "/favicon.ico",
     "/favicon.svg",
     "/openapi.json",
