@@ -50,10 +50,21 @@ const PAGES_OUTSIDE_OPENAPI: &[(&str, &str)] = &[
     ("GET", "/account"),
     ("GET", "/account/app.js"),
     ("GET", "/account/style.css"),
+    // The account page's own exchange of the browser session for an
+    // access token (`routes/account.rs`): for that page only.
+    ("POST", "/account/session"),
     // The landing page and the icons (`routes/pages.rs`).
     ("GET", "/"),
     ("GET", "/favicon.ico"),
     ("GET", "/favicon.svg"),
+    // The authorization endpoint and the hosted pages: HTML forms and
+    // redirects (`routes/authorize.rs`).
+    ("GET", "/authorize"),
+    ("POST", "/authorize"),
+    ("POST", "/authorize/consent"),
+    ("GET", "/login"),
+    ("POST", "/login"),
+    ("POST", "/signout"),
 ];
 
 /// Hosts a document may link to: standards, which a reader needs and which

@@ -264,3 +264,44 @@ pub async fn sign_out(state: &Services, cookie: Option<&str>) -> Result<bool> {
     .await;
     Ok(ended)
 }
+
+/// An access token for the browser session itself, for warden's own
+/// account page (`POST /account/session`): its `sid` is the browser
+/// session's, so signing out there (`POST /logout`) ends the browser
+/// session, and its scopes are the session's that the user's roles still
+/// grant. No refresh token: the page asks again with the cookie.
+pub async fn access_token(
+    state: &Services,
+    session: &BrowserSession,
+) -> Result<crate::auth::sessions::TokenResponse> {
+    let now = tokens::now();
+    let Some(record) = state.store.refresh_record(session.id).await? else {
+        return Err(Error::Grant(
+            GrantError::InvalidGrant,
+            "The browser session has ended".to_owned(),
+        ));
+    };
+    let own = state.config.roles.scopes_of(&session.user.roles);
+    let scope: Vec<&str> = record
+        .session
+        .scope
+        .split(' ')
+        .filter(|s| own.contains(s))
+        .collect();
+    let scope = scope.join(" ");
+    let issued_at = tokens::issuing_time(&session.user, now).await;
+    let issued = state.tokens.issue_for(
+        &session.user,
+        &scope,
+        session.id,
+        issued_at,
+        "browser_session",
+    )?;
+    Ok(crate::auth::sessions::TokenResponse {
+        access_token: issued.token,
+        token_type: "bearer",
+        expires_in: issued.expires_in,
+        scope,
+        refresh_token: None,
+    })
+}

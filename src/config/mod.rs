@@ -1010,6 +1010,39 @@ mod tests {
     }
 
     #[test]
+    fn code_and_browser_session_lifetimes_have_defaults_and_bounds() {
+        let c = Config::load_from(None, env(&[])).unwrap();
+        assert_eq!(c.clients.authorization_code_ttl, 60);
+        assert_eq!(c.clients.browser_session_ttl, 1_209_600);
+        let c = Config::load_from(
+            None,
+            env(&[
+                ("WARDEN_AUTHORIZATION_CODE_TTL", "600"),
+                ("WARDEN_BROWSER_SESSION_TTL", "3600"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.clients.authorization_code_ttl,
+                c.clients.browser_session_ttl
+            ),
+            (600, 3600)
+        );
+        for (name, value) in [
+            ("WARDEN_AUTHORIZATION_CODE_TTL", "0"),
+            ("WARDEN_AUTHORIZATION_CODE_TTL", "601"),
+            ("WARDEN_BROWSER_SESSION_TTL", "0"),
+            ("WARDEN_BROWSER_SESSION_TTL", "-5"),
+        ] {
+            assert!(
+                Config::load_from(None, env(&[(name, value)])).is_err(),
+                "{name}={value}"
+            );
+        }
+    }
+
+    #[test]
     fn session_lifetime_and_audit_retention_have_defaults_and_bounds() {
         let c = Config::load_from(None, env(&[])).unwrap();
         assert_eq!(c.sessions.session_max_lifetime, 7_776_000);

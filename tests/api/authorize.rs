@@ -1039,3 +1039,65 @@ async fn the_code_lifetime_is_configurable() {
         1
     );
 }
+
+#[tokio::test]
+async fn the_account_page_is_signed_in_by_the_browser_session() {
+    let app = TestApp::spawn().await;
+    app.register_ok("alice").await;
+    let mut browser = Browser::new(&app);
+    let exchange = |browser: &Browser, origin: Option<&str>| {
+        let mut r = browser
+            .http
+            .post(browser.url("/account/session"))
+            .header(header::COOKIE, browser.cookie_header());
+        if let Some(o) = origin {
+            r = r.header(header::ORIGIN, o);
+        }
+        r.send()
+    };
+    // Not signed in: 401.
+    let r = exchange(&browser, Some(&app.url)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    let page = browser.get("/login").await;
+    let csrf = hidden(&page.body, "csrf_token");
+    browser
+        .post("/login", &[("csrf_token", &csrf), ("username", "alice"), ("password", PASSWORD)])
+        .await;
+    let sid = session_id(&browser);
+    // From another site, or with no Origin: refused.
+    for origin in [Some("https://evil.example"), None] {
+        let r = exchange(&browser, origin).await.unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{origin:?}");
+    }
+    let r = exchange(&browser, Some(&app.url)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()[header::CACHE_CONTROL], "no-store");
+    let body: Value = r.json().await.unwrap();
+    assert!(body.get("refresh_token").is_none(), "{body}");
+    let token = body["access_token"].as_str().unwrap();
+    let me = app.me(token).await;
+    assert_eq!(me.status(), StatusCode::OK);
+    let sessions: Value = app
+        .client
+        .get(app.at("/users/me/sessions"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let current: Vec<&Value> = sessions.as_array().unwrap().iter().filter(|s| s["current"] == true).collect();
+    assert_eq!(current.len(), 1);
+    assert_eq!(current[0]["id"], sid.as_str(), "the token is the browser session's");
+
+    // Signing out on the account page ends the browser session.
+    let r = app.client.post(app.at("/logout")).bearer_auth(token).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = exchange(&browser, Some(&app.url)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let c = confidential(&app, "App").await;
+    let r = browser.get(&authorize_path(&c.id.to_string(), Some(APP_CB), &[])).await;
+    assert!(r.location.as_deref().unwrap().starts_with("/login?"));
+}

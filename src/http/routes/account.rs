@@ -11,7 +11,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 
 use crate::http::state::AppState;
 
@@ -30,6 +30,40 @@ pub fn router() -> Router<AppState> {
         .route("/account", get(index))
         .route("/account/app.js", get(app_js))
         .route("/account/style.css", get(style_css))
+        .route("/account/session", post(browser_session))
+}
+
+/// `POST /account/session`: the account page signed in through the hosted
+/// login page. For a request from warden's own origin (or a configured
+/// CORS origin) that carries a live `warden_session`, an access token of
+/// that browser session (no refresh token; ask again). So one sign-in on
+/// `/login` serves `/authorize` and this page, and signing out here
+/// (`POST /logout` with that token) ends the browser session.
+async fn browser_session(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    use crate::http::error::Error;
+    // A page of another site could otherwise turn the visitor's cookie
+    // into a token it reads (it cannot read the answer without CORS, but
+    // refuse it before any work all the same).
+    if !state.cookies.origin_allowed(&headers) {
+        return Error::from(crate::auth::Error::Forbidden(
+            "The browser session is accepted only from warden's own origin".to_owned(),
+        ))
+        .into_response();
+    }
+    let session = match crate::http::routes::authorize::session_of(&state, &headers).await {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            return Error::from(crate::auth::Error::Unauthenticated(
+                warden_guard::AuthError::Missing,
+            ))
+            .into_response();
+        }
+        Err(e) => return e.into_response(),
+    };
+    match crate::auth::browser::access_token(&state, &session).await {
+        Ok(tokens) => tokens.into_response(),
+        Err(e) => Error::from(e).into_response(),
+    }
 }
 
 /// A page or file of the binary with the pages' headers.

@@ -71,7 +71,7 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &'a str) -> Option<&'a str> {
     })
 }
 
-async fn session_of(
+pub(crate) async fn session_of(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<Option<BrowserSession>, Error> {

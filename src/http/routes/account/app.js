@@ -116,6 +116,15 @@
     access = null;
     const detail = r.data && typeof r.data.detail === 'string' ? r.data.detail : '';
     lastRefusal = r.status === 400 && /origin/i.test(detail) ? detail : null;
+    if (lastRefusal) return false;
+    // Signed in on warden's sign-in page (/login): the browser session's
+    // HttpOnly cookie buys an access token of that session (no refresh
+    // token; this asks again when it runs out).
+    const s = await call('POST', '/account/session', { auth: false });
+    if (s.ok) {
+      accept(s.data);
+      return true;
+    }
     return false;
   }
 
