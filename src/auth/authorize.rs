@@ -436,7 +436,10 @@ pub async fn authorize(
     // --- Who is signed in.
     let now = tokens::now();
     let fresh = session.filter(|s| {
-        !prompt.login && max_age.is_none_or(|max| now.saturating_sub(s.auth_time) <= max as i64)
+        !prompt.login
+            && max_age.is_none_or(|max| {
+                now.saturating_sub(s.auth_time) <= i64::try_from(max).unwrap_or(i64::MAX)
+            })
     });
     let Some(session) = fresh else {
         if prompt.none {

@@ -98,17 +98,17 @@ fn csrf_ok(state: &AppState, headers: &HeaderMap, form: &[(String, String)]) -> 
 /// absolute URL, `//host`, `/\host`, another path — is ignored.
 pub fn return_target(return_to: Option<&str>) -> String {
     match return_to {
-        Some(r) if r.starts_with("/authorize?") => {
-            let request = AuthorizationRequest::from_pairs(
-                form_urlencoded::parse(r["/authorize?".len()..].as_bytes())
-                    .collect::<Vec<_>>()
-                    .iter()
-                    .map(|(k, v)| (k.as_ref(), v.as_ref())),
-            );
-            format!("/authorize?{}", request.after_sign_in().to_query())
-        }
-        _ => HOME.to_owned(),
+        Some(r) => match r.strip_prefix("/authorize?") {
+            Some(q) => format!("/authorize?{}", request_in(q).after_sign_in().to_query()),
+            None => HOME.to_owned(),
+        },
+        None => HOME.to_owned(),
     }
+}
+
+/// The authorization request of a query string.
+fn request_in(query: &str) -> AuthorizationRequest {
+    request_of(&pairs(query.as_bytes()))
 }
 
 // ------------------------------------------------------------ responses
@@ -431,18 +431,10 @@ async fn login_form(
         Err(e) => return error_page(e),
     };
     let target = match return_to.strip_prefix("/authorize?") {
-        Some(q) => {
-            let request = AuthorizationRequest::from_pairs(
-                form_urlencoded::parse(q.as_bytes())
-                    .collect::<Vec<_>>()
-                    .iter()
-                    .map(|(k, v)| (k.as_ref(), v.as_ref())),
-            );
-            crate::auth::authorize::verified_redirect_uri(state, &request)
-                .await
-                .ok()
-                .flatten()
-        }
+        Some(q) => crate::auth::authorize::verified_redirect_uri(state, &request_in(q))
+            .await
+            .ok()
+            .flatten(),
         None => None,
     };
     with_cookie(
