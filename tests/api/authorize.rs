@@ -1101,3 +1101,57 @@ async fn the_account_page_is_signed_in_by_the_browser_session() {
     let r = browser.get(&authorize_path(&c.id.to_string(), Some(APP_CB), &[])).await;
     assert!(r.location.as_deref().unwrap().starts_with("/login?"));
 }
+
+#[tokio::test]
+async fn disabling_or_deleting_the_user_ends_the_browser_session() {
+    let app = TestApp::spawn().await;
+    let (_, admin) = app.admin_token("root").await;
+    let alice = app.register_ok("alice").await;
+    app.register_ok("bob").await;
+    let c = client(
+        &app,
+        NewClient {
+            name: "Own".into(),
+            first_party: true,
+            redirect_uris: vec![APP_CB.into()],
+            ..Default::default()
+        },
+    )
+    .await;
+    let quiet = authorize_path(&c.id.to_string(), Some(APP_CB), &[("prompt", "none")]);
+    let signed_in = |name: &'static str| {
+        let app = &app;
+        let quiet = quiet.clone();
+        async move {
+            let mut browser = Browser::new(app);
+            let start = browser.get(&quiet.replace("prompt=none", "prompt=login")).await;
+            sign_in_from(&mut browser, &start, name).await;
+            assert!(at_client(&browser.get(&quiet).await, APP_CB).contains_key("code"));
+            browser
+        }
+    };
+    let mut a = signed_in("alice").await;
+    let r = app
+        .client
+        .patch(app.at(&format!("/users/{}", alice["id"].as_str().unwrap())))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"disabled": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(at_client(&a.get(&quiet).await, APP_CB)["error"], "login_required");
+
+    let mut b = signed_in("bob").await;
+    let token = app.token("bob").await;
+    let r = app
+        .client
+        .delete(app.at("/users/me"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(at_client(&b.get(&quiet).await, APP_CB)["error"], "login_required");
+}
