@@ -89,12 +89,18 @@ pub async fn open_session_with(
     let refresh = state.refresh.generate(id)?;
     // The first token, like every later one, ends with the session at the
     // latest.
-    let expires_at = refreshed_expiry(
+    let mut expires_at = refreshed_expiry(
         now,
         now,
         state.config.sessions.refresh_token_ttl as i64,
         state.config.sessions.session_max_lifetime as i64,
     );
+    // The browser session lasts its own lifetime (its cookie's Max-Age),
+    // and the session list says so.
+    if via == SessionVia::Browser {
+        expires_at =
+            expires_at.min(now.saturating_add(state.config.clients.browser_session_ttl as i64));
+    }
     let session = SessionRecord {
         id,
         user_id: user.id,

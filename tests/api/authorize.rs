@@ -997,6 +997,11 @@ async fn the_cookies_and_the_pages_headers_are_strict() {
         .post("/login", &[("csrf_token", &csrf), ("username", "alice"), ("password", PASSWORD)])
         .await;
     assert!(r.set_cookies.iter().any(|c| c.starts_with("warden_session=") && c.contains("Max-Age=600")));
+    // And the session's expiry in the session list.
+    assert_eq!(
+        app.sql_i64("select count(*) from sessions where browser = true and expires_at - created_at = 600").await,
+        1
+    );
 }
 
 #[tokio::test]
