@@ -381,6 +381,11 @@ async fn prompt_login_and_an_exceeded_max_age_ask_for_a_new_sign_in() {
     assert!(at_client(&again, APP_CB).contains_key("code"));
     let second_auth = app.sql_i64("select max(auth_time) from authorization_codes").await;
     assert!(second_auth > first_auth, "a new auth_time");
+    assert_eq!(
+        app.sql_i64("select count(*) from sessions where browser = true and revoked_at is null").await,
+        1,
+        "the new sign-in replaced the browser's earlier session"
+    );
 
     // max_age: within it a code; past it the login page.
     let r = browser

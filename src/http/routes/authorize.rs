@@ -478,6 +478,14 @@ async fn login(
     let device_cookies: Vec<&str> = cookies::values(&headers, state.devices.name()).collect();
     match browser::sign_in(&state, username, password, &client, &device_cookies).await {
         Ok((value, user)) => {
+            // The browser's earlier session (another user, or a sign-in
+            // that prompt=login or max_age asked to repeat) is replaced:
+            // end it rather than leave it live without its cookie.
+            for old in cookies::values(&headers, SESSION_COOKIE) {
+                if let Err(e) = browser::sign_out(&state, Some(old)).await {
+                    tracing::warn!(error = %e, "ending the replaced browser session failed");
+                }
+            }
             let mut r = see_other(&return_to);
             let h = r.headers_mut();
             h.append(header::SET_COOKIE, session_cookie(&state, &value));
