@@ -155,7 +155,10 @@ export class Warden extends Provider {
   }
 
   async createServiceClient({ scope = 'tokens:introspect' } = {}) {
-    const args = ['clients', 'create', '--name', 'interop service', '--scope', scope, '--grant', 'client_credentials'];
+    // The contract's CLI wants at least one --redirect-uri for every client;
+    // a service client never uses it.
+    const args = ['clients', 'create', '--name', 'interop service', '--redirect-uri', await callbackUri(),
+      '--scope', scope, '--grant', 'client_credentials'];
     const c = Warden.clientJson(await this.cli(args));
     return { clientId: c.client_id, clientSecret: c.client_secret, authMethod: 'client_secret_basic', scope };
   }
