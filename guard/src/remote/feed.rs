@@ -447,6 +447,7 @@ mod tests {
             scope: String::new(),
             roles: vec![],
             username: String::new(),
+            client_id: None,
         }
     }
 
