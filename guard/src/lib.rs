@@ -126,13 +126,13 @@ mod verifier;
 
 pub use claims::{Caller, Claims, ClientClaims};
 pub use error::AuthError;
+pub use extract::Principal;
 pub use jsonwebtoken::{Algorithm, DecodingKey, jwk::JwkSet};
 #[cfg(feature = "remote")]
 pub use remote::{
     Credentials, DEFAULT_KEY_REFRESH, DEFAULT_POLL_WAIT, DEFAULT_UNKNOWN_KID_INTERVAL,
     DEFAULT_UNKNOWN_KID_WAIT, Remote, RemoteBuilder, RemoteError,
 };
-pub use extract::Principal;
 pub use scope::{RequireScope, Scope, Scopes};
 pub use verifier::{
     Clock, DEFAULT_CACHE_CAPACITY, KeySet, KeyWait, TokenCheck, UnknownKid, Verifier,

@@ -353,7 +353,10 @@ async fn a_client_token_is_not_a_user() {
         let (status, body, challenge) = call(path, Some(&client)).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
         assert_eq!(body, r#"{"detail":"Invalid token"}"#);
-        assert_eq!(challenge.as_deref(), Some(r#"Bearer error="invalid_token""#));
+        assert_eq!(
+            challenge.as_deref(),
+            Some(r#"Bearer error="invalid_token""#)
+        );
     }
 }
 
@@ -461,7 +464,10 @@ fn the_check_hook_sees_client_tokens_through_its_own_method() {
     let Ok(Caller::Client(c)) = v.verify_caller(&client) else {
         panic!("a client token verifies");
     };
-    assert_eq!((c.sub.as_str(), c.client_id.as_str(), c.scope.as_str()), ("c1", "c1", "x"));
+    assert_eq!(
+        (c.sub.as_str(), c.client_id.as_str(), c.scope.as_str()),
+        ("c1", "c1", "x")
+    );
     assert!(v.verify_caller(&client).is_ok());
     assert_eq!(v.verify(&client), Err(AuthError::Invalid));
 }

@@ -338,9 +338,11 @@ pub struct UserGate {
     /// OAuth clients deleted by this process, with when: their own tokens
     /// (`client_credentials`) and every user token naming them fail. Kept
     /// until those tokens have expired, then pruned. Not published on the
-    /// revocation feed and not read from the database: another instance
-    /// or a resource server accepts such a token until it expires (an
-    /// access-token lifetime), see docs/reference/http-api.md.
+    /// revocation feed and not read from the database: the routes that
+    /// take a client's own token (introspection, the feed) ask the store
+    /// whether the client is still registered, so another instance refuses
+    /// it too; a resource server verifying offline accepts it until it
+    /// expires (an access-token lifetime), see docs/reference/http-api.md.
     deleted_clients: DashMap<Uuid, i64, foldhash::fast::RandomState>,
     epoch: AtomicU64,
     /// Serialises the writers' sequence numbers: an entry with sequence

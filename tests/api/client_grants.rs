@@ -85,7 +85,11 @@ async fn assert_invalid_client(r: Response, basic_challenge: bool) {
         .unwrap_or_default();
     assert_eq!(challenge.starts_with("Basic"), basic_challenge, "{challenge:?}");
     let body: Value = r.json().await.unwrap();
-    assert_eq!(body["error"], "invalid_client");
+    let description = "Client authentication failed";
+    assert_eq!(
+        body,
+        json!({"error": "invalid_client", "error_description": description, "detail": description})
+    );
 }
 
 /// The payload of a JWT, unverified (the server verified it).
@@ -545,6 +549,24 @@ async fn introspection_asks_the_store_whether_a_client_still_exists() {
         .await
         .unwrap();
     assert_eq!(json_of(r, StatusCode::OK).await, json!({"active": false}));
+    // Nor may the deleted client call introspection or the feed itself.
+    let r = app
+        .client
+        .post(app.at("/token/introspect"))
+        .bearer_auth(&gone_token)
+        .form(&[("token", rs_token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    crate::helpers::assert_unauthorized(r, "Invalid token").await;
+    let r = app
+        .client
+        .get(app.at("/token/revocations"))
+        .bearer_auth(&gone_token)
+        .send()
+        .await
+        .unwrap();
+    crate::helpers::assert_unauthorized(r, "Invalid token").await;
 }
 
 // ---------------------------------------------------------------- authorization code
@@ -982,4 +1004,41 @@ async fn introspection_names_the_client_of_a_users_token() {
         assert_eq!(answer["active"], true, "{token}");
         assert_eq!(answer["client_id"], web.id.to_string(), "{token}");
     }
+}
+
+#[tokio::test]
+async fn a_guard_follows_the_revocation_feed_as_a_registered_client() {
+    let app = TestApp::spawn().await;
+    let (rs, secret) = service(&app, &["tokens:introspect"]).await;
+    let guard = warden_guard::Remote::builder(&app.url, warden_guard::Algorithm::EdDSA)
+        .revocations(warden_guard::Credentials::client(rs.id.to_string(), secret))
+        .start()
+        .await
+        .expect("the guard starts with a client's credentials");
+    let verifier = guard.verifier();
+    let (_, token) = app.user_with_token("alice").await;
+    assert!(verifier.verify(&token).is_ok());
+    let r = app
+        .client
+        .post(app.at("/logout"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let start = std::time::Instant::now();
+    while verifier.verify(&token).is_ok() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "the logout reached the guard through the feed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // The feed refused a client that may not read it: start fails.
+    let (other, other_secret) = service(&app, &["me"]).await;
+    let refused = warden_guard::Remote::builder(&app.url, warden_guard::Algorithm::EdDSA)
+        .revocations(warden_guard::Credentials::client(other.id.to_string(), other_secret))
+        .start()
+        .await;
+    assert!(refused.is_err());
 }

@@ -138,10 +138,11 @@ pub struct RevocationFeedPage {
 )]
 pub async fn revocation_feed(
     State(state): State<AppState>,
-    _caller: RequireScope<TokensIntrospect, Caller>,
+    caller: RequireScope<TokensIntrospect, Caller>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<RevocationFeedPage>> {
     let query: FeedQuery = body::parse_query(raw.as_deref())?;
+    crate::http::routes::token::client_still_registered(&state, &caller).await?;
     let ttl = state.config.tokens.access_token_ttl;
     let page = state
         .feed

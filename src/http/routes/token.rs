@@ -512,6 +512,26 @@ pub struct Introspection {
     pub iss: Option<String>,
 }
 
+/// 401 `"Invalid token"` for a client's own token whose client is gone.
+/// The gate refuses such a token at once only on the instance that
+/// deleted the client; the routes a client token may call (introspection,
+/// the revocation feed) read the database anyway, so they ask it too, and
+/// every instance refuses alike.
+pub async fn client_still_registered(state: &AppState, caller: &Caller) -> Result<()> {
+    let Caller::Client(c) = caller else {
+        return Ok(());
+    };
+    let registered = match Uuid::parse_str(&c.client_id) {
+        Ok(id) => state.store.client(id).await?.is_some(),
+        Err(_) => false,
+    };
+    if registered {
+        Ok(())
+    } else {
+        Err(Error::Auth(warden_guard::AuthError::Invalid))
+    }
+}
+
 /// Introspect a token
 ///
 /// Whether a token is live, and what it grants (RFC 7662). The caller
@@ -541,10 +561,11 @@ pub struct Introspection {
 )]
 pub async fn introspect_token(
     State(state): State<AppState>,
-    _caller: RequireScope<TokensIntrospect, Caller>,
+    caller: RequireScope<TokensIntrospect, Caller>,
     params: OAuthParams,
 ) -> Result<Response> {
     let request: IntrospectRequest = params.parse()?;
+    client_still_registered(&state, &caller).await?;
     let token = request.token.as_str();
     let now = tokens::now();
     let mut answer = Introspection::default();
