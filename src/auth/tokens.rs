@@ -944,4 +944,49 @@ mod tests {
         gate.prune(101);
         assert!(gate.is_live(&claims(sid)));
     }
+
+    #[test]
+    fn a_deleted_clients_tokens_fail_until_pruned() {
+        let (user, client, other) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let gate = UserGate::default();
+        let own = |client: Uuid| ClientClaims {
+            iss: String::new(),
+            sub: client.to_string(),
+            client_id: client.to_string(),
+            aud: None,
+            exp: 0,
+            iat: 10,
+            nbf: 0,
+            jti: String::new(),
+            scope: String::new(),
+        };
+        let through = |client: Option<Uuid>| Claims {
+            iss: String::new(),
+            sub: user.to_string(),
+            aud: None,
+            exp: 0,
+            iat: 10,
+            nbf: 0,
+            jti: String::new(),
+            sid: Uuid::now_v7().to_string(),
+            scope: String::new(),
+            roles: vec![],
+            username: String::new(),
+            client_id: client.map(|c| c.to_string()),
+        };
+        assert!(gate.is_client_live(&own(client)));
+        assert!(gate.is_live(&through(Some(client))));
+        gate.revoke_client(client, 100);
+        assert!(!gate.is_client_live(&own(client)));
+        assert!(!gate.is_live(&through(Some(client))));
+        assert!(gate.is_client_live(&own(other)), "other clients live on");
+        assert!(gate.is_live(&through(None)), "password sessions too");
+        let mut bad = own(client);
+        bad.client_id = "not-a-uuid".into();
+        assert!(!gate.is_client_live(&bad));
+        gate.prune(100);
+        assert!(!gate.is_client_live(&own(client)));
+        gate.prune(101);
+        assert!(gate.is_client_live(&own(client)));
+    }
 }
