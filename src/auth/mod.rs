@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod audit;
 pub mod cache;
 pub mod clients;
+pub mod code_grant;
 pub mod devices;
 pub mod error;
 pub mod grants;
