@@ -84,6 +84,9 @@ pub async fn public_clients(
     }
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
+    // The configured layer sends this on every actual response; a public
+    // client's origin gets no credentials.
+    headers.remove(header::ACCESS_CONTROL_ALLOW_CREDENTIALS);
     headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
     headers.insert(
         header::ACCESS_CONTROL_EXPOSE_HEADERS,

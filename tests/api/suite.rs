@@ -8,6 +8,7 @@ macro_rules! api_suite {
         api_suite!(@modules
             audit,
             authorization,
+            clients,
             cookies,
             hardening,
             jwt_attacks,
