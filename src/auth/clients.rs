@@ -553,6 +553,70 @@ pub fn require_grant(client: &ClientRecord, grant: &str) -> Result<()> {
 mod tests {
     use super::*;
 
+    fn client(public: bool, uris: &[&str]) -> ClientRecord {
+        ClientRecord {
+            id: Uuid::now_v7(),
+            name: "X".to_owned(),
+            public,
+            first_party: false,
+            secret_hash: None,
+            secret_created_at: None,
+            redirect_uris: uris.iter().map(|u| u.to_string()).collect(),
+            post_logout_redirect_uris: Vec::new(),
+            backchannel_logout_uri: None,
+            grant_types: vec![GRANT_AUTHORIZATION_CODE.to_owned()],
+            scopes: Vec::new(),
+            id_token_signed_response_alg: DEFAULT_ID_TOKEN_ALGORITHM.to_owned(),
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn public_clients_https_origins_and_loopback_hosts_on_any_port_are_allowed() {
+        let origins = ClientOrigins::default();
+        origins.replace(&[
+            client(
+                true,
+                &[
+                    "https://spa.example.com/cb?x=1",
+                    "https://spa.example.com:8443/cb",
+                    "http://127.0.0.1/cb",
+                    "com.example.app:/cb",
+                ],
+            ),
+            client(
+                false,
+                &["https://backend.example.com/cb", "http://[::1]/cb"],
+            ),
+        ]);
+        for allowed in [
+            "https://spa.example.com",
+            "https://spa.example.com:8443",
+            "http://127.0.0.1",
+            "http://127.0.0.1:5173",
+        ] {
+            assert!(origins.allows(allowed), "{allowed}");
+        }
+        for refused in [
+            "https://backend.example.com",
+            "http://[::1]:5173",
+            "http://spa.example.com",
+            "https://spa.example.com.evil.test",
+            "https://spa.example.com/",
+            "http://127.0.0.1:5173/",
+            "http://127.0.0.1:5173/cb",
+            "http://127.0.0.2",
+            "com.example.app:",
+            "null",
+            "",
+        ] {
+            assert!(!origins.allows(refused), "{refused}");
+        }
+        origins.replace(&[]);
+        assert!(!origins.allows("https://spa.example.com"));
+    }
+
     #[test]
     fn a_secret_has_the_prefix_256_random_bits_and_its_hash() {
         let a = ClientSecret::generate().unwrap();
