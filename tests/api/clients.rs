@@ -469,6 +469,16 @@ async fn the_list_pages_with_a_cursor() {
 /// Opens a session for `username` through client `client`, as the code
 /// flow will; returns its access token and id.
 async fn session_through(app: &TestApp, username: &str, client: Uuid) -> (String, Uuid) {
+    let (access, _, sid) = session_pair_through(app, username, client).await;
+    (access, sid)
+}
+
+/// [`session_through`] with the refresh token too.
+async fn session_pair_through(
+    app: &TestApp,
+    username: &str,
+    client: Uuid,
+) -> (String, String, Uuid) {
     let user = app
         .state
         .store
@@ -492,7 +502,7 @@ async fn session_through(app: &TestApp, username: &str, client: Uuid) -> (String
     .await
     .unwrap()
     .unwrap();
-    (tokens.access_token, sid)
+    (tokens.access_token, tokens.refresh_token.unwrap(), sid)
 }
 
 async fn session_ids(app: &TestApp, token: &str) -> Vec<String> {
@@ -515,7 +525,8 @@ async fn deleting_a_client_ends_the_sessions_issued_through_it() {
     let kept = Uuid::parse_str(kept["client_id"].as_str().unwrap()).unwrap();
     let doomed = create_ok(&app, &admin, web_app()).await;
     let doomed_id = Uuid::parse_str(doomed["client_id"].as_str().unwrap()).unwrap();
-    let (through_doomed, doomed_sid) = session_through(&app, "alice", doomed_id).await;
+    let (through_doomed, doomed_refresh, doomed_sid) =
+        session_pair_through(&app, "alice", doomed_id).await;
     let (through_kept, kept_sid) = session_through(&app, "alice", kept).await;
     let alice_id = app.state.store.user_by_login("alice").await.unwrap().unwrap().id;
     app.state
@@ -538,6 +549,12 @@ async fn deleting_a_client_ends_the_sessions_issued_through_it() {
     assert_unauthorized(app.me(&through_doomed).await, "Invalid token").await;
     assert_eq!(app.me(&through_kept).await.status(), StatusCode::OK);
     assert_eq!(app.me(&alice).await.status(), StatusCode::OK);
+    // Its refresh token is spent for good, whatever the client sends.
+    let r = app
+        .login_form(&[("grant_type", "refresh_token"), ("refresh_token", &doomed_refresh)])
+        .await;
+    assert!(r.status().is_client_error(), "{}", r.status());
+    assert!(r.json::<Value>().await.unwrap()["access_token"].is_null());
     let listed = session_ids(&app, &alice).await;
     assert!(!listed.contains(&doomed_sid.to_string()), "{listed:?}");
     assert!(listed.contains(&kept_sid.to_string()), "{listed:?}");
