@@ -87,10 +87,10 @@ struct CreateClient {
     /// The name users see on the consent screen (1 to 100 characters).
     #[arg(long)]
     name: String,
-    /// A redirect URI, exactly as the client will send it (repeatable):
-    /// https, http://127.0.0.1 or http://[::1] (any port), or a
-    /// reverse-domain custom scheme for a public client.
-    #[arg(long = "redirect-uri", value_name = "URI")]
+    /// A redirect URI, exactly as the client will send it (at least one;
+    /// repeatable): https, http://127.0.0.1 or http://[::1] (any port), or
+    /// a reverse-domain custom scheme for a public client.
+    #[arg(long = "redirect-uri", value_name = "URI", required = true)]
     redirect_uris: Vec<String>,
     /// A public client (single-page, mobile or CLI app): no secret, PKCE
     /// alone.

@@ -1277,15 +1277,24 @@ fn clients_create_names_the_flag_and_the_value_that_break_a_rule() {
             "--redirect-uri \"com.example.app:/cb\": custom-scheme redirect URIs are allowed only for public clients",
         ),
         (
-            &[],
-            "--redirect-uri: the authorization_code grant needs at least one redirect URI",
-        ),
-        (
-            &["--public", "--grant", "client_credentials"],
+            &[
+                "--redirect-uri",
+                "https://x.example.com/cb",
+                "--public",
+                "--grant",
+                "client_credentials",
+            ],
             "--grant: client_credentials needs a confidential client",
         ),
         (
-            &["--grant", "client_credentials", "--scope", "nope"],
+            &[
+                "--redirect-uri",
+                "https://x.example.com/cb",
+                "--grant",
+                "client_credentials",
+                "--scope",
+                "nope",
+            ],
             "--scope \"nope\": no role grants the scope",
         ),
     ] {
@@ -1296,6 +1305,10 @@ fn clients_create_names_the_flag_and_the_value_that_break_a_rule() {
         let line = the_error_line(&o);
         assert!(line.starts_with(&format!("error: {expected}")), "{line}");
     }
+    // The contract's CLI takes at least one --redirect-uri: a usage error.
+    let o = cli.run(&["clients", "create", "--name", "X"], &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--redirect-uri"), "{}", stderr(&o));
     assert_eq!(
         stdout(&cli.run(&["clients", "list"], &[])).trim(),
         "no clients"
