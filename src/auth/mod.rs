@@ -43,6 +43,9 @@ pub struct Services {
     pub refresh: refresh_tokens::RefreshTokens,
     /// Signs and checks the known-device cookie (lock-out resistance).
     pub devices: devices::DeviceCookies,
+    /// The public clients' browser origins, for CORS on the token
+    /// endpoints (kept current by `clients`; loaded by the server).
+    pub client_origins: Arc<clients::ClientOrigins>,
 }
 
 impl Services {
@@ -103,6 +106,7 @@ impl Services {
             users: Arc::new(cache::UserCache::default()),
             refresh,
             devices,
+            client_origins: Arc::default(),
         })
     }
 }

@@ -2,6 +2,8 @@
 
 pub mod account;
 pub mod audit;
+pub mod clients;
+pub mod consents;
 pub mod meta;
 pub mod pages;
 pub mod revocations;

@@ -9,6 +9,7 @@ macro_rules! api_suite {
             audit,
             authorization,
             client_grants,
+            clients,
             cookies,
             hardening,
             jwt_attacks,
