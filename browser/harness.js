@@ -6,7 +6,7 @@
 //   WARDEN_BIN   the warden binary (default: ../target/debug/warden)
 //   CHROMIUM     the browser (default: /usr/bin/chromium)
 
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -73,6 +73,14 @@ export async function startWarden(extraEnv = {}) {
   return {
     url,
     log: () => log,
+    /// Runs a `warden` command on this server's database; its stdout.
+    cli(args, input) {
+      return execFileSync(bin, args, { env, input, encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'] });
+    },
+    /// Registers an OAuth client with `warden clients create`; its JSON.
+    createClient(args) {
+      return JSON.parse(this.cli(['clients', 'create', ...args]));
+    },
     async register(username, password = PASSWORD) {
       const r = await fetch(`${url}/users`, {
         method: 'POST',
@@ -129,3 +137,48 @@ export function onlyOrigin(page, origin) {
   });
   return foreign;
 }
+
+/// Starts examples/signin.rs (built by `cargo test`: target/debug/examples/
+/// signin) for `client` (the JSON of `warden clients create`) on `port`,
+/// signing in through `wardenUrl`; resolves once it answers.
+export async function startSigninExample(wardenUrl, client, port) {
+  const bin = process.env.SIGNIN_BIN || join(repo, 'target', 'debug', 'examples', 'signin');
+  const url = `http://127.0.0.1:${port}`;
+  const env = {
+    ...process.env,
+    WARDEN_URL: wardenUrl,
+    SIGNIN_CLIENT_ID: client.client_id,
+    SIGNIN_CLIENT_SECRET: client.client_secret,
+    SIGNIN_BIND: `127.0.0.1:${port}`,
+  };
+  let log = '';
+  const child = spawn(bin, [], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout.on('data', (d) => (log += d));
+  child.stderr.on('data', (d) => (log += d));
+  const exited = new Promise((ok) => child.once('exit', (code) => ok(code)));
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const early = await Promise.race([exited, Promise.resolve('running')]);
+    if (early !== 'running') throw new Error(`signin example exited with ${early}:\n${log}`);
+    try {
+      if ((await fetch(`${url}/`)).ok) break;
+    } catch (_) {
+      // not listening yet
+    }
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`signin example did not answer within 30 s:\n${log}`);
+    }
+    await new Promise((ok) => setTimeout(ok, 100));
+  }
+  return {
+    url,
+    log: () => log,
+    async stop() {
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+export { freePort };

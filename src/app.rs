@@ -43,6 +43,8 @@ pub const MAX_BODY: usize = 64 * 1024;
     tags(
         (name = "users", description = "Registration and your own account"),
         (name = "tokens", description = "OAuth 2.0 token endpoint"),
+        (name = "clients", description = "The OAuth client registry (admin)"),
+        (name = "consents", description = "The consents you gave OAuth clients"),
         (name = "keys", description = "Public keys"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
@@ -60,6 +62,8 @@ fn add_security_schemes(openapi: &mut utoipa::openapi::OpenApi, roles: &Roles) {
             "users:read" => "Read any user".to_owned(),
             "users:write" => "Change any user, their roles and disabled flag".to_owned(),
             "tokens:introspect" => "Introspect tokens".to_owned(),
+            "clients:read" => "Read the registered OAuth clients".to_owned(),
+            "clients:write" => "Register, change and delete OAuth clients".to_owned(),
             other => {
                 let granted_by: Vec<&str> = roles
                     .names()
@@ -100,6 +104,8 @@ fn api_without_feed() -> OpenApiRouter<AppState> {
         .merge(routes::token::router())
         .merge(routes::sessions::router())
         .merge(routes::audit::router())
+        .merge(routes::clients::router())
+        .merge(routes::consents::router())
         .merge(routes::meta::router())
 }
 
@@ -183,12 +189,17 @@ pub fn router(state: AppState) -> Router {
         // The JSON 404, or a redirect of `/account/` to `/account`.
         .fallback(routes::pages::fallback(known))
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state);
+        .with_state(state.clone());
     // Outermost, so preflights are answered before routing.
-    match cors {
+    let app = match cors {
         Some(cors) => app.layer(cors),
         None => app,
-    }
+    };
+    // Outside the configured layer, which answers every preflight itself.
+    app.layer(axum::middleware::from_fn_with_state(
+        state,
+        crate::http::cors::public_clients,
+    ))
 }
 
 /// Drains the Prometheus histogram buffer every few seconds. Histogram
@@ -450,6 +461,7 @@ async fn assemble(services: Services) -> anyhow::Result<(AppState, i64)> {
     services
         .gate
         .apply_revocations(&services.store.revoked_sessions(horizon).await?);
+    crate::auth::clients::try_reload_origins(&services).await?;
     let config = &services.config;
     let mut verifier = Verifier::builder(
         config.tokens.jwt_algorithm,
@@ -585,6 +597,10 @@ async fn sync_once(state: &AppState, changed: bool, log_read_at: &mut i64) -> an
         state.gate.apply_revocations(&revoked);
     }
     state.gate.prune(horizon);
+    // Clients write no change marker: a client registered or changed by
+    // the CLI or another instance reaches this one's CORS origins on the
+    // next periodic pass (5 s) or the next change of something else.
+    crate::auth::clients::try_reload_origins(&state.services).await?;
     if let Some(ring) =
         crate::auth::keys::load_ring(&state.config, state.store.as_ref(), now).await?
     {

@@ -57,6 +57,62 @@ enum Command {
     /// Manage signing keys (on an existing database).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage OAuth clients (on an existing database).
+    #[command(subcommand)]
+    Clients(ClientsCommand),
+}
+
+#[derive(Subcommand)]
+enum ClientsCommand {
+    /// Register a client and print it as JSON, with its client_secret for a
+    /// confidential client (shown this once).
+    Create(CreateClient),
+    /// List every client.
+    List,
+    /// Give a confidential client a new secret (printed once, with the
+    /// client as JSON); the old one stops working at once.
+    RotateSecret {
+        /// The client_id.
+        id: String,
+    },
+    /// Delete a client; every session issued through it ends.
+    Delete {
+        /// The client_id.
+        id: String,
+    },
+}
+
+#[derive(Args)]
+struct CreateClient {
+    /// The name users see on the consent screen (1 to 100 characters).
+    #[arg(long)]
+    name: String,
+    /// A redirect URI, exactly as the client will send it (at least one;
+    /// repeatable): https, http://127.0.0.1 or http://[::1] (any port), or
+    /// a reverse-domain custom scheme for a public client.
+    #[arg(long = "redirect-uri", value_name = "URI", required = true)]
+    redirect_uris: Vec<String>,
+    /// A public client (single-page, mobile or CLI app): no secret, PKCE
+    /// alone.
+    #[arg(long)]
+    public: bool,
+    /// The operator's own app: no consent screen.
+    #[arg(long)]
+    first_party: bool,
+    /// A scope the client may obtain (repeatable); default: me and the
+    /// OpenID scopes.
+    #[arg(long = "scope", value_name = "SCOPE")]
+    scopes: Vec<String>,
+    /// A grant type (repeatable): authorization_code, refresh_token,
+    /// client_credentials; default: authorization_code and refresh_token.
+    #[arg(long = "grant", value_name = "GRANT")]
+    grants: Vec<String>,
+    /// Where the client may send users after logout (repeatable).
+    #[arg(long = "post-logout-redirect-uri", value_name = "URI")]
+    post_logout_redirect_uris: Vec<String>,
+    /// The client's OpenID back-channel logout URL.
+    #[arg(long, value_name = "URI")]
+    backchannel_logout_uri: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -301,6 +357,12 @@ async fn run(command: Command, cx: Context) -> Result<(), Failure> {
         }) => set_password(cx.config, user, password_stdin).await,
         Command::Keys(KeysCommand::Rotate) => rotate_keys(cx.config).await,
         Command::Keys(KeysCommand::List) => list_keys(cx.config).await,
+        Command::Clients(ClientsCommand::Create(args)) => create_client(cx.config, args).await,
+        Command::Clients(ClientsCommand::List) => list_clients(cx.config).await,
+        Command::Clients(ClientsCommand::RotateSecret { id }) => {
+            rotate_client_secret(cx.config, id).await
+        }
+        Command::Clients(ClientsCommand::Delete { id }) => delete_client(cx.config, id).await,
     }
 }
 
@@ -673,6 +735,181 @@ async fn set_password(config: Config, user: String, from_stdin: bool) -> Result<
     println!(
         "{}: password changed; their sessions ended",
         record.username
+    );
+    Ok(())
+}
+
+/// A client registration's 422 as one line naming the flag and the value:
+/// `--redirect-uri "http://app.example.com/cb": redirect URI must use https...`.
+fn client_failure(e: auth::Error, new: &auth::clients::NewClient) -> Failure {
+    let auth::Error::Validation(errors) = e else {
+        return e.into();
+    };
+    let described: Vec<String> = errors
+        .iter()
+        .map(|e| {
+            let field = e.loc.get(1).map(String::as_str).unwrap_or("");
+            let index = e.loc.get(2).and_then(|i| i.parse::<usize>().ok());
+            let (flag, list): (&str, Option<&Vec<String>>) = match field {
+                "name" => ("--name", None),
+                "redirect_uris" => ("--redirect-uri", Some(&new.redirect_uris)),
+                "post_logout_redirect_uris" => (
+                    "--post-logout-redirect-uri",
+                    Some(&new.post_logout_redirect_uris),
+                ),
+                "backchannel_logout_uri" => ("--backchannel-logout-uri", None),
+                "grant_types" => ("--grant", new.grant_types.as_ref()),
+                "scopes" => ("--scope", new.scopes.as_ref()),
+                other => (other, None),
+            };
+            match index.and_then(|i| list?.get(i)) {
+                Some(value) => format!("{flag} {value:?}: {}", e.msg),
+                None => format!("{flag}: {}", e.msg),
+            }
+        })
+        .collect();
+    Failure::new(described.join("; "))
+}
+
+/// The client as the API shows it, with its secret when there is one.
+fn print_client(client: &crate::domain::ClientRecord, secret: Option<String>) {
+    use crate::http::routes::clients::{ClientView, ClientWithSecret};
+    let shown = secret.is_some();
+    let body = ClientWithSecret {
+        client: ClientView::from(client),
+        client_secret: secret,
+    };
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&body).expect("a client serialises")
+    );
+    if shown {
+        eprintln!(
+            "the client_secret is shown only this once (warden keeps only its hash); store it now"
+        );
+    }
+}
+
+/// `no client "X"` for `NotFound` (an id that is not a UUID names none
+/// either), the error itself otherwise.
+fn no_such_client(id: &str, e: auth::Error) -> Failure {
+    match e {
+        auth::Error::NotFound => Failure::new(format!(
+            "no client {id:?} (give a client_id; \"warden clients list\" shows them)"
+        )),
+        e => e.into(),
+    }
+}
+
+fn parse_client_id(id: &str) -> Result<uuid::Uuid, auth::Error> {
+    uuid::Uuid::parse_str(id).map_err(|_| auth::Error::NotFound)
+}
+
+/// `clients create`: the service behind `POST /clients`, audited as
+/// `client_created` with `by: cli`.
+async fn create_client(config: Config, args: CreateClient) -> Result<(), Failure> {
+    let new = auth::clients::NewClient {
+        name: args.name,
+        public: args.public,
+        first_party: args.first_party,
+        redirect_uris: args.redirect_uris,
+        post_logout_redirect_uris: args.post_logout_redirect_uris,
+        backchannel_logout_uri: args.backchannel_logout_uri,
+        grant_types: (!args.grants.is_empty()).then_some(args.grants),
+        scopes: (!args.scopes.is_empty()).then_some(args.scopes),
+        id_token_signed_response_alg: None,
+    };
+    let services = open_services(config).await?;
+    let result = auth::clients::create(
+        &services,
+        new.clone(),
+        None,
+        None,
+        crate::auth::tokens::now(),
+    )
+    .await;
+    services.store.close().await;
+    let (client, secret) = result.map_err(|e| client_failure(e, &new))?;
+    print_client(&client, secret);
+    Ok(())
+}
+
+async fn list_clients(config: Config) -> Result<(), Failure> {
+    let services = open_services(config).await?;
+    let result = async {
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let (page, next) = auth::clients::list(&services, after, 200).await?;
+            all.extend(page);
+            match next {
+                Some(id) => after = Some(id),
+                None => break,
+            }
+        }
+        Ok::<_, auth::Error>(all)
+    }
+    .await;
+    services.store.close().await;
+    let clients = result?;
+    if clients.is_empty() {
+        println!("no clients");
+        return Ok(());
+    }
+    println!(
+        "{:<36}  {:<20}  {:<12}  {:<11}  {:<40}  {:<40}  CREATED",
+        "CLIENT_ID", "NAME", "KIND", "FIRST_PARTY", "GRANTS", "REDIRECT_URIS"
+    );
+    for c in &clients {
+        println!(
+            "{:<36}  {:<20}  {:<12}  {:<11}  {:<40}  {:<40}  {}",
+            c.id,
+            c.name,
+            if c.public { "public" } else { "confidential" },
+            if c.first_party { "yes" } else { "no" },
+            c.grant_types.join(","),
+            c.redirect_uris.join(","),
+            profile::rfc3339(c.created_at)
+        );
+    }
+    Ok(())
+}
+
+/// `clients rotate-secret`: `POST /clients/{id}/secret`, audited as
+/// `client_secret_rotated` with `by: cli`.
+async fn rotate_client_secret(config: Config, id: String) -> Result<(), Failure> {
+    let services = open_services(config).await?;
+    let result = async {
+        let client = parse_client_id(&id)?;
+        auth::clients::rotate_secret(&services, client, None, None, crate::auth::tokens::now())
+            .await
+    }
+    .await;
+    services.store.close().await;
+    let (client, secret) = result.map_err(|e| no_such_client(&id, e))?;
+    print_client(&client, Some(secret));
+    Ok(())
+}
+
+/// `clients delete`: `DELETE /clients/{id}`, audited as `client_deleted`
+/// with `by: cli`. A running server stops accepting the ended sessions'
+/// tokens within its sync interval.
+async fn delete_client(config: Config, id: String) -> Result<(), Failure> {
+    let services = open_services(config).await?;
+    let result = async {
+        let client = parse_client_id(&id)?;
+        let record = auth::clients::get(&services, client).await?;
+        let ended =
+            auth::clients::delete(&services, client, None, None, crate::auth::tokens::now())
+                .await?;
+        Ok::<_, auth::Error>((record, ended))
+    }
+    .await;
+    services.store.close().await;
+    let (record, ended) = result.map_err(|e| no_such_client(&id, e))?;
+    println!(
+        "deleted client {} ({}); {ended} session(s) issued through it ended",
+        record.name, record.id
     );
     Ok(())
 }

@@ -455,6 +455,21 @@ fn commands_other_than_serve_and_migrate_refuse_a_missing_sqlite_database() {
         &["users", "set-password", "alice", "--password-stdin"],
         &["keys", "rotate"],
         &["keys", "list"],
+        &[
+            "clients",
+            "create",
+            "--name",
+            "X",
+            "--redirect-uri",
+            "https://x.example.com/cb",
+        ],
+        &["clients", "list"],
+        &[
+            "clients",
+            "rotate-secret",
+            "0193a0c4-0000-7000-8000-000000000000",
+        ],
+        &["clients", "delete", "0193a0c4-0000-7000-8000-000000000000"],
     ];
     for args in commands {
         let o = cli.run(args, &[]);
@@ -1098,4 +1113,204 @@ fn postgres_errors_name_the_user_the_host_and_the_database() {
     if let Err(panic) = result {
         std::panic::resume_unwind(panic);
     }
+}
+
+/// The `secret_hash` column of client `id` in the CLI's SQLite database.
+fn stored_secret_hash(cli: &Cli, id: &str) -> Option<Vec<u8>> {
+    let url = format!("sqlite://{}", cli.dir.path().join("warden.db").display());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        let hash: Option<Vec<u8>> =
+            sqlx::query_scalar("select secret_hash from clients where id = $1")
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        pool.close().await;
+        hash
+    })
+}
+
+#[test]
+fn clients_create_list_rotate_secret_and_delete() {
+    let cli = Cli::migrated();
+    let o = cli.run(
+        &[
+            "clients",
+            "create",
+            "--name",
+            "Gradebook",
+            "--redirect-uri",
+            "https://grades.example.com/cb",
+            "--redirect-uri",
+            "http://127.0.0.1/cb",
+            "--scope",
+            "openid",
+            "--scope",
+            "me",
+            "--post-logout-redirect-uri",
+            "https://grades.example.com/bye",
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let client: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let id = client["client_id"].as_str().unwrap().to_owned();
+    let secret = client["client_secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("wdn_cs_"), "{secret}");
+    assert_eq!(client["public"], false);
+    assert_eq!(client["scopes"], serde_json::json!(["openid", "me"]));
+    assert_eq!(
+        client["post_logout_redirect_uris"],
+        serde_json::json!(["https://grades.example.com/bye"])
+    );
+    assert!(
+        stderr(&o).contains("shown only this once"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains(&secret), "the secret is on stderr");
+    // Stored as its SHA-256.
+    assert_eq!(
+        stored_secret_hash(&cli, &id).unwrap(),
+        warden::auth::clients::hash_secret(&secret).to_vec()
+    );
+
+    // A public client: no secret, and nothing to rotate.
+    let o = cli.run(
+        &[
+            "clients",
+            "create",
+            "--name",
+            "Planner",
+            "--public",
+            "--first-party",
+            "--redirect-uri",
+            "com.example.planner:/cb",
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let public: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert!(public.get("client_secret").is_none(), "{public}");
+    assert_eq!(public["first_party"], true);
+    assert!(!stderr(&o).contains("shown only"), "{}", stderr(&o));
+    let public_id = public["client_id"].as_str().unwrap().to_owned();
+    let o = cli.run(&["clients", "rotate-secret", &public_id], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        the_error_line(&o).contains("public client"),
+        "{}",
+        stderr(&o)
+    );
+
+    let list = stdout(&cli.run(&["clients", "list"], &[]));
+    assert!(list.starts_with("CLIENT_ID"), "{list}");
+    let line = list.lines().find(|l| l.contains(&id)).unwrap();
+    assert!(
+        line.contains("Gradebook") && line.contains("confidential"),
+        "{line}"
+    );
+    assert!(
+        list.lines()
+            .any(|l| l.contains(&public_id) && l.contains("public"))
+    );
+    assert!(!list.contains(&secret), "{list}");
+
+    let o = cli.run(&["clients", "rotate-secret", &id], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rotated: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let new = rotated["client_secret"].as_str().unwrap();
+    assert_ne!(new, secret);
+    assert_eq!(
+        stored_secret_hash(&cli, &id).unwrap(),
+        warden::auth::clients::hash_secret(new).to_vec()
+    );
+
+    let o = cli.run(&["clients", "delete", &id], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("deleted client Gradebook"),
+        "{}",
+        stdout(&o)
+    );
+    let list = stdout(&cli.run(&["clients", "list"], &[]));
+    assert!(!list.contains(&id), "{list}");
+    // Gone: one error line that says what to do.
+    for args in [
+        &["clients", "delete", &id][..],
+        &["clients", "rotate-secret", &id],
+        &["clients", "delete", "not-an-id"],
+    ] {
+        let o = cli.run(args, &[]);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let line = the_error_line(&o);
+        assert!(
+            line.contains("no client") && line.contains("warden clients list"),
+            "{line}"
+        );
+    }
+    let o = cli.run(&["clients", "delete", &public_id], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&cli.run(&["clients", "list"], &[])).trim(),
+        "no clients"
+    );
+}
+
+#[test]
+fn clients_create_names_the_flag_and_the_value_that_break_a_rule() {
+    let cli = Cli::migrated();
+    for (args, expected) in [
+        (
+            &[
+                "--redirect-uri",
+                "https://a.example.com/cb",
+                "--redirect-uri",
+                "http://a.example.com/cb",
+            ][..],
+            "--redirect-uri \"http://a.example.com/cb\": redirect URI must use https",
+        ),
+        (
+            &["--redirect-uri", "com.example.app:/cb"],
+            "--redirect-uri \"com.example.app:/cb\": custom-scheme redirect URIs are allowed only for public clients",
+        ),
+        (
+            &[
+                "--redirect-uri",
+                "https://x.example.com/cb",
+                "--public",
+                "--grant",
+                "client_credentials",
+            ],
+            "--grant: client_credentials needs a confidential client",
+        ),
+        (
+            &[
+                "--redirect-uri",
+                "https://x.example.com/cb",
+                "--grant",
+                "client_credentials",
+                "--scope",
+                "nope",
+            ],
+            "--scope \"nope\": no role grants the scope",
+        ),
+    ] {
+        let mut all = vec!["clients", "create", "--name", "X"];
+        all.extend_from_slice(args);
+        let o = cli.run(&all, &[]);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        let line = the_error_line(&o);
+        assert!(line.starts_with(&format!("error: {expected}")), "{line}");
+    }
+    // The contract's CLI takes at least one --redirect-uri: a usage error.
+    let o = cli.run(&["clients", "create", "--name", "X"], &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--redirect-uri"), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&cli.run(&["clients", "list"], &[])).trim(),
+        "no clients"
+    );
 }

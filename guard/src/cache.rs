@@ -11,19 +11,19 @@
 //! entry at once, even one inserted by a verification that raced the swap.
 
 use std::hash::BuildHasher;
+use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
 
 use hashbrown::HashTable;
 
-use crate::Claims;
+use crate::claims::Verified;
 
 /// Shards keep one core's inserts from blocking another core's lookups.
 const SHARDS: usize = 16;
 
 struct Entry {
     token: Box<str>,
-    claims: Arc<Claims>,
+    claims: Verified,
     generation: u64,
 }
 
@@ -64,7 +64,7 @@ impl TokenCache {
         &self.shards[(hash >> 32) as usize % SHARDS]
     }
 
-    pub(crate) fn get(&self, token: &str) -> Option<Arc<Claims>> {
+    pub(crate) fn get(&self, token: &str) -> Option<Verified> {
         if self.per_shard == 0 {
             return None;
         }
@@ -77,7 +77,7 @@ impl TokenCache {
             .map(|e| e.claims.clone())
     }
 
-    pub(crate) fn insert(&self, token: &str, claims: Arc<Claims>, generation: u64, now: i64) {
+    pub(crate) fn insert(&self, token: &str, claims: Verified, generation: u64, now: i64) {
         if self.per_shard == 0 || generation != self.generation() {
             return;
         }
@@ -91,7 +91,7 @@ impl TokenCache {
         }
         if shard.len() >= self.per_shard {
             let current = self.generation();
-            shard.retain(|e| e.generation == current && e.claims.exp > now);
+            shard.retain(|e| e.generation == current && e.claims.exp() > now);
         }
         if shard.len() >= self.per_shard {
             // hashbrown's iteration order follows the hash, which is keyed

@@ -25,6 +25,12 @@
 //!   types declared with [`scope!`]; it answers the contract's 403
 //!   `insufficient_scope`. [`Claims::require_scope`] does the same check
 //!   inside a handler.
+//! - [`ClientClaims`] and [`Caller`]: a client's own token (warden's
+//!   `client_credentials` grant: `sub` = `client_id`, no user), and either
+//!   kind. `Claims` is a user and refuses client tokens; use
+//!   `RequireScope<S, ClientClaims>` or `RequireScope<S, Caller>` on routes
+//!   services call. A user's token through a client carries
+//!   [`Claims::client_id`].
 //!
 //! The extractor is generic over your state: it works wherever
 //! `Verifier: FromRef<S>`.
@@ -124,8 +130,9 @@ mod remote;
 mod scope;
 mod verifier;
 
-pub use claims::Claims;
+pub use claims::{Caller, Claims, ClientClaims};
 pub use error::AuthError;
+pub use extract::Principal;
 pub use jsonwebtoken::{Algorithm, DecodingKey, jwk::JwkSet};
 #[cfg(feature = "remote")]
 pub use remote::{

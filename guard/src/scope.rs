@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::extract::{FromRef, FromRequestParts};
 use http::request::Parts;
 
-use crate::extract::bearer_token;
+use crate::extract::{Principal, bearer_token, principal};
 use crate::{AuthError, Claims, Verifier};
 
 /// A scope a route requires, named by a type so the requirement is part of
@@ -22,7 +22,12 @@ pub trait Scopes {
 
     /// Whether `claims` grants every scope of the set.
     fn granted(claims: &Claims) -> bool {
-        Self::names().iter().all(|s| claims.has_scope(s))
+        Self::granted_by(|s| claims.has_scope(s))
+    }
+
+    /// Whether `has` says yes to every scope of the set.
+    fn granted_by(has: impl Fn(&str) -> bool) -> bool {
+        Self::names().iter().all(|s| has(s))
     }
 }
 
@@ -33,6 +38,10 @@ impl<S: Scope> Scopes for S {
 
     fn granted(claims: &Claims) -> bool {
         claims.has_scope(S::NAME)
+    }
+
+    fn granted_by(has: impl Fn(&str) -> bool) -> bool {
+        has(S::NAME)
     }
 }
 
@@ -71,6 +80,11 @@ macro_rules! scope {
 
 /// The claims of a valid token that grants every scope of `S`.
 ///
+/// `P` is what kind of token: [`Claims`] (the default: a user's token),
+/// [`ClientClaims`](crate::ClientClaims) (a client's own token, from the
+/// `client_credentials` grant) or [`Caller`](crate::Caller) (either). A
+/// token of another kind is refused with 401 like a bad one.
+///
 /// Rejects with 401 like [`Claims`] when the token is missing or invalid,
 /// and with the contract's 403 when it lacks a scope:
 /// `WWW-Authenticate: Bearer error="insufficient_scope", scope="<scopes>"`
@@ -79,7 +93,7 @@ macro_rules! scope {
 ///
 /// ```
 /// use axum::{Router, extract::FromRef, routing::{get, post}};
-/// use warden_guard::{Claims, RequireScope, Verifier, scope};
+/// use warden_guard::{Caller, Claims, ClientClaims, RequireScope, Verifier, scope};
 ///
 /// scope!(CoursesRead = "courses:read");
 /// scope!(GradesWrite = "grades:write");
@@ -94,51 +108,71 @@ macro_rules! scope {
 ///     format!("graded by {}", auth.username)
 /// }
 ///
+/// // A service calling with its own client_credentials token.
+/// async fn sync_courses(auth: RequireScope<CoursesRead, ClientClaims>) -> String {
+///     format!("synced for client {}", auth.client_id)
+/// }
+///
+/// // A user or a service.
+/// async fn course_count(auth: RequireScope<CoursesRead, Caller>) -> String {
+///     format!("asked by {} (client {:?})", auth.sub(), auth.client_id())
+/// }
+///
 /// fn router(state: AppState) -> Router {
 ///     Router::new()
 ///         .route("/courses", get(list_courses))
 ///         .route("/grades", post(post_grade))
+///         .route("/courses/sync", post(sync_courses))
+///         .route("/courses/count", get(course_count))
 ///         .with_state(state)
 /// }
 /// ```
-pub struct RequireScope<S> {
-    claims: Arc<Claims>,
+pub struct RequireScope<S, P = Claims> {
+    claims: Arc<P>,
     _scopes: PhantomData<fn() -> S>,
 }
 
-impl<S> RequireScope<S> {
+impl<S> RequireScope<S, Claims> {
     /// The verified claims.
     pub fn into_claims(self) -> Claims {
         Arc::unwrap_or_clone(self.claims)
     }
 }
 
-impl<S> Deref for RequireScope<S> {
-    type Target = Claims;
+impl<S, P: Clone> RequireScope<S, P> {
+    /// The verified token's claims.
+    pub fn into_inner(self) -> P {
+        Arc::unwrap_or_clone(self.claims)
+    }
+}
 
-    fn deref(&self) -> &Claims {
+impl<S, P> Deref for RequireScope<S, P> {
+    type Target = P;
+
+    fn deref(&self) -> &P {
         &self.claims
     }
 }
 
-impl<S> std::fmt::Debug for RequireScope<S> {
+impl<S, P: std::fmt::Debug> std::fmt::Debug for RequireScope<S, P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_tuple("RequireScope").field(&self.claims).finish()
     }
 }
 
-impl<St, S> FromRequestParts<St> for RequireScope<S>
+impl<St, S, P> FromRequestParts<St> for RequireScope<S, P>
 where
     Verifier: FromRef<St>,
     St: Send + Sync,
     S: Scopes,
+    P: Principal,
 {
     type Rejection = AuthError;
 
     async fn from_request_parts(parts: &mut Parts, state: &St) -> Result<Self, Self::Rejection> {
         let token = bearer_token(parts)?.ok_or(AuthError::Missing)?;
-        let claims = Verifier::from_ref(state).verify_request(token).await?;
-        if S::granted(&claims) {
+        let claims = principal::<P>(token, &Verifier::from_ref(state)).await?;
+        if S::granted_by(|s| claims.has_scope(s)) {
             Ok(Self {
                 claims,
                 _scopes: PhantomData,

@@ -14,7 +14,8 @@ use serde_json::json;
 use tower::ServiceExt;
 
 use crate::{
-    Algorithm, AuthError, Claims, DecodingKey, KeySet, RequireScope, TokenCheck, Verifier,
+    Algorithm, AuthError, Caller, Claims, ClientClaims, DecodingKey, KeySet, RequireScope,
+    TokenCheck, Verifier,
 };
 
 crate::scope!(NotesRead = "notes:read");
@@ -120,7 +121,30 @@ fn app() -> Router {
     async fn write(c: RequireScope<(NotesRead, NotesWrite)>) -> String {
         c.into_claims().username
     }
+    async fn client_only(c: ClientClaims) -> String {
+        format!("client {}", c.client_id)
+    }
+    async fn optional_client(c: Option<ClientClaims>) -> String {
+        c.map_or_else(|| "anonymous".to_owned(), |c| c.client_id)
+    }
+    async fn either(c: Caller) -> String {
+        match &c {
+            Caller::User(u) => format!("user {} via {:?}", u.username, c.client_id()),
+            Caller::Client(k) => format!("client {}", k.client_id),
+        }
+    }
+    async fn client_read(c: RequireScope<NotesRead, ClientClaims>) -> String {
+        c.into_inner().client_id
+    }
+    async fn either_read(c: RequireScope<NotesRead, Caller>) -> String {
+        c.sub().to_owned()
+    }
     Router::<TestState>::new()
+        .route("/client", get(client_only))
+        .route("/optional-client", get(optional_client))
+        .route("/either", get(either))
+        .route("/client-read", get(client_read))
+        .route("/either-read", get(either_read))
         .route("/read", get(read))
         .route("/write", get(write))
         .route("/required", get(required))
@@ -310,4 +334,140 @@ fn the_cache_stays_within_its_capacity() {
     }
     let cached = v.cached_tokens();
     assert!(cached > 0 && cached <= 64, "{cached} tokens cached");
+}
+
+/// A client's own token (`client_credentials`): no sid, roles or username.
+fn client_claims(scope: &str) -> serde_json::Value {
+    json!({"iss": ISSUER, "sub": "c1", "client_id": "c1", "exp": NOW + 60, "iat": NOW - 10,
+           "nbf": NOW - 10, "jti": "j2", "scope": scope})
+}
+
+fn bearer(claims: &serde_json::Value) -> String {
+    format!("Bearer {}", sign(claims))
+}
+
+#[tokio::test]
+async fn a_client_token_is_not_a_user() {
+    let client = bearer(&client_claims("notes:read"));
+    for path in ["/required", "/optional", "/read"] {
+        let (status, body, challenge) = call(path, Some(&client)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+        assert_eq!(body, r#"{"detail":"Invalid token"}"#);
+        assert_eq!(
+            challenge.as_deref(),
+            Some(r#"Bearer error="invalid_token""#)
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_user_token_is_not_a_client() {
+    let user = bearer(&claims(NOW + 60));
+    for path in ["/client", "/optional-client", "/client-read"] {
+        let (status, body, _) = call(path, Some(&user)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+        assert_eq!(body, r#"{"detail":"Invalid token"}"#);
+    }
+    let (status, body, _) = call("/optional-client", None).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "anonymous"));
+    let (status, _, challenge) = call("/client", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(challenge.as_deref(), Some("Bearer"));
+}
+
+#[tokio::test]
+async fn client_extractors_take_a_client_token_and_check_its_scopes() {
+    let client = bearer(&client_claims("notes:read"));
+    let (status, body, _) = call("/client", Some(&client)).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "client c1"));
+    let (status, body, _) = call("/client-read", Some(&client)).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "c1"));
+    let (status, body, _) = call("/either-read", Some(&client)).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "c1"));
+
+    let other = bearer(&client_claims("notes:write"));
+    for path in ["/client-read", "/either-read"] {
+        let (status, _, challenge) = call(path, Some(&other)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+        assert_eq!(
+            challenge.as_deref(),
+            Some(r#"Bearer error="insufficient_scope", scope="notes:read""#)
+        );
+    }
+}
+
+#[tokio::test]
+async fn caller_takes_either_kind_and_names_the_client() {
+    let (_, body, _) = call("/either", Some(&bearer(&client_claims("x")))).await;
+    assert_eq!(body, "client c1");
+    let (_, body, _) = call("/either", Some(&bearer(&claims(NOW + 60)))).await;
+    assert_eq!(body, "user alice via None");
+    let mut through = claims(NOW + 60);
+    through["client_id"] = json!("app7");
+    let (_, body, _) = call("/either", Some(&bearer(&through))).await;
+    assert_eq!(body, r#"user alice via Some("app7")"#);
+    // A user's token through a client is still a user's token.
+    let (status, body, _) = call("/required", Some(&bearer(&through))).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "alice"));
+    let (status, body, _) = call("/either-read", Some(&bearer(&through))).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "u1"));
+}
+
+#[test]
+fn a_token_that_is_neither_kind_is_invalid() {
+    let v = verifier(Arc::new(AtomicI64::new(NOW)), None);
+    // A client token whose sub is not its client.
+    let mut c = client_claims("x");
+    c["sub"] = json!("u1");
+    assert_eq!(v.verify_caller(&sign(&c)), Err(AuthError::Invalid));
+    // No client_id at all.
+    let mut c = client_claims("x");
+    c.as_object_mut().unwrap().remove("client_id");
+    assert_eq!(v.verify_caller(&sign(&c)), Err(AuthError::Invalid));
+    // Half a user token: a session but no username.
+    let mut c = client_claims("x");
+    c["sid"] = json!("s1");
+    assert_eq!(v.verify_caller(&sign(&c)), Err(AuthError::Invalid));
+    let mut u = claims(NOW + 60);
+    u.as_object_mut().unwrap().remove("username");
+    assert_eq!(v.verify_caller(&sign(&u)), Err(AuthError::Invalid));
+    // An expired client token is expired.
+    let mut c = client_claims("x");
+    c["exp"] = json!(NOW);
+    assert_eq!(v.verify_caller(&sign(&c)), Err(AuthError::Expired));
+}
+
+#[test]
+fn the_check_hook_sees_client_tokens_through_its_own_method() {
+    struct NoClients;
+    impl TokenCheck for NoClients {
+        fn is_live(&self, _: &Claims) -> bool {
+            true
+        }
+        fn is_client_live(&self, _: &ClientClaims) -> bool {
+            false
+        }
+    }
+    struct UsersOnly;
+    impl TokenCheck for UsersOnly {
+        fn is_live(&self, _: &Claims) -> bool {
+            true
+        }
+    }
+    let client = sign(&client_claims("x"));
+    let user = sign(&claims(NOW + 60));
+    let v = verifier(Arc::new(AtomicI64::new(NOW)), Some(Arc::new(NoClients)));
+    assert_eq!(v.verify_caller(&client), Err(AuthError::Invalid));
+    assert!(v.verify_caller(&user).is_ok());
+    // A cached client token still goes through the hook.
+    let v = verifier_with_cache(100, Some(Arc::new(UsersOnly)));
+    let Ok(Caller::Client(c)) = v.verify_caller(&client) else {
+        panic!("a client token verifies");
+    };
+    assert_eq!(
+        (c.sub.as_str(), c.client_id.as_str(), c.scope.as_str()),
+        ("c1", "c1", "x")
+    );
+    assert!(v.verify_caller(&client).is_ok());
+    assert_eq!(v.verify(&client), Err(AuthError::Invalid));
 }

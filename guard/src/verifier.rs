@@ -12,7 +12,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
 use crate::cache::TokenCache;
 
-use crate::{AuthError, Claims};
+use crate::claims::{RawClaims, Verified};
+use crate::{AuthError, Caller, Claims, ClientClaims};
 
 /// Tokens longer than this are rejected before any parsing or crypto: a
 /// warden access token is well under 1 KiB, and an attacker should not be
@@ -27,6 +28,15 @@ const MAX_TOKEN_LEN: usize = 8 * 1024;
 pub trait TokenCheck: Send + Sync + 'static {
     /// `false` rejects the token with 401 `"Invalid token"`.
     fn is_live(&self, claims: &Claims) -> bool;
+
+    /// The same for a client's own token (`client_credentials`). The
+    /// default lets every one through: a check written before client
+    /// tokens existed knows nothing to revoke them by. warden's own gate
+    /// refuses the tokens of a client deleted on that instance.
+    fn is_client_live(&self, claims: &ClientClaims) -> bool {
+        let _ = claims;
+        true
+    }
 }
 
 /// What [`UnknownKid::unknown_kid`] may return: a wait that ends when a
@@ -367,7 +377,9 @@ impl Verifier {
         }
     }
 
-    /// Verifies `token` (the part after `Bearer `) and returns its claims.
+    /// Verifies a user's `token` (the part after `Bearer `) and returns its
+    /// claims. A client's own token (`client_credentials`) is refused as
+    /// `Invalid`: it is not a user; see [`Verifier::verify_caller`].
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         self.verify_shared(token).map(Arc::unwrap_or_clone)
     }
@@ -376,6 +388,19 @@ impl Verifier {
     /// unknown `kid` is refused at once (the [`UnknownKid`] hook, if any, is
     /// told, so a refresh may start).
     pub fn verify_shared(&self, token: &str) -> Result<Arc<Claims>, AuthError> {
+        match self.verify_any(token)? {
+            Verified::User(claims) => Ok(claims),
+            Verified::Client(_) => Err(AuthError::Invalid),
+        }
+    }
+
+    /// Verifies a token of either kind: a user's ([`Caller::User`]) or a
+    /// client's own ([`Caller::Client`]).
+    pub fn verify_caller(&self, token: &str) -> Result<Caller, AuthError> {
+        self.verify_any(token).map(Verified::into_caller)
+    }
+
+    pub(crate) fn verify_any(&self, token: &str) -> Result<Verified, AuthError> {
         match self.check(token) {
             Ok(claims) => Ok(claims),
             Err(Failure::Auth(e)) => Err(e),
@@ -394,6 +419,20 @@ impl Verifier {
     /// [`UnknownKid`] hook starts (or joins), and is then verified once
     /// more. A cache hit allocates nothing.
     pub async fn verify_request(&self, token: &str) -> Result<Arc<Claims>, AuthError> {
+        match self.verify_any_request(token).await? {
+            Verified::User(claims) => Ok(claims),
+            Verified::Client(_) => Err(AuthError::Invalid),
+        }
+    }
+
+    /// [`Verifier::verify_request`] for a token of either kind.
+    pub async fn verify_caller_request(&self, token: &str) -> Result<Caller, AuthError> {
+        self.verify_any_request(token)
+            .await
+            .map(Verified::into_caller)
+    }
+
+    pub(crate) async fn verify_any_request(&self, token: &str) -> Result<Verified, AuthError> {
         match self.check(token) {
             Ok(claims) => Ok(claims),
             Err(Failure::Auth(e)) => Err(e),
@@ -416,7 +455,7 @@ impl Verifier {
         }
     }
 
-    fn check(&self, token: &str) -> Result<Arc<Claims>, Failure> {
+    fn check(&self, token: &str) -> Result<Verified, Failure> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(AuthError::Invalid.into());
         }
@@ -426,20 +465,24 @@ impl Verifier {
             Some(claims) => (claims, None),
             None => {
                 let generation = inner.cache.generation();
-                (Arc::new(self.decode(token)?), Some(generation))
+                (self.decode(token)?, Some(generation))
             }
         };
         // RFC 7519 §4.1.4: the current time must be *before* `exp`.
-        if now >= claims.exp {
+        if now >= claims.exp() {
             return Err(AuthError::Expired.into());
         }
-        if claims.nbf > now {
+        if claims.nbf() > now {
             return Err(AuthError::Invalid.into());
         }
-        if let Some(check) = &inner.check
-            && !check.is_live(&claims)
-        {
-            return Err(AuthError::Invalid.into());
+        if let Some(check) = &inner.check {
+            let live = match &claims {
+                Verified::User(c) => check.is_live(c),
+                Verified::Client(c) => check.is_client_live(c),
+            };
+            if !live {
+                return Err(AuthError::Invalid.into());
+            }
         }
         if let Some(generation) = generation {
             inner.cache.insert(token, claims.clone(), generation, now);
@@ -450,7 +493,7 @@ impl Verifier {
     /// Everything about a token that depends only on its bytes and on our
     /// keys: the JOSE header, the signature, and the claims' shape, issuer
     /// and audience. (Time and revocation are checked on every use.)
-    fn decode(&self, token: &str) -> Result<Claims, Failure> {
+    fn decode(&self, token: &str) -> Result<Verified, Failure> {
         let inner = &*self.inner;
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Invalid)?;
         // RFC 9068 §4: the `typ` must be `at+jwt` (or its full media type);
@@ -468,12 +511,13 @@ impl Verifier {
         let kid = header.kid.as_deref().ok_or(AuthError::Invalid)?;
         let keys = inner.keys.load();
         let key = keys.get(kid).ok_or(Failure::UnknownKid)?;
-        jsonwebtoken::decode::<Claims>(token, key, &inner.validation)
+        let raw = jsonwebtoken::decode::<RawClaims>(token, key, &inner.validation)
             .map(|data| data.claims)
             .map_err(|e| match e.kind() {
-                ErrorKind::ExpiredSignature => AuthError::Expired.into(),
-                _ => AuthError::Invalid.into(),
-            })
+                ErrorKind::ExpiredSignature => Failure::Auth(AuthError::Expired),
+                _ => Failure::Auth(AuthError::Invalid),
+            })?;
+        raw.classify().ok_or(Failure::Auth(AuthError::Invalid))
     }
 }
 

@@ -4,6 +4,8 @@
 //! the secret: 256 random bits shown once, stored as SHA-256, compared in
 //! constant time.
 
+use std::collections::HashSet;
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
@@ -13,13 +15,13 @@ use uuid::Uuid;
 use crate::auth::audit::{self, Event};
 use crate::auth::error::RandomError;
 use crate::auth::{Error, Result, Services};
-use crate::domain::ClientRecord;
 use crate::domain::client::{
     ClientFieldError, DEFAULT_ID_TOKEN_ALGORITHM, GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN,
     validate_client,
 };
 use crate::domain::error::{FieldError, GrantError};
 use crate::domain::roles::{OPENID_SCOPES, SCOPE_ME, is_openid_scope};
+use crate::domain::{ClientRecord, ConsentRecord};
 
 /// Every client secret starts with this, so secret scanners (and people)
 /// can tell a leaked warden client secret from other strings.
@@ -129,15 +131,352 @@ pub async fn create(
         updated_at: now,
     };
     validate_client(&client, |s| known_scope(state, s)).map_err(client_field_error)?;
-    let event = Event::new("client_created")
-        .user(actor)
+    let event = by(Event::new("client_created"), actor)
         .ip(ip)
         .detail("client_id", client.id.to_string())
         .detail("name", client.name.clone())
+        .detail("public", client.public)
         .into_record();
     state.store.insert_client(&client, &event).await?;
     audit::log(&event);
+    reload_origins(state).await;
     Ok((client, secret.map(|s| s.secret)))
+}
+
+/// The admin behind a change (`user_id` of its audit event), or the
+/// command line (`by: cli`).
+fn by(event: Event, actor: Option<Uuid>) -> Event {
+    match actor {
+        Some(admin) => event.user(admin),
+        None => event.detail("by", "cli"),
+    }
+}
+
+/// One client; `NotFound` if there is none with this id.
+pub async fn get(state: &Services, id: Uuid) -> Result<ClientRecord> {
+    state.store.client(id).await?.ok_or(Error::NotFound)
+}
+
+/// One page of clients by id (keyset pagination): those after `after`, at
+/// most `limit`, and the id to continue after when more follow.
+pub async fn list(
+    state: &Services,
+    after: Option<Uuid>,
+    limit: u32,
+) -> Result<(Vec<ClientRecord>, Option<Uuid>)> {
+    // One extra row tells whether another page follows.
+    let mut page = state.store.query_clients(after, limit + 1).await?;
+    let next = if page.len() > limit as usize {
+        page.truncate(limit as usize);
+        page.last().map(|c| c.id)
+    } else {
+        None
+    };
+    Ok((page, next))
+}
+
+/// A partial update (`PATCH /clients/{id}`): each field given replaces the
+/// registered one; `None` leaves it. `public` is not among them: a client
+/// does not change kind (its secret, PKCE and consent rules depend on it);
+/// register a new one instead.
+#[derive(Debug, Clone, Default)]
+pub struct ClientChanges {
+    pub name: Option<String>,
+    pub first_party: Option<bool>,
+    pub redirect_uris: Option<Vec<String>>,
+    pub post_logout_redirect_uris: Option<Vec<String>>,
+    /// `Some(None)` removes it.
+    pub backchannel_logout_uri: Option<Option<String>>,
+    pub grant_types: Option<Vec<String>>,
+    pub scopes: Option<Vec<String>>,
+    pub id_token_signed_response_alg: Option<String>,
+}
+
+impl ClientChanges {
+    /// The JSON names of the fields this update sets, for the audit event.
+    fn fields(&self) -> Vec<&'static str> {
+        [
+            ("name", self.name.is_some()),
+            ("first_party", self.first_party.is_some()),
+            ("redirect_uris", self.redirect_uris.is_some()),
+            (
+                "post_logout_redirect_uris",
+                self.post_logout_redirect_uris.is_some(),
+            ),
+            (
+                "backchannel_logout_uri",
+                self.backchannel_logout_uri.is_some(),
+            ),
+            ("grant_types", self.grant_types.is_some()),
+            ("scopes", self.scopes.is_some()),
+            (
+                "id_token_signed_response_alg",
+                self.id_token_signed_response_alg.is_some(),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect()
+    }
+}
+
+/// Applies `changes` to client `id`. The merged record is validated as a
+/// whole with the registration's rules (`validate_client`), so no update
+/// can make a client that could not have been registered: `client_credentials`
+/// on a public client, `authorization_code` without redirect URIs, a
+/// custom scheme on a confidential client. Sessions already issued through
+/// the client are left alone (a narrower `scopes` bounds the next tokens;
+/// deleting the client ends them all).
+pub async fn update(
+    state: &Services,
+    id: Uuid,
+    changes: ClientChanges,
+    actor: Option<Uuid>,
+    ip: Option<&str>,
+    now: i64,
+) -> Result<ClientRecord> {
+    let mut client = get(state, id).await?;
+    let fields = changes.fields();
+    if let Some(name) = changes.name {
+        client.name = name;
+    }
+    if let Some(first_party) = changes.first_party {
+        client.first_party = first_party;
+    }
+    if let Some(uris) = changes.redirect_uris {
+        client.redirect_uris = uris;
+    }
+    if let Some(uris) = changes.post_logout_redirect_uris {
+        client.post_logout_redirect_uris = uris;
+    }
+    if let Some(uri) = changes.backchannel_logout_uri {
+        client.backchannel_logout_uri = uri;
+    }
+    if let Some(mut grants) = changes.grant_types {
+        dedup_keep_order(&mut grants);
+        client.grant_types = grants;
+    }
+    if let Some(mut scopes) = changes.scopes {
+        dedup_keep_order(&mut scopes);
+        client.scopes = scopes;
+    }
+    if let Some(alg) = changes.id_token_signed_response_alg {
+        client.id_token_signed_response_alg = alg;
+    }
+    validate_client(&client, |s| known_scope(state, s)).map_err(client_field_error)?;
+    client.updated_at = now;
+    let event = by(Event::new("client_updated"), actor)
+        .ip(ip)
+        .detail("client_id", id.to_string())
+        .detail("fields", fields)
+        .into_record();
+    if !state.store.update_client(&client, &event).await? {
+        // Deleted between the read and the write.
+        return Err(Error::NotFound);
+    }
+    audit::log(&event);
+    reload_origins(state).await;
+    Ok(client)
+}
+
+/// What rotating a public client's secret answers (409: the client's kind,
+/// not the request, is the problem).
+pub const PUBLIC_CLIENT_HAS_NO_SECRET: &str =
+    "This is a public client: it has no secret to rotate (public clients use PKCE alone)";
+
+/// Gives a confidential client a new secret, returned once; the old one
+/// stops working at once (in this process and every other: it is checked
+/// against the database on each token request).
+pub async fn rotate_secret(
+    state: &Services,
+    id: Uuid,
+    actor: Option<Uuid>,
+    ip: Option<&str>,
+    now: i64,
+) -> Result<(ClientRecord, String)> {
+    let mut client = get(state, id).await?;
+    if client.public {
+        return Err(Error::StateConflict(PUBLIC_CLIENT_HAS_NO_SECRET.to_owned()));
+    }
+    let secret = ClientSecret::generate()?;
+    let event = by(Event::new("client_secret_rotated"), actor)
+        .ip(ip)
+        .detail("client_id", id.to_string())
+        .into_record();
+    if !state
+        .store
+        .set_client_secret(id, &secret.hash, now, &event)
+        .await?
+    {
+        return Err(Error::NotFound);
+    }
+    audit::log(&event);
+    client.secret_hash = Some(secret.hash.to_vec());
+    client.secret_created_at = Some(now);
+    client.updated_at = now;
+    Ok((client, secret.secret))
+}
+
+/// Deletes a client and ends everything issued through it: its codes and
+/// consents go, every live session opened through it ends (refresh tokens
+/// at once; access tokens at once in this process, in others within their
+/// sync interval). Returns how many sessions ended.
+pub async fn delete(
+    state: &Services,
+    id: Uuid,
+    actor: Option<Uuid>,
+    ip: Option<&str>,
+    now: i64,
+) -> Result<usize> {
+    let event = by(Event::new("client_deleted"), actor)
+        .ip(ip)
+        .detail("client_id", id.to_string())
+        .into_record();
+    let Some(ended) = state.store.delete_client(id, now, &event).await? else {
+        return Err(Error::NotFound);
+    };
+    crate::auth::sessions::sessions_ended(state, &ended, now);
+    // Its own client_credentials tokens have no session: the gate refuses
+    // them by client.
+    state.gate.revoke_client(id, now);
+    audit::log(&event);
+    tracing::info!(client_id = %id, sessions_ended = ended.len(), "client deleted");
+    reload_origins(state).await;
+    Ok(ended.len())
+}
+
+/// A user's remembered consents, each with the client's name, newest first.
+pub async fn consents(state: &Services, user: Uuid) -> Result<Vec<(ConsentRecord, String)>> {
+    Ok(state.store.user_consents(user).await?)
+}
+
+/// Withdraws the consent `user` gave `client`: the next authorization asks
+/// again, and the user's sessions through that client end. `NotFound` when
+/// there is no such consent.
+pub async fn withdraw_consent(
+    state: &Services,
+    user: Uuid,
+    client: Uuid,
+    ip: Option<&str>,
+    now: i64,
+) -> Result<()> {
+    let event = Event::new("consent_withdrawn")
+        .user(user)
+        .ip(ip)
+        .detail("client_id", client.to_string())
+        .into_record();
+    let Some(ended) = state
+        .store
+        .delete_consent(user, client, now, &event)
+        .await?
+    else {
+        return Err(Error::NotFound);
+    };
+    crate::auth::sessions::sessions_ended(state, &ended, now);
+    audit::log(&event);
+    Ok(())
+}
+
+/// The browser origins of public clients, which the token and revocation
+/// endpoints answer with CORS (without credentials): the origin of each
+/// `https` redirect URI, and for a loopback `http` one its host on any
+/// port (RFC 8252 §7.3: the port is chosen at run time). Held in memory,
+/// replaced after every change to the registry made by this process and
+/// reloaded by the server's sync task (see `app.rs`) for changes made
+/// elsewhere.
+#[derive(Debug, Default)]
+pub struct ClientOrigins {
+    set: std::sync::RwLock<OriginSet>,
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+struct OriginSet {
+    /// `https://app.example.com` (with its port, if not 443).
+    exact: HashSet<String>,
+    /// `127.0.0.1`, `[::1]`: any port of `http://HOST`.
+    loopback_hosts: HashSet<String>,
+}
+
+impl OriginSet {
+    fn of(clients: &[ClientRecord]) -> Self {
+        let mut set = Self::default();
+        for uri in clients
+            .iter()
+            .filter(|c| c.public)
+            .flat_map(|c| &c.redirect_uris)
+        {
+            let Ok(url) = url::Url::parse(uri) else {
+                continue;
+            };
+            match (url.scheme(), url.host_str()) {
+                ("https", Some(_)) => {
+                    set.exact.insert(url.origin().ascii_serialization());
+                }
+                ("http", Some(host)) => {
+                    // Registration allows plain http only to loopback IPs.
+                    set.loopback_hosts.insert(host.to_owned());
+                }
+                // Custom schemes: native apps, no browser origin.
+                _ => {}
+            }
+        }
+        set
+    }
+}
+
+impl ClientOrigins {
+    /// Whether `origin` (a request's `Origin` header) is a public client's.
+    pub fn allows(&self, origin: &str) -> bool {
+        let set = self.set.read().unwrap_or_else(|e| e.into_inner());
+        if set.exact.contains(origin) {
+            return true;
+        }
+        if set.loopback_hosts.is_empty() || !origin.starts_with("http://") {
+            return false;
+        }
+        // An origin is scheme://host[:port], nothing more.
+        match url::Url::parse(origin) {
+            Ok(url) if url.path() == "/" && !origin.ends_with('/') => url
+                .host_str()
+                .is_some_and(|host| set.loopback_hosts.contains(host)),
+            _ => false,
+        }
+    }
+
+    /// Replaces the set with the origins of `clients` (all of them).
+    pub fn replace(&self, clients: &[ClientRecord]) {
+        let new = OriginSet::of(clients);
+        let mut set = self.set.write().unwrap_or_else(|e| e.into_inner());
+        if *set != new {
+            *set = new;
+        }
+    }
+}
+
+/// Reads every client and replaces [`Services::client_origins`]. A failure
+/// is logged and leaves the set as it was (the sync retries).
+pub async fn reload_origins(state: &Services) {
+    if let Err(e) = try_reload_origins(state).await {
+        tracing::warn!(error = %e, "cannot reload the public clients' origins");
+    }
+}
+
+/// [`reload_origins`], with its error.
+pub async fn try_reload_origins(state: &Services) -> Result<()> {
+    const PAGE: u32 = 500;
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let page = state.store.query_clients(after, PAGE).await?;
+        let full = page.len() == PAGE as usize;
+        after = page.last().map(|c| c.id);
+        all.extend(page);
+        if !full {
+            break;
+        }
+    }
+    state.client_origins.replace(&all);
+    Ok(())
 }
 
 fn dedup_keep_order(list: &mut Vec<String>) {
@@ -216,6 +555,70 @@ pub fn require_grant(client: &ClientRecord, grant: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn client(public: bool, uris: &[&str]) -> ClientRecord {
+        ClientRecord {
+            id: Uuid::now_v7(),
+            name: "X".to_owned(),
+            public,
+            first_party: false,
+            secret_hash: None,
+            secret_created_at: None,
+            redirect_uris: uris.iter().map(|u| u.to_string()).collect(),
+            post_logout_redirect_uris: Vec::new(),
+            backchannel_logout_uri: None,
+            grant_types: vec![GRANT_AUTHORIZATION_CODE.to_owned()],
+            scopes: Vec::new(),
+            id_token_signed_response_alg: DEFAULT_ID_TOKEN_ALGORITHM.to_owned(),
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn public_clients_https_origins_and_loopback_hosts_on_any_port_are_allowed() {
+        let origins = ClientOrigins::default();
+        origins.replace(&[
+            client(
+                true,
+                &[
+                    "https://spa.example.com/cb?x=1",
+                    "https://spa.example.com:8443/cb",
+                    "http://127.0.0.1/cb",
+                    "com.example.app:/cb",
+                ],
+            ),
+            client(
+                false,
+                &["https://backend.example.com/cb", "http://[::1]/cb"],
+            ),
+        ]);
+        for allowed in [
+            "https://spa.example.com",
+            "https://spa.example.com:8443",
+            "http://127.0.0.1",
+            "http://127.0.0.1:5173",
+        ] {
+            assert!(origins.allows(allowed), "{allowed}");
+        }
+        for refused in [
+            "https://backend.example.com",
+            "http://[::1]:5173",
+            "http://spa.example.com",
+            "https://spa.example.com.evil.test",
+            "https://spa.example.com/",
+            "http://127.0.0.1:5173/",
+            "http://127.0.0.1:5173/cb",
+            "http://127.0.0.2",
+            "com.example.app:",
+            "null",
+            "",
+        ] {
+            assert!(!origins.allows(refused), "{refused}");
+        }
+        origins.replace(&[]);
+        assert!(!origins.allows("https://spa.example.com"));
+    }
 
     #[test]
     fn a_secret_has_the_prefix_256_random_bits_and_its_hash() {

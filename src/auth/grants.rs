@@ -1,7 +1,9 @@
-//! The grants of the token endpoint (RFC 6749): the password grant (§4.3)
-//! and the refresh grant (§6) with rotation and reuse detection (RFC 9700).
-//! The HTTP tier reads the form and the cookies, calls one of these and
-//! writes the response; the rules are here.
+//! The grants of the token endpoint (RFC 6749): the password grant (§4.3),
+//! the refresh grant (§6) with rotation and reuse detection (RFC 9700) and
+//! its binding to the client a session was issued through, and the client
+//! credentials grant (§4.4). The authorization code grant is
+//! `auth::code_grant`. The HTTP tier reads the form and the cookies, calls
+//! one of these and writes the response; the rules are here.
 
 use std::collections::BTreeSet;
 
@@ -12,8 +14,9 @@ use crate::auth::error::GrantError;
 use crate::auth::refresh_tokens::RefreshTokens;
 use crate::auth::sessions::{ClientMeta, TokenResponse};
 use crate::auth::{Error, Result, Services, tokens};
-use crate::domain::roles::Roles;
-use crate::domain::{RefreshLifetimes, RefreshOutcome, UserRecord};
+use crate::domain::client::GRANT_CLIENT_CREDENTIALS;
+use crate::domain::roles::{Roles, is_openid_scope};
+use crate::domain::{ClientRecord, RefreshLifetimes, RefreshOutcome, UserRecord};
 
 pub const BAD_CREDENTIALS: &str = "Incorrect username or password";
 
@@ -23,12 +26,23 @@ pub fn requested_scopes<'a>(
     roles: &Roles,
     scope: Option<&'a str>,
 ) -> Result<Option<BTreeSet<&'a str>>> {
+    requested_scopes_of(roles, scope, false)
+}
+
+/// [`requested_scopes`]; with `openid`, the OpenID scopes (which no role
+/// grants, and only a grant through a client may carry) are known too.
+pub fn requested_scopes_of<'a>(
+    roles: &Roles,
+    scope: Option<&'a str>,
+    openid: bool,
+) -> Result<Option<BTreeSet<&'a str>>> {
     let Some(scope) = scope else { return Ok(None) };
     let wanted: BTreeSet<&str> = scope.split(' ').filter(|s| !s.is_empty()).collect();
     if wanted.is_empty() {
         return Ok(None);
     }
-    if let Some(unknown) = wanted.iter().find(|s| !roles.all_scopes().contains(**s)) {
+    let known = |s: &str| roles.all_scopes().contains(s) || (openid && is_openid_scope(s));
+    if let Some(unknown) = wanted.iter().find(|s| !known(s)) {
         return Err(Error::Grant(
             GrantError::InvalidScope,
             format!("Unknown scope: {unknown}"),
@@ -167,21 +181,42 @@ fn invalid_refresh() -> Error {
 }
 
 /// `grant_type=refresh_token`: rotate the refresh token, issue a new pair.
-pub async fn refresh(state: &Services, token: &str, scope: Option<&str>) -> Result<TokenResponse> {
-    let requested = requested_scopes(&state.config.roles, scope)?;
+///
+/// `client`: the client that authenticated with the request, if any. A
+/// session issued through a client is refreshed only by that client, and
+/// a session of the password grant only without one; anything else is
+/// `invalid_grant`, decided before the rotation, so a refusal spends
+/// nothing and the rightful holder's next refresh still works.
+pub async fn refresh(
+    state: &Services,
+    token: &str,
+    scope: Option<&str>,
+    client: Option<&ClientRecord>,
+) -> Result<TokenResponse> {
+    let requested = requested_scopes_of(&state.config.roles, scope, client.is_some())?;
+    if let Some(client) = client {
+        crate::auth::clients::require_grant(client, crate::domain::client::GRANT_REFRESH_TOKEN)?;
+    }
     let now = tokens::now();
     // A forged token (a session id seen in some access token, with a
     // made-up secret) stops here, before the database: nothing is revoked.
     let Some(presented) = state.refresh.resolve(state.store.as_ref(), token).await? else {
         return Err(invalid_refresh());
     };
+    let Some(record) = state.store.refresh_record(presented.session).await? else {
+        return Err(invalid_refresh());
+    };
+    // The client binding (the session's client never changes, so the
+    // rotation below sees the same one).
+    if record.session.client_id != client.map(|c| c.id) {
+        return Err(invalid_refresh());
+    }
     // A scope the session does not hold is refused before the rotation:
     // refused after it, the client would never see the successor, and its
     // next refresh with this (then spent) token would count as reuse and
     // end the session. Only the current token is judged here; any other
     // goes on to the rotation, which decides retry or reuse.
     if let Some(wanted) = &requested
-        && let Some(record) = state.store.refresh_record(presented.session).await?
         && record.is_current(
             &presented,
             now,
@@ -190,7 +225,7 @@ pub async fn refresh(state: &Services, token: &str, scope: Option<&str>) -> Resu
         && let Some(user) = state.store.user_by_id(record.session.user_id).await?
         && !user.disabled
     {
-        ungranted_scope(state, &user, &record.session.scope, wanted)?;
+        ungranted_scope(state, &user, &record.session.scope, client, wanted)?;
     }
     let successor = state
         .refresh
@@ -227,15 +262,15 @@ pub async fn refresh(state: &Services, token: &str, scope: Option<&str>) -> Resu
         Some(u) if !u.disabled => u,
         _ => return Err(invalid_refresh()),
     };
-    // Never wider than the login granted, nor than the user's roles allow
-    // now; a request may narrow it. (Checked before the rotation too; a
-    // role change in between has ended the session, so this refusal after
-    // a committed rotation needs a race.)
-    let session_scopes = session_scopes(state, &user, &session.scope);
+    // Never wider than the login granted, nor than the user's roles (and
+    // the client's scopes) allow now; a request may narrow it. (Checked
+    // before the rotation too; a role change in between has ended the
+    // session, so this refusal after a committed rotation needs a race.)
+    let session_scopes = session_scopes(state, &user, &session.scope, client);
     let scope: Vec<&str> = match &requested {
         None => session_scopes,
         Some(wanted) => {
-            ungranted_scope(state, &user, &session.scope, wanted)?;
+            ungranted_scope(state, &user, &session.scope, client, wanted)?;
             session_scopes
                 .into_iter()
                 .filter(|s| wanted.contains(s))
@@ -247,9 +282,14 @@ pub async fn refresh(state: &Services, token: &str, scope: Option<&str>) -> Resu
     }
     let scope = scope.join(" ");
     let issued_at = tokens::issuing_time(&user, now).await;
-    let issued = state
-        .tokens
-        .issue_for(&user, &scope, session.id, issued_at, "refresh_token")?;
+    let issued = state.tokens.issue_through(
+        &user,
+        &scope,
+        session.id,
+        session.client_id,
+        issued_at,
+        "refresh_token",
+    )?;
     Ok(TokenResponse {
         access_token: issued.token,
         token_type: "bearer",
@@ -259,11 +299,89 @@ pub async fn refresh(state: &Services, token: &str, scope: Option<&str>) -> Resu
     })
 }
 
+/// `grant_type=client_credentials` (RFC 6749 §4.4): an access token for
+/// the authenticated confidential `client` itself — `sub` and `client_id`
+/// are its id, no session, no refresh token. `scope` must lie within the
+/// client's registered scopes; without one, the token carries all of them
+/// but the OpenID scopes (which describe a user, and there is none).
+pub async fn client_credentials(
+    state: &Services,
+    client: &ClientRecord,
+    scope: Option<&str>,
+) -> Result<TokenResponse> {
+    // A public client cannot keep a secret, so it cannot prove it is
+    // itself (RFC 6749 §4.4): whatever its registration says.
+    if client.public {
+        return Err(Error::Grant(
+            GrantError::UnauthorizedClient,
+            format!("A public client is not allowed the {GRANT_CLIENT_CREDENTIALS} grant"),
+        ));
+    }
+    crate::auth::clients::require_grant(client, GRANT_CLIENT_CREDENTIALS)?;
+    let allowed = |s: &str| !is_openid_scope(s) && client.scopes.iter().any(|c| c == s);
+    let wanted: Vec<&str> = scope
+        .unwrap_or_default()
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let granted: Vec<&str> = if wanted.is_empty() {
+        client
+            .scopes
+            .iter()
+            .map(String::as_str)
+            .filter(|s| allowed(s))
+            .collect()
+    } else {
+        if let Some(extra) = wanted.iter().find(|s| !allowed(s)) {
+            return Err(Error::Grant(
+                GrantError::InvalidScope,
+                format!("Scope {extra} is not allowed for this client"),
+            ));
+        }
+        wanted
+    };
+    if granted.is_empty() {
+        return Err(Error::Grant(
+            GrantError::InvalidScope,
+            "This client has no scope it may obtain for itself".to_owned(),
+        ));
+    }
+    let scope = granted.join(" ");
+    let issued = state
+        .tokens
+        .issue_client(client.id, &scope, tokens::now())?;
+    // Not an audit event: a service fetching its token every few minutes
+    // is routine, and the client's creation, secret rotation and deletion
+    // are audited. A debug line for tracing a misbehaving client.
+    tracing::debug!(client_id = %client.id, scope = %scope, "client_credentials token issued");
+    Ok(TokenResponse {
+        access_token: issued.token,
+        token_type: "bearer",
+        expires_in: issued.expires_in,
+        scope,
+        refresh_token: None,
+    })
+}
+
 /// The scopes a refresh of a session granted `granted` may carry: those
-/// the user's roles still grant.
-fn session_scopes<'a>(state: &Services, user: &UserRecord, granted: &'a str) -> Vec<&'a str> {
+/// the user's roles still grant — and, for a session through `client`, the
+/// OpenID scopes, each only while the client may still have it.
+pub(crate) fn session_scopes<'a>(
+    state: &Services,
+    user: &UserRecord,
+    granted: &'a str,
+    client: Option<&ClientRecord>,
+) -> Vec<&'a str> {
     let own = state.config.roles.scopes_of(&user.roles);
-    granted.split(' ').filter(|s| own.contains(s)).collect()
+    granted
+        .split(' ')
+        .filter(|s| match client {
+            None => own.contains(s),
+            Some(c) => (own.contains(s) || is_openid_scope(s)) && c.scopes.iter().any(|cs| cs == s),
+        })
+        .collect()
 }
 
 /// 400 `invalid_scope` when `wanted` asks for a scope beyond the session's.
@@ -271,9 +389,10 @@ fn ungranted_scope(
     state: &Services,
     user: &UserRecord,
     granted: &str,
+    client: Option<&ClientRecord>,
     wanted: &BTreeSet<&str>,
 ) -> Result<()> {
-    let held = session_scopes(state, user, granted);
+    let held = session_scopes(state, user, granted, client);
     match wanted.iter().find(|w| !held.contains(w)) {
         Some(extra) => Err(Error::Grant(
             GrantError::InvalidScope,

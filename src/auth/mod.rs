@@ -8,6 +8,7 @@ pub mod authorize;
 pub mod browser;
 pub mod cache;
 pub mod clients;
+pub mod code_grant;
 pub mod devices;
 pub mod error;
 pub mod grants;
@@ -46,6 +47,9 @@ pub struct Services {
     pub devices: devices::DeviceCookies,
     /// The CSRF key of the hosted pages (`/login`, the consent page).
     pub browser: browser::BrowserKeys,
+    /// The public clients' browser origins, for CORS on the token
+    /// endpoints (kept current by `clients`; loaded by the server).
+    pub client_origins: Arc<clients::ClientOrigins>,
 }
 
 impl Services {
@@ -108,6 +112,7 @@ impl Services {
             refresh,
             devices,
             browser,
+            client_origins: Arc::default(),
         })
     }
 }

@@ -144,9 +144,19 @@ pub async fn open_session_with(
         }
     }
     let issued_at = crate::auth::tokens::issuing_time(user, now).await;
-    let issued = state
-        .tokens
-        .issue(user, &session.scope, session.id, issued_at)?;
+    // A session through a client names it in its tokens (RFC 9068).
+    let grant = match via {
+        SessionVia::Client(_) => "authorization_code",
+        SessionVia::Password | SessionVia::Browser => "password",
+    };
+    let issued = state.tokens.issue_through(
+        user,
+        &session.scope,
+        session.id,
+        session.client_id,
+        issued_at,
+        grant,
+    )?;
     Ok(Some((
         TokenResponse {
             access_token: issued.token,

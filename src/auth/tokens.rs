@@ -13,7 +13,7 @@ use jsonwebtoken::Header;
 use serde::Serialize;
 use tokio::sync::watch;
 use uuid::Uuid;
-use warden_guard::{Claims, TokenCheck};
+use warden_guard::{Claims, ClientClaims, TokenCheck};
 
 use crate::auth::error::SigningError;
 use crate::auth::keys::KeyRing;
@@ -79,6 +79,26 @@ struct AccessClaims<'a> {
     scope: &'a str,
     roles: &'a [String],
     username: &'a str,
+    /// The client a user signed in to (RFC 9068); absent for the password
+    /// grant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_id: Option<String>,
+}
+
+/// The claims of a client's own token (`client_credentials`): no user, so
+/// no session, roles or username; `sub` is the client id.
+#[derive(Serialize)]
+struct ClientAccessClaims<'a> {
+    iss: &'a str,
+    sub: String,
+    client_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<&'a str>,
+    exp: i64,
+    iat: i64,
+    nbf: i64,
+    jti: String,
+    scope: &'a str,
 }
 
 /// An issued access token.
@@ -143,11 +163,23 @@ impl TokenIssuer {
         now: i64,
         grant: &'static str,
     ) -> Result<AccessToken, SigningError> {
+        self.issue_through(user, scope, sid, None, now, grant)
+    }
+
+    /// Like [`TokenIssuer::issue_for`], for a session opened through the
+    /// OAuth client `client` (which the token names as `client_id`).
+    pub fn issue_through(
+        &self,
+        user: &UserRecord,
+        scope: &str,
+        sid: Uuid,
+        client: Option<Uuid>,
+        now: i64,
+        grant: &'static str,
+    ) -> Result<AccessToken, SigningError> {
         let keys = self.keys.load();
         let key = &keys.current;
-        let mut header = Header::new(key.algorithm);
-        header.typ = Some("at+jwt".to_owned());
-        header.kid = Some(key.kid.clone());
+        let header = access_header(key);
         // `iat` is never before the user's last security change, so the
         // token passes the gate. Callers issue at [`issuing_time`], so this
         // is `now` unless a clock ahead of ours made the change; `nbf`
@@ -165,6 +197,7 @@ impl TokenIssuer {
             scope,
             roles: &user.roles,
             username: &user.username,
+            client_id: client.map(|c| c.to_string()),
         };
         let token = key.sign(&header, &claims)?;
         metrics::counter!("warden_tokens_issued_total", "grant" => grant).increment(1);
@@ -173,6 +206,46 @@ impl TokenIssuer {
             expires_in: self.ttl,
         })
     }
+
+    /// Signs a client's own access token (`client_credentials`): `sub` and
+    /// `client_id` are the client's id.
+    pub fn issue_client(
+        &self,
+        client: Uuid,
+        scope: &str,
+        now: i64,
+    ) -> Result<AccessToken, SigningError> {
+        let keys = self.keys.load();
+        let key = &keys.current;
+        let header = access_header(key);
+        let claims = ClientAccessClaims {
+            iss: &self.issuer,
+            sub: client.to_string(),
+            client_id: client.to_string(),
+            aud: self.audience.as_deref(),
+            exp: now + self.ttl as i64,
+            iat: now,
+            nbf: now,
+            jti: Uuid::now_v7().to_string(),
+            scope,
+        };
+        let token = key.sign(&header, &claims)?;
+        metrics::counter!("warden_tokens_issued_total", "grant" => "client_credentials")
+            .increment(1);
+        Ok(AccessToken {
+            token,
+            expires_in: self.ttl,
+        })
+    }
+}
+
+/// The JOSE header of every access token: RFC 9068's `typ` and the key's
+/// id.
+fn access_header(key: &crate::auth::keys::SigningKey) -> Header {
+    let mut header = Header::new(key.algorithm);
+    header.typ = Some("at+jwt".to_owned());
+    header.kid = Some(key.kid.clone());
+    header
 }
 
 /// Where a user stands, as far as their tokens go.
@@ -262,6 +335,15 @@ pub struct UserGate {
     /// Ended sessions, with when they ended; kept until every access token
     /// of theirs has expired, then pruned.
     revoked_sessions: DashMap<Uuid, Ended, foldhash::fast::RandomState>,
+    /// OAuth clients deleted by this process, with when: their own tokens
+    /// (`client_credentials`) and every user token naming them fail. Kept
+    /// until those tokens have expired, then pruned. Not published on the
+    /// revocation feed and not read from the database: the routes that
+    /// take a client's own token (introspection, the feed) ask the store
+    /// whether the client is still registered, so another instance refuses
+    /// it too; a resource server verifying offline accepts it until it
+    /// expires (an access-token lifetime), see docs/reference/http-api.md.
+    deleted_clients: DashMap<Uuid, i64, foldhash::fast::RandomState>,
     epoch: AtomicU64,
     /// Serialises the writers' sequence numbers: an entry with sequence
     /// number `n` is in the maps before [`UserGate::watermark`] reaches `n`.
@@ -566,11 +648,17 @@ impl UserGate {
         });
     }
 
+    /// Ends every token of the OAuth client `client`, deleted at `at`.
+    pub fn revoke_client(&self, client: Uuid, at: i64) {
+        self.deleted_clients.entry(client).or_insert(at);
+    }
+
     /// Forgets what no unexpired token can depend on any more: sessions
-    /// ended, users changed and users deleted before `horizon`. Disabled
-    /// users stay.
+    /// ended, users changed and users deleted, clients deleted before
+    /// `horizon`. Disabled users stay.
     pub fn prune(&self, horizon: i64) {
         self.revoked_sessions.retain(|_, e| e.at >= horizon);
+        self.deleted_clients.retain(|_, at| *at >= horizon);
         self.users
             .retain(|_, g| g.standing == Standing::Disabled || g.valid_after >= horizon);
     }
@@ -598,9 +686,27 @@ impl TokenCheck for UserGate {
         if !user_ok {
             return false;
         }
+        if let Some(client) = &claims.client_id
+            && !self.client_live(client)
+        {
+            return false;
+        }
         // (No `is_empty` shortcut: on a sharded map it visits every shard.)
         match Uuid::parse_str(&claims.sid) {
             Ok(sid) => !self.revoked_sessions.contains_key(&sid),
+            Err(_) => false,
+        }
+    }
+
+    fn is_client_live(&self, claims: &ClientClaims) -> bool {
+        self.client_live(&claims.client_id)
+    }
+}
+
+impl UserGate {
+    fn client_live(&self, client: &str) -> bool {
+        match Uuid::parse_str(client) {
+            Ok(id) => !self.deleted_clients.contains_key(&id),
             Err(_) => false,
         }
     }
@@ -650,6 +756,7 @@ mod tests {
             scope: String::new(),
             roles: vec![],
             username: String::new(),
+            client_id: None,
         };
         gate.is_live(&claims)
     }
@@ -823,6 +930,7 @@ mod tests {
             scope: String::new(),
             roles: vec![],
             username: String::new(),
+            client_id: None,
         };
         assert!(gate.is_live(&claims(sid)));
         gate.revoke_session(sid, 100);
@@ -835,5 +943,50 @@ mod tests {
         assert!(!gate.is_live(&claims(sid)));
         gate.prune(101);
         assert!(gate.is_live(&claims(sid)));
+    }
+
+    #[test]
+    fn a_deleted_clients_tokens_fail_until_pruned() {
+        let (user, client, other) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let gate = UserGate::default();
+        let own = |client: Uuid| ClientClaims {
+            iss: String::new(),
+            sub: client.to_string(),
+            client_id: client.to_string(),
+            aud: None,
+            exp: 0,
+            iat: 10,
+            nbf: 0,
+            jti: String::new(),
+            scope: String::new(),
+        };
+        let through = |client: Option<Uuid>| Claims {
+            iss: String::new(),
+            sub: user.to_string(),
+            aud: None,
+            exp: 0,
+            iat: 10,
+            nbf: 0,
+            jti: String::new(),
+            sid: Uuid::now_v7().to_string(),
+            scope: String::new(),
+            roles: vec![],
+            username: String::new(),
+            client_id: client.map(|c| c.to_string()),
+        };
+        assert!(gate.is_client_live(&own(client)));
+        assert!(gate.is_live(&through(Some(client))));
+        gate.revoke_client(client, 100);
+        assert!(!gate.is_client_live(&own(client)));
+        assert!(!gate.is_live(&through(Some(client))));
+        assert!(gate.is_client_live(&own(other)), "other clients live on");
+        assert!(gate.is_live(&through(None)), "password sessions too");
+        let mut bad = own(client);
+        bad.client_id = "not-a-uuid".into();
+        assert!(!gate.is_client_live(&bad));
+        gate.prune(100);
+        assert!(!gate.is_client_live(&own(client)));
+        gate.prune(101);
+        assert!(gate.is_client_live(&own(client)));
     }
 }

@@ -8,13 +8,93 @@
 //! and a wildcard would let any site read responses). With no origins
 //! configured there is no CORS layer at all: other origins' scripts cannot
 //! read any response.
+//!
+//! Public OAuth clients (single-page apps) call the token and revocation
+//! endpoints from their own origin: [`public_clients`] answers the origins
+//! of their registered redirect URIs on those two paths only, without
+//! credentials (a public client sends no cookie and has no secret), from
+//! the in-memory set `auth::clients::ClientOrigins`.
 
 use std::time::Duration;
 
-use axum::http::{HeaderValue, Method, header};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::config::AllowedOrigins;
+use crate::http::state::AppState;
+
+/// The paths a public client's script calls: the token endpoint (code
+/// redemption, refresh) and revocation (sign-out).
+pub const PUBLIC_CLIENT_PATHS: [&str; 2] = ["/token", "/token/revoke"];
+
+/// CORS for public clients' origins on [`PUBLIC_CLIENT_PATHS`]: a preflight
+/// is answered here (`POST`, the `Authorization` and `Content-Type`
+/// headers, no credentials), an actual request gets
+/// `Access-Control-Allow-Origin` with its own origin. Any other request —
+/// no `Origin`, another path, an origin of `WARDEN_CORS_ORIGINS` (which
+/// keeps its credentials through [`layer`]) or one no public client
+/// registered — passes through untouched. Outermost, so it sees a
+/// preflight before the configured layer answers it.
+pub async fn public_clients(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let origin = request
+        .headers()
+        .get(header::ORIGIN)
+        .filter(|_| PUBLIC_CLIENT_PATHS.contains(&request.uri().path()))
+        .and_then(|v| v.to_str().ok())
+        .filter(|o| !state.config.http.cors_origins.contains(o) && state.client_origins.allows(o))
+        .and_then(|o| HeaderValue::from_str(o).ok());
+    let Some(origin) = origin else {
+        return next.run(request).await;
+    };
+    let vary = HeaderValue::from_static(
+        "origin, access-control-request-method, access-control-request-headers",
+    );
+    if request.method() == Method::OPTIONS
+        && request
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+    {
+        return (
+            StatusCode::OK,
+            [
+                (header::ACCESS_CONTROL_ALLOW_ORIGIN, origin),
+                (
+                    header::ACCESS_CONTROL_ALLOW_METHODS,
+                    HeaderValue::from_static("POST"),
+                ),
+                (
+                    header::ACCESS_CONTROL_ALLOW_HEADERS,
+                    HeaderValue::from_static("authorization,content-type"),
+                ),
+                (
+                    header::ACCESS_CONTROL_MAX_AGE,
+                    HeaderValue::from_static("600"),
+                ),
+                (header::VARY, vary),
+            ],
+        )
+            .into_response();
+    }
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    // The configured layer sends this on every actual response; a public
+    // client's origin gets no credentials.
+    headers.remove(header::ACCESS_CONTROL_ALLOW_CREDENTIALS);
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    headers.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("www-authenticate,retry-after"),
+    );
+    headers.append(header::VARY, vary);
+    response
+}
 
 /// The origin (scheme, host, port) of `url`, as a browser writes it in
 /// `Origin`; `None` for a URL that has none.

@@ -3,6 +3,8 @@
 pub mod account;
 pub mod audit;
 pub mod authorize;
+pub mod clients;
+pub mod consents;
 pub mod meta;
 pub mod pages;
 pub mod revocations;

@@ -649,10 +649,24 @@ async fn the_metadata_document_matches_the_routes() {
     assert_eq!(meta["introspection_endpoint"], app.at("/token/introspect"));
     assert_eq!(
         meta["grant_types_supported"],
-        json!(["password", "refresh_token"])
+        json!([
+            "authorization_code",
+            "client_credentials",
+            "refresh_token",
+            "password"
+        ])
     );
     assert_eq!(
         meta["token_endpoint_auth_methods_supported"],
+        json!(["client_secret_basic", "client_secret_post", "none"])
+    );
+    // The code flow (issue 17): /authorize, PKCE S256 only, RFC 9207.
+    assert_eq!(meta["authorization_endpoint"], app.at("/authorize"));
+    assert_eq!(meta["response_types_supported"], json!(["code"]));
+    assert_eq!(meta["code_challenge_methods_supported"], json!(["S256"]));
+    assert_eq!(meta["authorization_response_iss_parameter_supported"], true);
+    assert_eq!(
+        meta["revocation_endpoint_auth_methods_supported"],
         json!(["none"])
     );
     let scopes = meta["scopes_supported"].as_array().unwrap();

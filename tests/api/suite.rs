@@ -9,6 +9,8 @@ macro_rules! api_suite {
             audit,
             authorization,
             authorize,
+            client_grants,
+            clients,
             cookies,
             hardening,
             jwt_attacks,

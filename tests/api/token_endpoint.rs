@@ -135,12 +135,12 @@ async fn missing_password_returns_400_invalid_request() {
 async fn unsupported_grant_type_returns_400() {
     let app = TestApp::spawn().await;
     let r = app
-        .login_form(&[("grant_type", "client_credentials")])
+        .login_form(&[("grant_type", "implicit")])
         .await;
     assert_grant_error(
         r,
         "unsupported_grant_type",
-        "Unsupported grant_type: client_credentials",
+        "Unsupported grant_type: implicit",
     )
     .await;
 }

@@ -23,8 +23,8 @@ const SLACK: i64 = 60;
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// How the guard authenticates to the revocation feed: an account (or a
-/// token) with scope `tokens:introspect`.
+/// How the guard authenticates to the revocation feed: an account, an
+/// OAuth client (or a token) with scope `tokens:introspect`.
 #[derive(Clone)]
 pub struct Credentials(Kind);
 
@@ -32,6 +32,7 @@ pub struct Credentials(Kind);
 enum Kind {
     Bearer(String),
     Password { username: String, password: String },
+    Client { id: String, secret: String },
 }
 
 impl Credentials {
@@ -50,6 +51,18 @@ impl Credentials {
             password: password.into(),
         })
     }
+
+    /// warden's `client_credentials` grant for a confidential client
+    /// registered with that grant and scope `tokens:introspect` (asking
+    /// only for that scope, with `client_secret_post`), and a new token
+    /// before each one expires. The way for a resource server that is a
+    /// registered client.
+    pub fn client(client_id: impl Into<String>, client_secret: impl Into<String>) -> Self {
+        Self(Kind::Client {
+            id: client_id.into(),
+            secret: client_secret.into(),
+        })
+    }
 }
 
 impl fmt::Debug for Credentials {
@@ -60,6 +73,7 @@ impl fmt::Debug for Credentials {
             Kind::Password { username, .. } => {
                 write!(f, "Credentials::password({username:?}, ..)")
             }
+            Kind::Client { id, .. } => write!(f, "Credentials::client({id:?}, ..)"),
         }
     }
 }
@@ -114,15 +128,28 @@ struct TokenResponse {
 impl Tokens {
     /// The current access token, logging in or refreshing first if needed.
     async fn access(&mut self) -> Result<String, Problem> {
-        let (username, password) = match &self.credentials.0 {
-            Kind::Bearer(token) => return Ok(token.clone()),
-            Kind::Password { username, password } => (username.clone(), password.clone()),
-        };
+        if let Kind::Bearer(token) = &self.credentials.0 {
+            return Ok(token.clone());
+        }
         if let Some(s) = &self.session
             && Instant::now() < s.renew_at
         {
             return Ok(s.access.clone());
         }
+        let (username, password) = match &self.credentials.0 {
+            Kind::Bearer(token) => return Ok(token.clone()),
+            Kind::Password { username, password } => (username.clone(), password.clone()),
+            Kind::Client { id, secret } => {
+                let (id, secret) = (id.clone(), secret.clone());
+                let form = [
+                    ("grant_type", "client_credentials"),
+                    ("client_id", id.as_str()),
+                    ("client_secret", secret.as_str()),
+                    ("scope", "tokens:introspect"),
+                ];
+                return self.grant(&form).await;
+            }
+        };
         if let Some(refresh) = self.session.take().and_then(|s| s.refresh) {
             let form = [
                 ("grant_type", "refresh_token"),
@@ -447,6 +474,7 @@ mod tests {
             scope: String::new(),
             roles: vec![],
             username: String::new(),
+            client_id: None,
         }
     }
 
@@ -524,12 +552,13 @@ mod tests {
     #[test]
     fn credentials_never_show_their_secret() {
         let shown = format!(
-            "{:?} {:?}",
+            "{:?} {:?} {:?}",
             Credentials::password("svc", "hunter2-long-secret"),
-            Credentials::bearer("eyJsecret")
+            Credentials::bearer("eyJsecret"),
+            Credentials::client("c1", "wdn_cs_secret")
         );
         assert!(
-            !shown.contains("hunter2") && !shown.contains("eyJ"),
+            !shown.contains("hunter2") && !shown.contains("eyJ") && !shown.contains("wdn_cs"),
             "{shown}"
         );
     }

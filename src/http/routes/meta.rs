@@ -83,8 +83,9 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
 
 /// Authorization server metadata
 ///
-/// RFC 8414: the issuer, its endpoints, grant types and scopes, consistent
-/// with the routes this server has.
+/// RFC 8414: the issuer, its endpoints (`/authorize` for the code flow
+/// with PKCE S256), grant types, client authentication methods and scopes,
+/// consistent with the routes this server has.
 #[utoipa::path(
     get,
     path = "/.well-known/oauth-authorization-server",
@@ -100,14 +101,32 @@ pub async fn authorization_server_metadata(State(state): State<AppState>) -> Res
         "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
         "revocation_endpoint": format!("{issuer}/token/revoke"),
         "introspection_endpoint": format!("{issuer}/token/introspect"),
-        "grant_types_supported": ["password", "refresh_token"],
-        // RFC 8414 requires this field, and validators (authlib) reject an
-        // empty list. warden has no authorization endpoint; `none` (the
-        // registered response type that issues nothing) is the one value
-        // that promises nothing.
-        "response_types_supported": ["none"],
+        "authorization_endpoint": format!("{issuer}/authorize"),
+        "grant_types_supported": [
+            "authorization_code",
+            "client_credentials",
+            "refresh_token",
+            "password",
+        ],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
         "scopes_supported": scopes,
-        "token_endpoint_auth_methods_supported": ["none"],
+        // Registered clients authenticate with their secret (Basic or in
+        // the form); public clients and the password grant with `none`.
+        "token_endpoint_auth_methods_supported": [
+            "client_secret_basic",
+            "client_secret_post",
+            "none",
+        ],
+        // PKCE is required for every client, and only S256 (RFC 9700 §2.1.1).
+        "code_challenge_methods_supported": ["S256"],
+        // RFC 9207: every authorization response carries `iss`.
+        "authorization_response_iss_parameter_supported": true,
+        // Anyone holding a token may revoke it (RFC 7009 §2.1 lets the
+        // server decide); no client authentication is asked for. There is
+        // no `introspection_endpoint_auth_methods_supported`: introspection
+        // is authorized by a bearer token with `tokens:introspect`, which
+        // is no registered client authentication method.
         "revocation_endpoint_auth_methods_supported": ["none"],
         "service_documentation": format!("{issuer}/docs"),
         // An extension (RFC 8414 §2 allows more fields): where

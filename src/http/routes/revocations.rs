@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
-use warden_guard::RequireScope;
+use warden_guard::{Caller, RequireScope};
 
 use crate::auth::revocations::MAX_WAIT_SECS;
 use crate::auth::tokens::FeedEntry;
@@ -138,10 +138,11 @@ pub struct RevocationFeedPage {
 )]
 pub async fn revocation_feed(
     State(state): State<AppState>,
-    _caller: RequireScope<TokensIntrospect>,
+    caller: RequireScope<TokensIntrospect, Caller>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<RevocationFeedPage>> {
     let query: FeedQuery = body::parse_query(raw.as_deref())?;
+    crate::http::routes::token::client_still_registered(&state, &caller).await?;
     let ttl = state.config.tokens.access_token_ttl;
     let page = state
         .feed
