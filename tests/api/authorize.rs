@@ -1165,3 +1165,47 @@ async fn disabling_or_deleting_the_user_ends_the_browser_session() {
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_eq!(at_client(&b.get(&quiet).await, APP_CB)["error"], "login_required");
 }
+
+/// RFC 7636 appendix B: the verifier whose S256 challenge is [`CHALLENGE`].
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+
+#[tokio::test]
+async fn a_code_from_the_pages_is_redeemed_at_the_token_endpoint() {
+    let app = TestApp::spawn().await;
+    app.register_ok("alice").await;
+    let (c, secret) = warden::auth::clients::create(
+        &app.state,
+        NewClient {
+            name: "Web".into(),
+            redirect_uris: vec![APP_CB.into()],
+            ..Default::default()
+        },
+        None,
+        None,
+        warden::auth::tokens::now(),
+    )
+    .await
+    .unwrap();
+    let mut browser = Browser::new(&app);
+    let params = code_flow(&mut browser, &c, "alice").await;
+    let id = c.id.to_string();
+    let secret = secret.unwrap();
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", params["code"].as_str()),
+        ("redirect_uri", APP_CB),
+        ("code_verifier", VERIFIER),
+        ("client_id", id.as_str()),
+        ("client_secret", secret.as_str()),
+    ];
+    let r = app.login_form(&form).await;
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["scope"], "me openid");
+    let me = app.me(body["access_token"].as_str().unwrap()).await;
+    assert_eq!(me.status(), StatusCode::OK);
+    // Single use.
+    let r = app.login_form(&form).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}
