@@ -211,6 +211,13 @@ pub async fn refresh(
     if record.session.client_id != client.map(|c| c.id) {
         return Err(invalid_refresh());
     }
+    // A browser session's token is the `warden_session` cookie, which the
+    // hosted pages check without rotating: it is not a refresh token for
+    // anyone to trade in at the token endpoint (that would also break the
+    // cookie).
+    if record.session.browser {
+        return Err(invalid_refresh());
+    }
     // A scope the session does not hold is refused before the rotation:
     // refused after it, the client would never see the successor, and its
     // next refresh with this (then spent) token would count as reuse and

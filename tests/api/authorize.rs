@@ -1209,3 +1209,26 @@ async fn a_code_from_the_pages_is_redeemed_at_the_token_endpoint() {
     let r = app.login_form(&form).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn the_browser_session_cookie_is_no_refresh_token_at_the_token_endpoint() {
+    let app = TestApp::spawn().await;
+    app.register_ok("alice").await;
+    let mut browser = Browser::new(&app);
+    let page = browser.get("/login").await;
+    let csrf = hidden(&page.body, "csrf_token");
+    let r = browser
+        .post("/login", &[("csrf_token", &csrf), ("username", "alice"), ("password", PASSWORD)])
+        .await;
+    assert_eq!(r.location.as_deref(), Some("/account"));
+    let cookie = browser.jar["warden_session"].clone();
+    let r = app
+        .login_form(&[("grant_type", "refresh_token"), ("refresh_token", &cookie)])
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_grant");
+    // Nothing was spent: the cookie still signs the pages in.
+    let page = browser.get("/login").await;
+    assert!(page.body.contains("Signed in as <strong>alice</strong>"), "{}", page.body);
+}
