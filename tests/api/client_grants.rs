@@ -1042,3 +1042,35 @@ async fn a_guard_follows_the_revocation_feed_as_a_registered_client() {
         .await;
     assert!(refused.is_err());
 }
+
+/// v1's refresh grant took no client: password-grant clients (authlib's
+/// `OAuth2Session`, for one) send an unregistered `client_id` of their own
+/// with every refresh, and it keeps working.
+#[tokio::test]
+async fn a_password_grant_refresh_with_an_unregistered_bare_client_id_still_works() {
+    let app = TestApp::spawn().await;
+    app.register_ok("alice").await;
+    let r = app.login("alice", PASSWORD).await;
+    let body: Value = r.json().await.unwrap();
+    let refresh = body["refresh_token"].as_str().unwrap().to_owned();
+    let r = app
+        .login_form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh),
+            ("client_id", "warden-interop"),
+        ])
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    // With a secret, an unknown client is still invalid_client.
+    let body: Value = r.json().await.unwrap();
+    let next = body["refresh_token"].as_str().unwrap().to_owned();
+    let r = app
+        .login_form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &next),
+            ("client_id", "warden-interop"),
+            ("client_secret", "guess"),
+        ])
+        .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}

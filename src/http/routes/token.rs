@@ -188,6 +188,19 @@ pub async fn issue_token(
         }
         Some("refresh_token") => {
             let client = match presented_client(&headers, &request)? {
+                // A bare `client_id` that names no registered public client
+                // is no client at all, as in v1: clients of the password
+                // grant (authlib's OAuth2Session, for one) send their own
+                // unregistered id with every refresh. It proves nothing,
+                // so ignoring it opens nothing: a session issued through a
+                // client is refreshed only by that client, authenticated.
+                Some(presented) if presented.method == clients::AuthMethod::None => {
+                    match clients::authenticate(&state, &presented).await {
+                        Ok(client) => Some(client),
+                        Err(crate::auth::Error::InvalidClient { .. }) => None,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
                 Some(presented) => Some(clients::authenticate(&state, &presented).await?),
                 None => None,
             };
