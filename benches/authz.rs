@@ -68,6 +68,7 @@ fn bench(alg: Algorithm, iters: u32) {
     let ring = keys::KeyRing {
         current: key.clone(),
         keys: vec![key],
+        others: Vec::new(),
     };
 
     let ids: Vec<Uuid> = (0..USERS).map(|_| Uuid::now_v7()).collect();

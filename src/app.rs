@@ -601,21 +601,13 @@ async fn sync_once(state: &AppState, changed: bool, log_read_at: &mut i64) -> an
     // the CLI or another instance reaches this one's CORS origins on the
     // next periodic pass (5 s) or the next change of something else.
     crate::auth::clients::try_reload_origins(&state.services).await?;
-    if let Some(ring) =
-        crate::auth::keys::load_ring(&state.config, state.store.as_ref(), now).await?
+    let ring = crate::auth::keys::load_ring(&state.config, state.store.as_ref(), now).await?;
+    if let Some(ring) = ring
+        && !state.tokens.keys().same_keys(&ring)
     {
-        let current = state.tokens.keys();
-        let same = current.current.kid == ring.current.kid
-            && current
-                .keys
-                .iter()
-                .map(|k| &k.kid)
-                .eq(ring.keys.iter().map(|k| &k.kid));
-        if !same {
-            tracing::info!(kid = %ring.current.kid, keys = ring.keys.len(), "signing keys reloaded");
-            state.verifier.replace_keys(ring.key_set());
-            state.tokens.replace_keys(ring);
-        }
+        tracing::info!(kid = %ring.current.kid, keys = ring.all().count(), "signing keys reloaded");
+        state.verifier.replace_keys(ring.key_set());
+        state.tokens.replace_keys(ring);
     }
     Ok(())
 }

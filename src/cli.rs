@@ -926,25 +926,28 @@ async fn rotate_keys_in(config: &Config, store: &dyn Store) -> Result<(), Failur
     // Make sure a first key exists, so "rotate" on a fresh database retires
     // something meaningful rather than nothing.
     crate::auth::keys::load_or_create(config, store, now).await?;
-    let key = crate::auth::keys::rotate(config, store, now)
+    let rotation = crate::auth::keys::rotate(config, store, now)
         .await
         .map_err(|e| Failure::new(format_chain(&e)))?;
-    crate::auth::audit::record(
-        store,
-        crate::auth::audit::Event::new("key_rotated")
-            .detail("kid", key.kid.clone())
-            .detail(
-                "algorithm",
-                crate::auth::keys::algorithm_name(key.algorithm),
-            ),
-    )
-    .await;
-    println!(
-        "new {} signing key {} is active; retired keys stay in JWKS for {} s (the access token lifetime)",
-        crate::auth::keys::algorithm_name(key.algorithm),
-        key.kid,
-        config.tokens.access_token_ttl
-    );
+    for key in &rotation.keys {
+        let algorithm = crate::auth::keys::algorithm_name(key.algorithm);
+        crate::auth::audit::record(
+            store,
+            crate::auth::audit::Event::new("key_rotated")
+                .detail("kid", key.kid.clone())
+                .detail("algorithm", algorithm),
+        )
+        .await;
+        println!(
+            "new {algorithm} signing key {} is active; retired keys stay in JWKS for {} s (the access token lifetime)",
+            key.kid, config.tokens.access_token_ttl
+        );
+    }
+    if rotation.configured_secret {
+        println!(
+            "the HS256 access-token secret comes from WARDEN_JWT_SECRET; rotate it by changing that setting on every instance"
+        );
+    }
     Ok(())
 }
 

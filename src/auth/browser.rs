@@ -303,5 +303,6 @@ pub async fn access_token(
         expires_in: issued.expires_in,
         scope,
         refresh_token: None,
+        id_token: None,
     })
 }

@@ -114,7 +114,11 @@ pub async fn redeem(
         scope,
         meta,
         sid,
-        SessionVia::Client(client.id),
+        SessionVia::Client {
+            client: client.id,
+            browser_session: record.browser_session,
+            auth_time: record.auth_time,
+        },
         now,
     )
     .await?;

@@ -303,6 +303,7 @@ pub async fn refresh(
         expires_in: issued.expires_in,
         scope,
         refresh_token: Some(successor),
+        id_token: None,
     })
 }
 
@@ -369,6 +370,7 @@ pub async fn client_credentials(
         expires_in: issued.expires_in,
         scope,
         refresh_token: None,
+        id_token: None,
     })
 }
 

@@ -32,6 +32,9 @@ pub struct SigningKey {
     /// `None` for HS256: a shared secret is never published.
     pub public_jwk: Option<Jwk>,
     pub created_at: i64,
+    /// Retired by a rotation: verifies until its tokens expire, signs
+    /// nothing new.
+    pub retired: bool,
 }
 
 impl SigningKey {
@@ -78,15 +81,24 @@ impl SigningKey {
     }
 }
 
-/// The keys in use: `current` signs, all of `keys` verify.
+/// The keys in use.
+///
+/// Access tokens are signed by `current` and verified by `keys`, which
+/// hold only the configured algorithm's keys (`jwt_algorithm`): the
+/// token check never tries a key of another kind. `others` are the keys
+/// of the other algorithms in use — those id tokens and logout tokens are
+/// signed with (`id_token_algorithm`, and every client's
+/// `id_token_signed_response_alg`). JWKS publishes all of them.
 #[derive(Clone)]
 pub struct KeyRing {
     pub current: SigningKey,
     pub keys: Vec<SigningKey>,
+    pub others: Vec<SigningKey>,
 }
 
 impl KeyRing {
-    /// The verification key set for [`warden_guard::Verifier`].
+    /// The verification key set for [`warden_guard::Verifier`]: the
+    /// access-token algorithm's keys only.
     pub fn key_set(&self) -> KeySet {
         let mut set = KeySet::new();
         for k in &self.keys {
@@ -95,14 +107,44 @@ impl KeyRing {
         set
     }
 
-    /// The public JWKS document (`{"keys": []}` under HS256).
+    /// Every loaded key, of every algorithm.
+    pub fn all(&self) -> impl Iterator<Item = &SigningKey> {
+        self.keys.iter().chain(&self.others)
+    }
+
+    /// The key that signs new tokens of `alg` (id tokens, logout tokens):
+    /// the newest active one. `None` when `alg` has no key yet
+    /// ([`ensure_key`] makes one).
+    pub fn signing_key(&self, alg: Algorithm) -> Option<&SigningKey> {
+        if alg == self.current.algorithm {
+            return Some(&self.current);
+        }
+        self.others
+            .iter()
+            .filter(|k| k.algorithm == alg && !k.retired)
+            .max_by_key(|k| k.created_at)
+    }
+
+    /// The key with id `kid`, of any algorithm, active or retired (for
+    /// tokens warden verifies itself, such as an `id_token_hint`).
+    pub fn find(&self, kid: &str) -> Option<&SigningKey> {
+        self.all().find(|k| k.kid == kid)
+    }
+
+    /// Whether both rings hold the same keys, with the same one signing.
+    pub fn same_keys(&self, other: &KeyRing) -> bool {
+        self.current.kid == other.current.kid
+            && self
+                .all()
+                .map(|k| (&k.kid, k.retired))
+                .eq(other.all().map(|k| (&k.kid, k.retired)))
+    }
+
+    /// The public JWKS document: every asymmetric key, each with `alg`
+    /// and `use` (`{"keys": []}` only under HS256 with no id-token key).
     pub fn jwks(&self) -> JwkSet {
         JwkSet {
-            keys: self
-                .keys
-                .iter()
-                .filter_map(|k| k.public_jwk.clone())
-                .collect(),
+            keys: self.all().filter_map(|k| k.public_jwk.clone()).collect(),
         }
     }
 }
@@ -189,12 +231,16 @@ pub fn load(alg: Algorithm, material: &[u8], created_at: i64) -> anyhow::Result<
             encoding,
             public_jwk: None,
             created_at,
+            retired: false,
         });
     }
     let mut jwk = Jwk::from_encoding_key(&encoding, alg)?;
     let kid = jwk.thumbprint(ThumbprintHash::SHA256)?;
     jwk.common.key_id = Some(kid.clone());
     jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+    // RFC 7517 `alg`: a relying party picks the key for the id token's
+    // algorithm by it (several kinds are published side by side).
+    jwk.common.key_algorithm = Some(jwk_algorithm(alg)?);
     let decoding = DecodingKey::from_jwk(&jwk)?;
     Ok(SigningKey {
         kid,
@@ -203,78 +249,126 @@ pub fn load(alg: Algorithm, material: &[u8], created_at: i64) -> anyhow::Result<
         decoding,
         public_jwk: Some(jwk),
         created_at,
+        retired: false,
     })
 }
 
-/// Loads the key ring for the configured algorithm, generating and storing
-/// the first key if there is none.
+/// The algorithms id tokens may be signed with (OpenID Connect requires
+/// RS256; HS256 is not offered: the client would need warden's secret).
+pub const ID_TOKEN_ALGORITHMS: [Algorithm; 3] =
+    [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA];
+
+fn jwk_algorithm(alg: Algorithm) -> anyhow::Result<jsonwebtoken::jwk::KeyAlgorithm> {
+    use jsonwebtoken::jwk::KeyAlgorithm;
+    Ok(match alg {
+        Algorithm::EdDSA => KeyAlgorithm::EdDSA,
+        Algorithm::ES256 => KeyAlgorithm::ES256,
+        Algorithm::RS256 => KeyAlgorithm::RS256,
+        other => anyhow::bail!("no JWK algorithm for {other:?}"),
+    })
+}
+
+/// Loads the key ring, first generating and storing a key for each
+/// algorithm warden signs with from the start (the access tokens' and
+/// the default id-token algorithm) that has none.
 pub async fn load_or_create(
     config: &Config,
     store: &dyn Store,
     now: i64,
 ) -> anyhow::Result<KeyRing> {
-    if let Some(ring) = load_ring(config, store, now).await? {
-        return Ok(ring);
+    let configured_secret =
+        config.tokens.jwt_algorithm == Algorithm::HS256 && config.tokens.jwt_secret.is_some();
+    if !configured_secret {
+        ensure_key(store, config.tokens.jwt_algorithm, now).await?;
     }
-    let alg = config.tokens.jwt_algorithm;
+    ensure_key(store, config.tokens.id_token_algorithm, now).await?;
+    load_ring(config, store, now)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the new signing key did not load"))
+}
+
+/// Makes sure `alg` has an active key, generating and storing one if not
+/// (once across instances: the store inserts it only if there is still
+/// none). Returns whether this call created it.
+pub async fn ensure_key(store: &dyn Store, alg: Algorithm, now: i64) -> anyhow::Result<bool> {
+    let name = algorithm_name(alg);
+    let present = store
+        .signing_keys()
+        .await?
+        .iter()
+        .any(|r| r.algorithm == name && r.retired_at.is_none());
+    if present {
+        return Ok(false);
+    }
     let material = generate(alg)?;
     let key = load(alg, &material, now)?;
     let created = store
         .insert_first_signing_key(&SigningKeyRecord {
             kid: key.kid.clone(),
-            algorithm: algorithm_name(alg).to_owned(),
+            algorithm: name.to_owned(),
             private_key: material,
             created_at: now,
             retired_at: None,
         })
         .await?;
     if created {
-        tracing::info!(kid = %key.kid, algorithm = algorithm_name(alg), "generated a new signing key");
+        tracing::info!(kid = %key.kid, algorithm = name, "generated a new signing key");
     }
-    load_ring(config, store, now)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("the new signing key did not load"))
+    Ok(created)
 }
 
-/// The configured algorithm's keys that may still verify a live token: the
-/// active one (the newest, if several), and retired ones whose last token
-/// can still be unexpired (retired less than an access-token lifetime ago).
-/// `None` when there is no active key.
+/// The keys that may still verify a live token: for the configured
+/// access-token algorithm and for every id-token algorithm with a stored
+/// key, the active ones and the retired ones whose last token can still
+/// be unexpired (retired less than an access-token lifetime ago). `None`
+/// when the access-token algorithm has no active key.
 pub async fn load_ring(
     config: &Config,
     store: &dyn Store,
     now: i64,
 ) -> anyhow::Result<Option<KeyRing>> {
-    let alg = config.tokens.jwt_algorithm;
-    if let (Algorithm::HS256, Some(secret)) = (alg, &config.tokens.jwt_secret) {
-        let key = load(alg, &secret.0, now)?;
-        return Ok(Some(KeyRing {
-            current: key.clone(),
-            keys: vec![key],
-        }));
-    }
+    let access = config.tokens.jwt_algorithm;
     let window = config.tokens.access_token_ttl as i64;
-    let mut active: Vec<SigningKey> = Vec::new();
     let mut keys = Vec::new();
+    let mut others = Vec::new();
+    if let (Algorithm::HS256, Some(secret)) = (access, &config.tokens.jwt_secret) {
+        keys.push(load(access, &secret.0, now)?);
+    }
+    let configured_secret = !keys.is_empty();
     for record in store.signing_keys().await? {
-        if parse_algorithm(&record.algorithm) != Some(alg) {
+        let Some(alg) = parse_algorithm(&record.algorithm) else {
+            continue;
+        };
+        let for_access = alg == access && !configured_secret;
+        if !for_access && !ID_TOKEN_ALGORITHMS.contains(&alg) {
             continue;
         }
         if record.retired_at.is_some_and(|at| at + window <= now) {
             continue;
         }
-        let key = load(alg, &record.private_key, record.created_at).map_err(|e| {
+        let mut key = load(alg, &record.private_key, record.created_at).map_err(|e| {
             anyhow::anyhow!("stored signing key {} cannot be loaded: {e}", record.kid)
         })?;
-        if record.retired_at.is_none() {
-            active.push(key.clone());
+        key.retired = record.retired_at.is_some();
+        if for_access {
+            keys.push(key);
+        } else {
+            others.push(key);
         }
-        keys.push(key);
     }
-    let Some(current) = active.into_iter().max_by_key(|k| k.created_at) else {
+    let Some(current) = keys
+        .iter()
+        .filter(|k| !k.retired)
+        .max_by_key(|k| k.created_at)
+        .cloned()
+    else {
         return Ok(None);
     };
-    Ok(Some(KeyRing { current, keys }))
+    Ok(Some(KeyRing {
+        current,
+        keys,
+        others,
+    }))
 }
 
 /// Why a key rotation was refused.
@@ -288,34 +382,66 @@ pub enum RotateError {
     Other(#[from] anyhow::Error),
 }
 
-/// Generates a new signing key for the configured algorithm and makes it
-/// the active one; the previous key is retired (it keeps verifying tokens
-/// until they expire).
-pub async fn rotate(
-    config: &Config,
-    store: &dyn Store,
-    now: i64,
-) -> Result<SigningKey, RotateError> {
-    let alg = config.tokens.jwt_algorithm;
-    if alg == Algorithm::HS256 && config.tokens.jwt_secret.is_some() {
-        return Err(RotateError::ConfiguredSecret);
+/// What a rotation did.
+pub struct Rotation {
+    /// The new active keys, one per algorithm in use; the access-token
+    /// algorithm's first.
+    pub keys: Vec<SigningKey>,
+    /// The access-token key is the configured HS256 secret, which only
+    /// its setting rotates.
+    pub configured_secret: bool,
+}
+
+/// Generates a new key for every algorithm in use (the access tokens'
+/// and each with an active id-token key) and makes it the active one; the
+/// previous keys are retired (they keep verifying tokens until those
+/// expire).
+pub async fn rotate(config: &Config, store: &dyn Store, now: i64) -> Result<Rotation, RotateError> {
+    let access = config.tokens.jwt_algorithm;
+    let configured_secret = access == Algorithm::HS256 && config.tokens.jwt_secret.is_some();
+    let mut algorithms = Vec::new();
+    if !configured_secret {
+        algorithms.push(access);
     }
-    let material = generate(alg)?;
-    let key = load(alg, &material, now)?;
-    store
-        .rotate_signing_key(
-            &SigningKeyRecord {
-                kid: key.kid.clone(),
-                algorithm: algorithm_name(alg).to_owned(),
-                private_key: material,
-                created_at: now,
-                retired_at: None,
-            },
-            now,
-        )
+    let records = store
+        .signing_keys()
         .await
         .map_err(|e| RotateError::Other(e.into()))?;
-    Ok(key)
+    for alg in ID_TOKEN_ALGORITHMS {
+        let name = algorithm_name(alg);
+        let active = records
+            .iter()
+            .any(|r| r.algorithm == name && r.retired_at.is_none());
+        if active && !algorithms.contains(&alg) {
+            algorithms.push(alg);
+        }
+    }
+    if algorithms.is_empty() {
+        return Err(RotateError::ConfiguredSecret);
+    }
+    let mut keys = Vec::new();
+    for alg in algorithms {
+        let material = generate(alg)?;
+        let key = load(alg, &material, now)?;
+        store
+            .rotate_signing_key(
+                &SigningKeyRecord {
+                    kid: key.kid.clone(),
+                    algorithm: algorithm_name(alg).to_owned(),
+                    private_key: material,
+                    created_at: now,
+                    retired_at: None,
+                },
+                now,
+            )
+            .await
+            .map_err(|e| RotateError::Other(e.into()))?;
+        keys.push(key);
+    }
+    Ok(Rotation {
+        keys,
+        configured_secret,
+    })
 }
 
 #[cfg(test)]

@@ -26,6 +26,10 @@ pub struct TokenResponse {
     /// cookie mode (`?cookie=true`), where it is an `HttpOnly` cookie.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
+    /// OpenID Connect's id token, when `openid` was granted through a
+    /// client.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
 }
 
 /// Who is calling: recorded with a new session and shown in
@@ -38,13 +42,23 @@ pub struct ClientMeta {
     pub ip: Option<String>,
 }
 
+/// RFC 8176's `amr` of a sign-in with a password.
+pub const PASSWORD_AMR: &str = "pwd";
+
 /// How a session came to be: which of the session's fields say so.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionVia {
     /// The password grant (or a password change that signs in again).
     Password,
-    /// A grant through the OAuth client with this id (the code flow).
-    Client(Uuid),
+    /// A grant through an OAuth client (the code flow), from the browser
+    /// session the user signed in with.
+    Client {
+        client: Uuid,
+        /// The browser session (`warden_session`) the code was issued in.
+        browser_session: Uuid,
+        /// When the user authenticated in it (OpenID `auth_time`).
+        auth_time: i64,
+    },
     /// The browser session of the hosted pages (`warden_session`).
     Browser,
 }
@@ -112,10 +126,22 @@ pub async fn open_session_with(
         expires_at,
         revoked_at: None,
         client_id: match via {
-            SessionVia::Client(id) => Some(id),
+            SessionVia::Client { client, .. } => Some(client),
             SessionVia::Password | SessionVia::Browser => None,
         },
         browser: via == SessionVia::Browser,
+        parent_session: match via {
+            SessionVia::Client {
+                browser_session, ..
+            } => Some(browser_session),
+            SessionVia::Password | SessionVia::Browser => None,
+        },
+        auth_time: Some(match via {
+            SessionVia::Client { auth_time, .. } => auth_time,
+            SessionVia::Password | SessionVia::Browser => now,
+        }),
+        // Every sign-in is by password so far (RFC 8176 `pwd`).
+        amr: Some(PASSWORD_AMR.to_owned()),
     };
     let opened = state
         .store
@@ -146,7 +172,7 @@ pub async fn open_session_with(
     let issued_at = crate::auth::tokens::issuing_time(user, now).await;
     // A session through a client names it in its tokens (RFC 9068).
     let grant = match via {
-        SessionVia::Client(_) => "authorization_code",
+        SessionVia::Client { .. } => "authorization_code",
         SessionVia::Password | SessionVia::Browser => "password",
     };
     let issued = state.tokens.issue_through(
@@ -164,6 +190,7 @@ pub async fn open_session_with(
             expires_in: issued.expires_in,
             scope: session.scope,
             refresh_token: Some(refresh),
+            id_token: None,
         },
         session.id,
     )))

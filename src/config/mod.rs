@@ -264,6 +264,10 @@ pub struct TokenSettings {
     pub jwt_algorithm: Algorithm,
     /// `jwt_secret`: only with HS256 (anything else is refused at load).
     pub jwt_secret: Option<Secret>,
+    /// `id_token_algorithm`: signs the id tokens (and logout tokens) of
+    /// clients that registered no `id_token_signed_response_alg`; RS256,
+    /// ES256 or EdDSA.
+    pub id_token_algorithm: Algorithm,
     /// `access_token_ttl`: seconds.
     pub access_token_ttl: u64,
     /// `token_cache_size`: verified access tokens remembered in memory (0
@@ -362,6 +366,7 @@ const SETTINGS: &[&str] = &[
     "audience",
     "jwt_algorithm",
     "jwt_secret",
+    "id_token_algorithm",
     "access_token_ttl",
     "refresh_token_ttl",
     "refresh_reuse_grace",
@@ -765,6 +770,20 @@ impl Config {
             )
             .map_err(|expected| format!("unknown algorithm {v:?}; expected one of {expected}"))
         })?;
+        // OpenID Connect's mandatory algorithm is the default: every
+        // relying party verifies RS256. No HS256: an id token is verified
+        // by the client, which must not hold warden's secret.
+        let id_token_algorithm = s.parse("id_token_algorithm", Algorithm::RS256, |v| {
+            named(
+                v,
+                &[
+                    ("RS256", Algorithm::RS256),
+                    ("ES256", Algorithm::ES256),
+                    ("EdDSA", Algorithm::EdDSA),
+                ],
+            )
+            .map_err(|expected| format!("unknown algorithm {v:?}; expected one of {expected}"))
+        })?;
         // The secret is not trimmed: its exact UTF-8 bytes are the key.
         let jwt_secret = match s.get("jwt_secret") {
             None => None,
@@ -950,6 +969,7 @@ impl Config {
                 audience,
                 jwt_algorithm,
                 jwt_secret,
+                id_token_algorithm,
                 access_token_ttl,
                 token_cache_size,
             },
@@ -1584,6 +1604,7 @@ mod tests {
             "issuer" => "http://localhost:8000",
             "audience" => "api",
             "jwt_algorithm" => "HS256",
+            "id_token_algorithm" => "ES256",
             "jwt_secret" => "a secret of at least thirty-two bytes",
             "registration" => "closed",
             "trusted_proxies" => "10.0.0.1",

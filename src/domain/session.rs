@@ -20,6 +20,16 @@ pub struct SessionRecord {
     /// The browser session of the hosted pages (`warden_session`), which
     /// issues no tokens of its own.
     pub browser: bool,
+    /// The browser session a client's session was opened from (the code
+    /// flow): the OpenID `sid` of its id tokens and logout tokens. Ending
+    /// that browser session ends this one.
+    pub parent_session: Option<Uuid>,
+    /// When the user authenticated (OpenID `auth_time`); `None` for
+    /// sessions from before it was recorded.
+    pub auth_time: Option<i64>,
+    /// How the user authenticated: RFC 8176 `amr` values, space-separated
+    /// (`pwd`).
+    pub amr: Option<String>,
 }
 
 impl SessionRecord {
@@ -196,6 +206,9 @@ mod tests {
                 revoked_at: None,
                 client_id: None,
                 browser: false,
+                parent_session: None,
+                auth_time: None,
+                amr: None,
             },
             refresh: RefreshState {
                 generation,

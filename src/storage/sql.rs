@@ -70,7 +70,8 @@ const USER_COLUMNS: &str = "id, username, email, full_name, password_hash, roles
                             tokens_valid_after, security_version, revision, created_at, updated_at";
 
 const SESSION_COLUMNS: &str = "id, user_id, scope, user_agent, ip, created_at, last_used_at, \
-                               expires_at, revoked_at, client_id, browser";
+                               expires_at, revoked_at, client_id, browser, \
+                               parent_session, auth_time, amr";
 
 const REFRESH_COLUMNS: &str =
     "refresh_generation, refresh_hash, refresh_issued_at, previous_refresh_hash";
@@ -211,6 +212,9 @@ struct SessionRow {
     revoked_at: Option<i64>,
     client_id: Option<String>,
     browser: bool,
+    parent_session: Option<String>,
+    auth_time: Option<i64>,
+    amr: Option<String>,
 }
 
 impl SessionRow {
@@ -230,6 +234,12 @@ impl SessionRow {
                 .map(|id| parse_uuid(&id, "sessions.client_id"))
                 .transpose()?,
             browser: self.browser,
+            parent_session: self
+                .parent_session
+                .map(|id| parse_uuid(&id, "sessions.parent_session"))
+                .transpose()?,
+            auth_time: self.auth_time,
+            amr: self.amr,
         })
     }
 }
@@ -900,8 +910,8 @@ impl Store for SqlStore {
         }
         let insert = "insert into sessions (id, user_id, scope, user_agent, ip, created_at, \
                       last_used_at, expires_at, revoked_at, refresh_hash, refresh_generation, \
-                      refresh_issued_at, client_id, browser) \
-                      values ($1, $2, $3, $4, $5, $6, $7, $8, null, $9, 0, $6, $10, $11)";
+                      refresh_issued_at, client_id, browser, parent_session, auth_time, amr) \
+                      values ($1, $2, $3, $4, $5, $6, $7, $8, null, $9, 0, $6, $10, $11, $12, $13, $14)";
         // The newest `max_live` live sessions stay (ids are UUIDv7: creation
         // order); older ones end. (`limit` before `offset`: SQLite has no
         // `offset` alone.)
@@ -922,6 +932,9 @@ impl Store for SqlStore {
                 .bind(refresh_hash)
                 .bind(s.client_id.map(|id| id.to_string()))
                 .bind(s.browser)
+                .bind(s.parent_session.map(|id| id.to_string()))
+                .bind(s.auth_time)
+                .bind(&s.amr)
                 .execute(&mut **tx)
                 .await?;
             sqlx::query_scalar::<_, String>(end_oldest)

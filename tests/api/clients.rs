@@ -496,7 +496,11 @@ async fn session_pair_through(
         "me".to_owned(),
         &meta,
         Uuid::now_v7(),
-        SessionVia::Client(client),
+        SessionVia::Client {
+            client,
+            browser_session: Uuid::now_v7(),
+            auth_time: warden::auth::tokens::now(),
+        },
         warden::auth::tokens::now(),
     )
     .await

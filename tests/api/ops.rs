@@ -35,7 +35,7 @@ async fn jwks_publishes_the_signing_key() {
 }
 
 #[tokio::test]
-async fn hs256_publishes_no_keys() {
+async fn hs256_publishes_no_access_token_key_only_the_id_token_key() {
     let app = TestApp::spawn_with(&[("WARDEN_JWT_ALGORITHM", "HS256")]).await;
     let jwks: Value = app
         .get("/.well-known/jwks.json")
@@ -43,7 +43,13 @@ async fn hs256_publishes_no_keys() {
         .json()
         .await
         .unwrap();
-    assert_eq!(jwks, serde_json::json!({"keys": []}));
+    // The shared secret is never published; the RS256 key that signs id
+    // tokens is.
+    let keys = jwks["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1, "{jwks}");
+    assert_eq!(keys[0]["alg"], "RS256");
+    assert_eq!(keys[0]["kty"], "RSA");
+    assert!(keys[0].get("d").is_none() && keys[0].get("k").is_none());
 }
 
 #[tokio::test]

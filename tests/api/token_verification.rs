@@ -352,8 +352,11 @@ async fn every_configurable_algorithm_issues_tokens_that_verify() {
             .json()
             .await
             .unwrap();
-        let published = jwks["keys"].as_array().unwrap().len();
+        let keys = jwks["keys"].as_array().unwrap();
+        let published = keys.iter().filter(|k| k["alg"] == alg).count();
         assert_eq!(published, usize::from(alg != "HS256"), "{alg}: {jwks}");
+        // And the id tokens' RS256 key, whatever signs access tokens.
+        assert!(keys.iter().any(|k| k["alg"] == "RS256"), "{alg}: {jwks}");
     }
 }
 

@@ -207,13 +207,15 @@ impl Warden {
     /// until the server signs with it. The new key's `kid`.
     pub async fn rotate_keys(&self) -> String {
         let state = &self.state;
-        let key = warden::auth::keys::rotate(
+        let mut rotation = warden::auth::keys::rotate(
             &state.config,
             state.store.as_ref(),
             warden::auth::tokens::now(),
         )
         .await
         .expect("rotate");
+        // The access-token key comes first.
+        let key = rotation.keys.swap_remove(0);
         let deadline = Instant::now() + Duration::from_secs(10);
         while state.tokens.keys().current.kid != key.kid {
             assert!(Instant::now() < deadline, "warden picked up the new key");
