@@ -182,3 +182,111 @@ export async function startSigninExample(wardenUrl, client, port) {
 }
 
 export { freePort };
+
+/// Serves the single-page app of browser/spa/ (with oidc-client-ts's browser
+/// build from node_modules) on a free loopback port: / and /callback are its
+/// page, /config.js sets `window.SPA_CONFIG` to what `configure` was last
+/// given (the OP's issuer and the client id).
+export async function startSpa() {
+  const { createServer: createHttpServer } = await import('node:http');
+  const { readFileSync } = await import('node:fs');
+  const spaDir = join(repo, 'browser', 'spa');
+  const files = {
+    '/': [join(spaDir, 'index.html'), 'text/html; charset=utf-8'],
+    '/callback': [join(spaDir, 'index.html'), 'text/html; charset=utf-8'],
+    '/app.js': [join(spaDir, 'app.js'), 'text/javascript; charset=utf-8'],
+    '/oidc-client-ts.js': [
+      join(here, 'node_modules', 'oidc-client-ts', 'dist', 'browser', 'oidc-client-ts.js'),
+      'text/javascript; charset=utf-8',
+    ],
+  };
+  let config = {};
+  const server = createHttpServer((req, res) => {
+    const path = new URL(req.url, 'http://spa').pathname;
+    if (path === '/config.js') {
+      res.writeHead(200, { 'Content-Type': 'text/javascript; charset=utf-8', 'Cache-Control': 'no-store' });
+      res.end(`window.SPA_CONFIG = ${JSON.stringify(config)};\n`);
+      return;
+    }
+    if (path === '/favicon.ico') {
+      res.writeHead(204);
+      res.end();
+      return;
+    }
+    const file = files[path];
+    if (!file || req.method !== 'GET') {
+      res.writeHead(404, { 'Content-Type': 'text/plain' });
+      res.end('not found');
+      return;
+    }
+    res.writeHead(200, {
+      'Content-Type': file[1],
+      'Cache-Control': 'no-store',
+      // The app's own policy: scripts from itself only, fetch to the OP.
+      'Content-Security-Policy': `default-src 'self'; connect-src 'self' ${config.authority ?? ''}`,
+    });
+    res.end(readFileSync(file[0]));
+  });
+  await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    configure(next) {
+      config = next;
+    },
+    close: () => new Promise((ok) => { server.closeAllConnections(); server.close(ok); }),
+  };
+}
+
+/// Starts the reference OP (panva's oidc-provider, interop/node/
+/// reference-op.mjs, with interop/node's own npm install) with `accounts`
+/// ({login: password}); resolves once it prints READY. Clients are created
+/// with `register(metadata)` (RFC 7591 dynamic registration).
+export async function startReferenceOp(accounts) {
+  const { existsSync } = await import('node:fs');
+  const { randomBytes } = await import('node:crypto');
+  const nodeDir = join(repo, 'interop', 'node');
+  if (!existsSync(join(nodeDir, 'node_modules', 'oidc-provider'))) {
+    throw new Error('the reference OP needs interop/node installed: (cd interop/node && npm ci)');
+  }
+  const registrationToken = randomBytes(24).toString('base64url');
+  const config = { port: await freePort(), accounts, registration_token: registrationToken };
+  let log = '';
+  const child = spawn(process.execPath, [join(nodeDir, 'reference-op.mjs'), JSON.stringify(config)], {
+    cwd: nodeDir,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise((ok) => child.once('exit', (code) => ok(code)));
+  const issuer = await new Promise((ok, fail) => {
+    const timer = setTimeout(() => fail(new Error(`reference OP not ready within 20 s:\n${log}`)), 20_000);
+    child.stdout.on('data', (d) => {
+      log += d;
+      const m = /^READY (\S+)$/m.exec(log);
+      if (m) {
+        clearTimeout(timer);
+        ok(m[1]);
+      }
+    });
+    child.stderr.on('data', (d) => (log += d));
+    exited.then((code) => fail(new Error(`reference OP exited with ${code}:\n${log}`)));
+  });
+  return {
+    url: issuer,
+    issuer,
+    log: () => log,
+    async register(metadata) {
+      const discovery = await (await fetch(`${issuer}/.well-known/openid-configuration`)).json();
+      const r = await fetch(discovery.registration_endpoint, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${registrationToken}`, 'content-type': 'application/json' },
+        body: JSON.stringify(metadata),
+      });
+      const body = await r.json();
+      if (r.status !== 201) throw new Error(`registration: ${r.status} ${JSON.stringify(body)}`);
+      return body;
+    },
+    async stop() {
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}

@@ -52,8 +52,15 @@ function passwordMatches(login, password) {
 }
 
 // Scopes the suites use: warden's user scope `me` and its service scope
-// `tokens:introspect`, plus the two OpenID ones oidc-provider always knows.
-const SCOPES = ['openid', 'offline_access', 'me', 'tokens:introspect'];
+// `tokens:introspect`, plus the two OpenID ones oidc-provider always knows,
+// and OpenID's `profile` and `email` (the browser SPA test, with the claims
+// warden gives them: CLAIMS below).
+const SCOPES = ['openid', 'offline_access', 'me', 'tokens:introspect', 'profile', 'email'];
+const CLAIMS = {
+  openid: ['sub'],
+  profile: ['preferred_username', 'name'],
+  email: ['email', 'email_verified'],
+};
 
 function listen(server, wanted) {
   return new Promise((resolve, reject) => {
@@ -69,9 +76,19 @@ const issuer = `http://127.0.0.1:${boundPort}`;
 const provider = new Provider(issuer, {
   findAccount(ctx, id) {
     if (!Object.hasOwn(accounts, id)) return undefined;
-    return { accountId: id, claims: () => ({ sub: id }) };
+    return {
+      accountId: id,
+      claims: () => ({
+        sub: id, preferred_username: id, name: id, email: `${id}@example.com`, email_verified: false,
+      }),
+    };
   },
   scopes: SCOPES,
+  claims: CLAIMS,
+  // As at warden, the id token itself carries the claims of the granted
+  // scopes (oidc-provider's default keeps them for /userinfo when an access
+  // token is issued).
+  conformIdTokenClaims: false,
   // warden's default lifetimes (oidc-provider's own differ).
   ttl: { AuthorizationCode: 60, AccessToken: 900, RefreshToken: 2592000, Session: 1209600 },
   pkce: { required: () => true },
