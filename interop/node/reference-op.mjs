@@ -21,6 +21,11 @@
 // - clients are created at run time through dynamic registration (RFC 7591)
 //   with the initial access token `registration_token`, the way the tests
 //   create warden's with `warden clients create`.
+// - OpenID's `profile` and `email` scopes with the claims warden gives them
+//   (`preferred_username`, `name`, `email`, `email_verified`), in the id
+//   token and at /userinfo, CORS for public clients' redirect-URI origins
+//   and RP-initiated logout (oidc-provider's defaults; it always asks on a
+//   page before it signs out): the browser SPA test uses them.
 //
 // Login and consent are oidc-provider's own development pages
 // (devInteractions): a login form with the fields `login` and `password` and
