@@ -125,6 +125,7 @@ mod cache;
 mod claims;
 mod error;
 mod extract;
+mod id_token;
 #[cfg(feature = "remote")]
 mod remote;
 mod scope;
@@ -133,6 +134,12 @@ mod verifier;
 pub use claims::{Caller, Claims, ClientClaims};
 pub use error::AuthError;
 pub use extract::Principal;
+#[cfg(feature = "remote")]
+pub use id_token::IdTokenDiscovery;
+pub use id_token::{
+    BACKCHANNEL_LOGOUT_EVENT, DEFAULT_ID_TOKEN_LEEWAY, IdTokenClaims, IdTokenError,
+    IdTokenVerifier, IdTokenVerifierBuilder, LogoutClaims, at_hash,
+};
 pub use jsonwebtoken::{Algorithm, DecodingKey, jwk::JwkSet};
 #[cfg(feature = "remote")]
 pub use remote::{
