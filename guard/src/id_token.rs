@@ -403,7 +403,11 @@ impl IdTokenVerifier {
     }
 
     /// The header and signature checks, and the claims both kinds share.
-    fn decode(&self, token: &str, kind: Kind) -> Result<(Algorithm, Map<String, Value>), IdTokenError> {
+    fn decode(
+        &self,
+        token: &str,
+        kind: Kind,
+    ) -> Result<(Algorithm, Map<String, Value>), IdTokenError> {
         let inner = &*self.inner;
         if token.len() > MAX_TOKEN_LEN {
             return Err(IdTokenError::Malformed);
@@ -411,7 +415,9 @@ impl IdTokenVerifier {
         let header = jsonwebtoken::decode_header(token).map_err(|_| IdTokenError::Malformed)?;
         let typ = header.typ.as_deref().map(|t| {
             let t = t.to_ascii_lowercase();
-            t.strip_prefix("application/").map(str::to_owned).unwrap_or(t)
+            t.strip_prefix("application/")
+                .map(str::to_owned)
+                .unwrap_or(t)
         });
         match (kind, typ.as_deref()) {
             // An access token (RFC 9068) or a logout token is never an ID
@@ -486,7 +492,10 @@ impl IdTokenVerifier {
 }
 
 fn string(payload: &Map<String, Value>, claim: &str) -> Option<String> {
-    payload.get(claim).and_then(Value::as_str).map(str::to_owned)
+    payload
+        .get(claim)
+        .and_then(Value::as_str)
+        .map(str::to_owned)
 }
 
 fn id_claims(
@@ -522,7 +531,10 @@ fn id_claims(
         iss: string(&payload, "iss").unwrap_or_default(),
         aud: match payload.get("aud") {
             Some(Value::String(a)) => vec![a.clone()],
-            Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
             _ => Vec::new(),
         },
         sid: string(&payload, "sid"),
@@ -530,7 +542,11 @@ fn id_claims(
         amr: payload
             .get("amr")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default(),
         nonce,
         preferred_username: string(&payload, "preferred_username"),
@@ -548,7 +564,10 @@ fn logout_claims(payload: Map<String, Value>) -> Result<LogoutClaims, IdTokenErr
         .get("events")
         .and_then(Value::as_object)
         .ok_or(IdTokenError::WrongType)?;
-    if !events.get(BACKCHANNEL_LOGOUT_EVENT).is_some_and(Value::is_object) {
+    if !events
+        .get(BACKCHANNEL_LOGOUT_EVENT)
+        .is_some_and(Value::is_object)
+    {
         return Err(IdTokenError::WrongType);
     }
     if payload.contains_key("nonce") {
@@ -567,7 +586,10 @@ fn logout_claims(payload: Map<String, Value>) -> Result<LogoutClaims, IdTokenErr
         sid,
         iss: string(&payload, "iss").unwrap_or_default(),
         jti,
-        iat: payload.get("iat").and_then(Value::as_i64).unwrap_or_default(),
+        iat: payload
+            .get("iat")
+            .and_then(Value::as_i64)
+            .unwrap_or_default(),
         exp: payload.get("exp").and_then(Value::as_i64),
         raw: payload,
     })

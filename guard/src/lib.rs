@@ -31,6 +31,15 @@
 //!   `RequireScope<S, ClientClaims>` or `RequireScope<S, Caller>` on routes
 //!   services call. A user's token through a client carries
 //!   [`Claims::client_id`].
+//! - [`IdTokenVerifier`]: for an application that signs its users in
+//!   through warden (warden as its OpenID Provider). It verifies the
+//!   `id_token` of the code exchange — algorithm allow-list, known `kid`,
+//!   signature, `iss`, `aud`/`azp`, `exp`, `iat`, `nonce`, `at_hash`, and
+//!   not an access or logout token — into [`IdTokenClaims`], and warden's
+//!   back-channel logout tokens into [`LogoutClaims`].
+//!   [`IdTokenVerifier::discover`] (feature `remote`) sets it up from
+//!   warden's OpenID discovery document and refetches the keys once for an
+//!   unknown `kid`.
 //!
 //! The extractor is generic over your state: it works wherever
 //! `Verifier: FromRef<S>`.

@@ -192,8 +192,14 @@ fn without_nonce_or_access_token_those_checks_are_skipped() {
 
 #[test]
 fn the_issuer_must_match_exactly() {
-    assert_eq!(verify(&id_token(|c| c["iss"] = json!("http://evil.test"))), Err(IdTokenError::Issuer));
-    assert_eq!(verify(&id_token(|c| c["iss"] = json!("http://issuer.test/"))), Err(IdTokenError::Issuer));
+    assert_eq!(
+        verify(&id_token(|c| c["iss"] = json!("http://evil.test"))),
+        Err(IdTokenError::Issuer)
+    );
+    assert_eq!(
+        verify(&id_token(|c| c["iss"] = json!("http://issuer.test/"))),
+        Err(IdTokenError::Issuer)
+    );
     let token = id_token(|c| {
         c.as_object_mut().unwrap().remove("iss");
     });
@@ -202,8 +208,14 @@ fn the_issuer_must_match_exactly() {
 
 #[test]
 fn the_audience_must_contain_the_client_id() {
-    assert_eq!(verify(&id_token(|c| c["aud"] = json!("client-2"))), Err(IdTokenError::Audience));
-    assert_eq!(verify(&id_token(|c| c["aud"] = json!(["client-2", "client-3"]))), Err(IdTokenError::Audience));
+    assert_eq!(
+        verify(&id_token(|c| c["aud"] = json!("client-2"))),
+        Err(IdTokenError::Audience)
+    );
+    assert_eq!(
+        verify(&id_token(|c| c["aud"] = json!(["client-2", "client-3"]))),
+        Err(IdTokenError::Audience)
+    );
     let token = id_token(|c| {
         c.as_object_mut().unwrap().remove("aud");
     });
@@ -227,19 +239,34 @@ fn several_audiences_need_azp_and_azp_must_be_the_client() {
         c["aud"] = json!(["client-2", CLIENT]);
         c["azp"] = json!("client-2");
     };
-    assert_eq!(verify(&id_token(foreign)), Err(IdTokenError::AuthorizedParty));
-    assert_eq!(verify(&id_token(|c| c["azp"] = json!("client-2"))), Err(IdTokenError::AuthorizedParty));
+    assert_eq!(
+        verify(&id_token(foreign)),
+        Err(IdTokenError::AuthorizedParty)
+    );
+    assert_eq!(
+        verify(&id_token(|c| c["azp"] = json!("client-2"))),
+        Err(IdTokenError::AuthorizedParty)
+    );
 }
 
 #[test]
 fn the_nonce_must_be_the_expected_one() {
-    assert_eq!(verify(&id_token(|c| c["nonce"] = json!("another"))), Err(IdTokenError::Nonce));
-    assert_eq!(verify(&id_token(|c| c["nonce"] = json!(format!("{NONCE}x")))), Err(IdTokenError::Nonce));
+    assert_eq!(
+        verify(&id_token(|c| c["nonce"] = json!("another"))),
+        Err(IdTokenError::Nonce)
+    );
+    assert_eq!(
+        verify(&id_token(|c| c["nonce"] = json!(format!("{NONCE}x")))),
+        Err(IdTokenError::Nonce)
+    );
     let token = id_token(|c| {
         c.as_object_mut().unwrap().remove("nonce");
     });
     assert_eq!(verify(&token), Err(IdTokenError::Nonce));
-    assert_eq!(verifier().verify(&id_token(|_| {}), Some("another"), None), Err(IdTokenError::Nonce));
+    assert_eq!(
+        verifier().verify(&id_token(|_| {}), Some("another"), None),
+        Err(IdTokenError::Nonce)
+    );
 }
 
 #[test]
@@ -260,7 +287,10 @@ fn at_hash_uses_the_hash_of_the_algorithm() {
     // SHA-256 for RS256 and ES256: 16 bytes, 22 base64url characters;
     // SHA-512 for EdDSA: 32 bytes, 43 characters.
     assert_eq!(at_hash(Algorithm::RS256, ACCESS_TOKEN).len(), 22);
-    assert_eq!(at_hash(Algorithm::ES256, ACCESS_TOKEN), at_hash(Algorithm::RS256, ACCESS_TOKEN));
+    assert_eq!(
+        at_hash(Algorithm::ES256, ACCESS_TOKEN),
+        at_hash(Algorithm::RS256, ACCESS_TOKEN)
+    );
     assert_eq!(at_hash(Algorithm::EdDSA, ACCESS_TOKEN).len(), 43);
     // An EdDSA token with the SHA-256 hash is refused.
     let ed = &keys()[2];
@@ -269,16 +299,28 @@ fn at_hash_uses_the_hash_of_the_algorithm() {
     assert_eq!(verify(&sign(ed, &c)), Err(IdTokenError::AtHash));
     // The left half of the full digest, base64url without padding.
     let full = sha2::Sha256::digest(ACCESS_TOKEN.as_bytes());
-    assert_eq!(at_hash(Algorithm::RS256, ACCESS_TOKEN), URL_SAFE_NO_PAD.encode(&full[..16]));
+    assert_eq!(
+        at_hash(Algorithm::RS256, ACCESS_TOKEN),
+        URL_SAFE_NO_PAD.encode(&full[..16])
+    );
     let full = sha2::Sha512::digest(ACCESS_TOKEN.as_bytes());
-    assert_eq!(at_hash(Algorithm::EdDSA, ACCESS_TOKEN), URL_SAFE_NO_PAD.encode(&full[..32]));
+    assert_eq!(
+        at_hash(Algorithm::EdDSA, ACCESS_TOKEN),
+        URL_SAFE_NO_PAD.encode(&full[..32])
+    );
 }
 
 #[test]
 fn an_expired_token_is_refused_beyond_the_leeway() {
     assert!(verify(&id_token(|c| c["exp"] = json!(NOW - 59))).is_ok());
-    assert_eq!(verify(&id_token(|c| c["exp"] = json!(NOW - 60))), Err(IdTokenError::Expired));
-    assert_eq!(verify(&id_token(|c| c["exp"] = json!(NOW - 3600))), Err(IdTokenError::Expired));
+    assert_eq!(
+        verify(&id_token(|c| c["exp"] = json!(NOW - 60))),
+        Err(IdTokenError::Expired)
+    );
+    assert_eq!(
+        verify(&id_token(|c| c["exp"] = json!(NOW - 3600))),
+        Err(IdTokenError::Expired)
+    );
     let token = id_token(|c| {
         c.as_object_mut().unwrap().remove("exp");
     });
@@ -289,7 +331,10 @@ fn an_expired_token_is_refused_beyond_the_leeway() {
         .clock(Arc::new(|| NOW))
         .build();
     let token = id_token(|c| c["exp"] = json!(NOW));
-    assert_eq!(strict.verify(&token, None, None), Err(IdTokenError::Expired));
+    assert_eq!(
+        strict.verify(&token, None, None),
+        Err(IdTokenError::Expired)
+    );
 }
 
 #[test]
@@ -298,18 +343,30 @@ fn iat_must_be_present_and_not_in_the_future() {
         c.as_object_mut().unwrap().remove("iat");
     });
     assert_eq!(verify(&token), Err(IdTokenError::MissingClaim("iat")));
-    assert_eq!(verify(&id_token(|c| c["iat"] = json!(NOW + 3600))), Err(IdTokenError::NotYetValid));
-    assert_eq!(verify(&id_token(|c| c["nbf"] = json!(NOW + 3600))), Err(IdTokenError::NotYetValid));
+    assert_eq!(
+        verify(&id_token(|c| c["iat"] = json!(NOW + 3600))),
+        Err(IdTokenError::NotYetValid)
+    );
+    assert_eq!(
+        verify(&id_token(|c| c["nbf"] = json!(NOW + 3600))),
+        Err(IdTokenError::NotYetValid)
+    );
     assert!(verify(&id_token(|c| c["iat"] = json!(NOW + 30))).is_ok());
 }
 
 #[test]
 fn alg_none_is_not_a_token() {
     let token = id_token(|_| {});
-    let unsigned = with_header(&token, &json!({"alg": "none", "typ": "JWT", "kid": rsa().kid}));
+    let unsigned = with_header(
+        &token,
+        &json!({"alg": "none", "typ": "JWT", "kid": rsa().kid}),
+    );
     let (head, rest) = unsigned.split_once('.').unwrap();
     let (payload, _) = rest.split_once('.').unwrap();
-    assert_eq!(verify(&format!("{head}.{payload}.")), Err(IdTokenError::Malformed));
+    assert_eq!(
+        verify(&format!("{head}.{payload}.")),
+        Err(IdTokenError::Malformed)
+    );
     assert_eq!(verify("not a token"), Err(IdTokenError::Malformed));
 }
 
@@ -336,15 +393,27 @@ fn only_allowed_algorithms_and_only_the_keys_own_algorithm() {
     let default = IdTokenVerifier::builder(ISSUER, CLIENT, KeySet::from_jwks_for(&jwks(), &ALL))
         .clock(Arc::new(|| NOW))
         .build();
-    assert_eq!(default.verify(&token, None, None), Err(IdTokenError::Algorithm));
+    assert_eq!(
+        default.verify(&token, None, None),
+        Err(IdTokenError::Algorithm)
+    );
     assert!(verifier().verify(&token, None, None).is_ok());
     // An ES256 token naming the RSA key's kid: never verified with it.
     let ec = &keys()[1];
-    let token = sign_with(ec, Some("JWT"), Some(&rsa().kid), &id_claims_for(Algorithm::ES256));
+    let token = sign_with(
+        ec,
+        Some("JWT"),
+        Some(&rsa().kid),
+        &id_claims_for(Algorithm::ES256),
+    );
     assert_eq!(verify(&token), Err(IdTokenError::Algorithm));
     // A JWK that declares RS256 does not verify RS384, though of its family.
     let mut set = KeySet::new();
-    set.insert_for(&rsa().kid, DecodingKey::from_jwk(&rsa().jwk).unwrap(), Algorithm::RS256);
+    set.insert_for(
+        &rsa().kid,
+        DecodingKey::from_jwk(&rsa().jwk).unwrap(),
+        Algorithm::RS256,
+    );
     assert!(set.get_for(&rsa().kid, Algorithm::RS384).is_none());
     assert!(set.get_for(&rsa().kid, Algorithm::RS256).is_some());
 }
@@ -357,16 +426,31 @@ fn a_token_brings_no_key_of_its_own() {
     header.kid = Some("attacker".to_owned());
     header.jwk = Some(attacker.jwk.clone());
     header.jku = Some("http://evil.test/jwks".to_owned());
-    let token = jsonwebtoken::encode(&header, &id_claims_for(Algorithm::EdDSA), &attacker.encoding).unwrap();
+    let token = jsonwebtoken::encode(
+        &header,
+        &id_claims_for(Algorithm::EdDSA),
+        &attacker.encoding,
+    )
+    .unwrap();
     assert_eq!(verify(&token), Err(IdTokenError::UnknownKid));
     // Signed by the attacker under our key's kid: the signature fails.
-    let token = sign_with(&attacker, Some("JWT"), Some("ed-1"), &id_claims_for(Algorithm::EdDSA));
+    let token = sign_with(
+        &attacker,
+        Some("JWT"),
+        Some("ed-1"),
+        &id_claims_for(Algorithm::EdDSA),
+    );
     assert_eq!(verify(&token), Err(IdTokenError::Signature));
 }
 
 #[test]
 fn an_unknown_kid_is_refused_and_no_kid_needs_a_single_key() {
-    let token = sign_with(rsa(), Some("JWT"), Some("rsa-2"), &id_claims_for(Algorithm::RS256));
+    let token = sign_with(
+        rsa(),
+        Some("JWT"),
+        Some("rsa-2"),
+        &id_claims_for(Algorithm::RS256),
+    );
     assert_eq!(verify(&token), Err(IdTokenError::UnknownKid));
     // No kid: the one RS256 key.
     let token = sign_with(rsa(), Some("JWT"), None, &id_claims_for(Algorithm::RS256));
@@ -374,7 +458,11 @@ fn an_unknown_kid_is_refused_and_no_kid_needs_a_single_key() {
     // No kid and two RS256 keys: which one is not ours to guess.
     let mut set = KeySet::from_jwks_for(&jwks(), &ALL);
     let other = key(Algorithm::RS256, "rsa-2");
-    set.insert_for("rsa-2", DecodingKey::from_jwk(&other.jwk).unwrap(), Algorithm::RS256);
+    set.insert_for(
+        "rsa-2",
+        DecodingKey::from_jwk(&other.jwk).unwrap(),
+        Algorithm::RS256,
+    );
     let v = IdTokenVerifier::builder(ISSUER, CLIENT, set)
         .algorithms(&ALL)
         .clock(Arc::new(|| NOW))
@@ -386,7 +474,8 @@ fn an_unknown_kid_is_refused_and_no_kid_needs_a_single_key() {
 fn a_tampered_token_fails_the_signature() {
     let token = id_token(|_| {});
     let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
-    let mut payload: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&parts[1]).unwrap()).unwrap();
+    let mut payload: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&parts[1]).unwrap()).unwrap();
     payload["sub"] = json!("admin");
     parts[1] = URL_SAFE_NO_PAD.encode(payload.to_string());
     assert_eq!(verify(&parts.join(".")), Err(IdTokenError::Signature));
@@ -395,25 +484,43 @@ fn a_tampered_token_fails_the_signature() {
 #[test]
 fn an_access_token_is_not_an_id_token() {
     for typ in ["at+jwt", "application/at+jwt", "AT+JWT"] {
-        let token = sign_with(rsa(), Some(typ), Some(&rsa().kid), &id_claims_for(Algorithm::RS256));
+        let token = sign_with(
+            rsa(),
+            Some(typ),
+            Some(&rsa().kid),
+            &id_claims_for(Algorithm::RS256),
+        );
         assert_eq!(verify(&token), Err(IdTokenError::WrongType), "{typ}");
     }
     // Without `typ` (other providers) it is an ID token.
-    let token = sign_with(rsa(), None, Some(&rsa().kid), &id_claims_for(Algorithm::RS256));
+    let token = sign_with(
+        rsa(),
+        None,
+        Some(&rsa().kid),
+        &id_claims_for(Algorithm::RS256),
+    );
     assert!(verify(&token).is_ok());
 }
 
 #[test]
 fn a_logout_token_is_not_an_id_token() {
-    assert_eq!(verifier().verify(&logout_token(|_| {}), None, None), Err(IdTokenError::WrongType));
+    assert_eq!(
+        verifier().verify(&logout_token(|_| {}), None, None),
+        Err(IdTokenError::WrongType)
+    );
     // Even without its `typ`: the `events` claim gives it away.
     let token = sign(rsa(), &logout_claims_json());
-    assert_eq!(verifier().verify(&token, None, None), Err(IdTokenError::WrongType));
+    assert_eq!(
+        verifier().verify(&token, None, None),
+        Err(IdTokenError::WrongType)
+    );
 }
 
 #[test]
 fn a_good_logout_token_verifies() {
-    let claims = verifier().verify_logout_token(&logout_token(|_| {})).unwrap();
+    let claims = verifier()
+        .verify_logout_token(&logout_token(|_| {}))
+        .unwrap();
     assert_eq!(claims.sub.as_deref(), Some("user-1"));
     assert_eq!(claims.sid.as_deref(), Some("browser-session-1"));
     assert_eq!(claims.jti, "j-1");
@@ -432,23 +539,44 @@ fn a_good_logout_token_verifies() {
 
 #[test]
 fn an_id_token_is_not_a_logout_token() {
-    assert_eq!(verifier().verify_logout_token(&id_token(|_| {})), Err(IdTokenError::WrongType));
+    assert_eq!(
+        verifier().verify_logout_token(&id_token(|_| {})),
+        Err(IdTokenError::WrongType)
+    );
     // An access token neither.
-    let token = sign_with(rsa(), Some("at+jwt"), Some(&rsa().kid), &logout_claims_json());
-    assert_eq!(verifier().verify_logout_token(&token), Err(IdTokenError::WrongType));
+    let token = sign_with(
+        rsa(),
+        Some("at+jwt"),
+        Some(&rsa().kid),
+        &logout_claims_json(),
+    );
+    assert_eq!(
+        verifier().verify_logout_token(&token),
+        Err(IdTokenError::WrongType)
+    );
     // The right `typ` without the event.
-    let token = logout_token(|c| c["events"] = json!({"http://schemas.openid.net/event/other": {}}));
-    assert_eq!(verifier().verify_logout_token(&token), Err(IdTokenError::WrongType));
+    let token =
+        logout_token(|c| c["events"] = json!({"http://schemas.openid.net/event/other": {}}));
+    assert_eq!(
+        verifier().verify_logout_token(&token),
+        Err(IdTokenError::WrongType)
+    );
     let token = logout_token(|c| {
         c.as_object_mut().unwrap().remove("events");
     });
-    assert_eq!(verifier().verify_logout_token(&token), Err(IdTokenError::WrongType));
+    assert_eq!(
+        verifier().verify_logout_token(&token),
+        Err(IdTokenError::WrongType)
+    );
 }
 
 #[test]
 fn a_logout_token_with_a_nonce_is_refused() {
     let token = logout_token(|c| c["nonce"] = json!(NONCE));
-    assert_eq!(verifier().verify_logout_token(&token), Err(IdTokenError::NonceInLogoutToken));
+    assert_eq!(
+        verifier().verify_logout_token(&token),
+        Err(IdTokenError::NonceInLogoutToken)
+    );
 }
 
 #[test]
@@ -458,23 +586,41 @@ fn a_logout_token_names_a_session_or_a_user_and_has_a_jti() {
         c.remove("sid");
         c.remove("sub");
     });
-    assert_eq!(verifier().verify_logout_token(&token), Err(IdTokenError::MissingClaim("sid")));
+    assert_eq!(
+        verifier().verify_logout_token(&token),
+        Err(IdTokenError::MissingClaim("sid"))
+    );
     let token = logout_token(|c| {
         c.as_object_mut().unwrap().remove("jti");
     });
-    assert_eq!(verifier().verify_logout_token(&token), Err(IdTokenError::MissingClaim("jti")));
+    assert_eq!(
+        verifier().verify_logout_token(&token),
+        Err(IdTokenError::MissingClaim("jti"))
+    );
 }
 
 #[test]
 fn a_logout_token_has_the_id_tokens_iss_aud_and_time_checks() {
     let v = verifier();
-    assert_eq!(v.verify_logout_token(&logout_token(|c| c["iss"] = json!("http://evil.test"))), Err(IdTokenError::Issuer));
-    assert_eq!(v.verify_logout_token(&logout_token(|c| c["aud"] = json!("client-2"))), Err(IdTokenError::Audience));
-    assert_eq!(v.verify_logout_token(&logout_token(|c| c["exp"] = json!(NOW - 61))), Err(IdTokenError::Expired));
+    assert_eq!(
+        v.verify_logout_token(&logout_token(|c| c["iss"] = json!("http://evil.test"))),
+        Err(IdTokenError::Issuer)
+    );
+    assert_eq!(
+        v.verify_logout_token(&logout_token(|c| c["aud"] = json!("client-2"))),
+        Err(IdTokenError::Audience)
+    );
+    assert_eq!(
+        v.verify_logout_token(&logout_token(|c| c["exp"] = json!(NOW - 61))),
+        Err(IdTokenError::Expired)
+    );
     let token = logout_token(|c| {
         c.as_object_mut().unwrap().remove("iat");
     });
-    assert_eq!(v.verify_logout_token(&token), Err(IdTokenError::MissingClaim("iat")));
+    assert_eq!(
+        v.verify_logout_token(&token),
+        Err(IdTokenError::MissingClaim("iat"))
+    );
     // Without `exp`: good for 10 minutes after `iat`.
     let fresh = logout_token(|c| {
         c.as_object_mut().unwrap().remove("exp");
@@ -486,7 +632,12 @@ fn a_logout_token_has_the_id_tokens_iss_aud_and_time_checks() {
     });
     assert_eq!(v.verify_logout_token(&old), Err(IdTokenError::Expired));
     // Signed by a key we do not hold.
-    let token = sign_with(rsa(), Some("logout+jwt"), Some("rsa-9"), &logout_claims_json());
+    let token = sign_with(
+        rsa(),
+        Some("logout+jwt"),
+        Some("rsa-9"),
+        &logout_claims_json(),
+    );
     assert_eq!(v.verify_logout_token(&token), Err(IdTokenError::UnknownKid));
 }
 
@@ -560,7 +711,10 @@ mod discovered {
 
     #[tokio::test]
     async fn discovery_then_one_key_refresh_for_a_new_kid() {
-        let (url, provider) = provider(JwkSet { keys: vec![rsa().jwk.clone()] }).await;
+        let (url, provider) = provider(JwkSet {
+            keys: vec![rsa().jwk.clone()],
+        })
+        .await;
         let v = IdTokenVerifier::discover(&url, CLIENT)
             .clock(Arc::new(|| NOW))
             .unknown_kid_interval(Duration::ZERO)
@@ -569,7 +723,11 @@ mod discovered {
             .unwrap();
         assert_eq!(v.key_fetches(), 1);
         let token = sign(rsa(), &claims_at(&url));
-        assert!(v.verify_async(&token, Some(NONCE), Some(ACCESS_TOKEN)).await.is_ok());
+        assert!(
+            v.verify_async(&token, Some(NONCE), Some(ACCESS_TOKEN))
+                .await
+                .is_ok()
+        );
         assert_eq!(v.key_fetches(), 1, "a known kid fetches nothing");
 
         // warden rotated: a new key, published after our fetch.
@@ -577,19 +735,29 @@ mod discovered {
         provider.jwks.lock().unwrap().keys.push(rotated.jwk.clone());
         let token = sign(&rotated, &claims_at(&url));
         assert_eq!(v.verify(&token, None, None), Err(IdTokenError::UnknownKid));
-        assert!(v.verify_async(&token, Some(NONCE), Some(ACCESS_TOKEN)).await.is_ok());
+        assert!(
+            v.verify_async(&token, Some(NONCE), Some(ACCESS_TOKEN))
+                .await
+                .is_ok()
+        );
         assert_eq!(v.key_fetches(), 2);
 
         // A made-up kid: one more fetch, then refused.
         let token = sign_with(rsa(), Some("JWT"), Some("made-up"), &claims_at(&url));
-        assert_eq!(v.verify_async(&token, None, None).await, Err(IdTokenError::UnknownKid));
+        assert_eq!(
+            v.verify_async(&token, None, None).await,
+            Err(IdTokenError::UnknownKid)
+        );
         assert_eq!(v.key_fetches(), 3);
         assert_eq!(*provider.jwks_hits.lock().unwrap(), 3);
     }
 
     #[tokio::test]
     async fn unknown_kids_fetch_at_most_once_per_interval() {
-        let (url, provider) = provider(JwkSet { keys: vec![rsa().jwk.clone()] }).await;
+        let (url, provider) = provider(JwkSet {
+            keys: vec![rsa().jwk.clone()],
+        })
+        .await;
         let v = IdTokenVerifier::discover(&url, CLIENT)
             .clock(Arc::new(|| NOW))
             .unknown_kid_interval(Duration::from_secs(3600))
@@ -598,8 +766,14 @@ mod discovered {
             .unwrap();
         for kid in ["a", "b", "c"] {
             let token = sign_with(rsa(), Some("JWT"), Some(kid), &claims_at(&url));
-            assert_eq!(v.verify_logout_token_async(&token).await, Err(IdTokenError::WrongType));
-            assert_eq!(v.verify_async(&token, None, None).await, Err(IdTokenError::UnknownKid));
+            assert_eq!(
+                v.verify_logout_token_async(&token).await,
+                Err(IdTokenError::WrongType)
+            );
+            assert_eq!(
+                v.verify_async(&token, None, None).await,
+                Err(IdTokenError::UnknownKid)
+            );
         }
         assert_eq!(*provider.jwks_hits.lock().unwrap(), 1);
     }
@@ -608,14 +782,23 @@ mod discovered {
     async fn the_discovered_issuer_must_be_the_configured_one() {
         let (url, provider) = provider(jwks()).await;
         *provider.issuer.lock().unwrap() = "http://elsewhere.test".to_owned();
-        let e = IdTokenVerifier::discover(&url, CLIENT).start().await.unwrap_err();
+        let e = IdTokenVerifier::discover(&url, CLIENT)
+            .start()
+            .await
+            .unwrap_err();
         assert!(matches!(e, RemoteError::IssuerMismatch { .. }), "{e}");
     }
 
     #[tokio::test]
     async fn no_key_for_the_allowed_algorithms_fails_at_start() {
-        let (url, _provider) = provider(JwkSet { keys: vec![keys()[2].jwk.clone()] }).await;
-        let e = IdTokenVerifier::discover(&url, CLIENT).start().await.unwrap_err();
+        let (url, _provider) = provider(JwkSet {
+            keys: vec![keys()[2].jwk.clone()],
+        })
+        .await;
+        let e = IdTokenVerifier::discover(&url, CLIENT)
+            .start()
+            .await
+            .unwrap_err();
         assert!(matches!(e, RemoteError::NoKeys { .. }), "{e}");
         let v = IdTokenVerifier::discover(&url, CLIENT)
             .algorithms(&[Algorithm::EdDSA])
