@@ -16,11 +16,12 @@ use std::time::{Duration, Instant};
 
 use openidconnect::core::{
     CoreAuthenticationFlow, CoreClient, CoreJwsSigningAlgorithm, CoreProviderMetadata,
-    CoreUserInfoClaims,
+    CoreTokenResponse, CoreUserInfoClaims,
 };
 use openidconnect::{
-    AccessTokenHash, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce,
-    OAuth2TokenResponse, PkceCodeChallenge, RedirectUrl, Scope, TokenResponse,
+    AccessTokenHash, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet,
+    EndpointNotSet, EndpointSet, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
+    RedirectUrl, Scope, TokenResponse,
 };
 use reqwest::{Client, Response, StatusCode, header};
 use serde_json::{Value, json};
@@ -389,24 +390,29 @@ fn core_alg(alg: Algorithm) -> CoreJwsSigningAlgorithm {
     }
 }
 
-/// The whole relying-party journey for a client whose ID tokens are signed
-/// with `alg`.
-async fn sign_in_with(alg: Algorithm) {
-    let warden = Warden::start().await;
-    warden.create_user("alice", &[]);
-    // Registered without a port; the request names one (RFC 8252 §7.3).
-    let (client_id, secret) = warden.create_client("http://127.0.0.1/callback", alg).await;
-    let loopback = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let redirect_uri = format!("http://{}/callback", loopback.local_addr().unwrap());
+/// The relying party: openidconnect's client, set up by discovery.
+type Rp = CoreClient<
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+>;
 
-    let http = Client::builder()
+/// A client without redirects, for openidconnect and the guard.
+fn http() -> Client {
+    Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .unwrap();
-    let http_client = |request: openidconnect::HttpRequest| send(&http, request);
+        .unwrap()
+}
 
-    // Discovery: openidconnect checks that the metadata's issuer is the
-    // one asked, and fetches the JWKS.
+/// OpenID discovery: openidconnect checks that the metadata's issuer is the
+/// one asked, and fetches the JWKS.
+async fn discover(warden: &Warden, client_id: &str, secret: &str, redirect_uri: &str) -> Rp {
+    let http = http();
+    let http_client = |request: openidconnect::HttpRequest| send(&http, request);
     let issuer = IssuerUrl::new(warden.url.clone()).unwrap();
     let metadata = CoreProviderMetadata::discover_async(issuer, &http_client)
         .await
@@ -418,14 +424,24 @@ async fn sign_in_with(alg: Algorithm) {
         "RS256 is always offered"
     );
     assert!(metadata.userinfo_endpoint().is_some());
-    let client = CoreClient::from_provider_metadata(
+    CoreClient::from_provider_metadata(
         metadata,
-        ClientId::new(client_id.clone()),
-        Some(ClientSecret::new(secret)),
+        ClientId::new(client_id.to_owned()),
+        Some(ClientSecret::new(secret.to_owned())),
     )
-    .set_redirect_uri(RedirectUrl::new(redirect_uri.clone()).unwrap());
+    .set_redirect_uri(RedirectUrl::new(redirect_uri.to_owned()).unwrap())
+}
 
-    // The code flow, PKCE S256 and a nonce.
+/// The code flow, PKCE S256 and a nonce, through warden's pages in
+/// `browser`, and the code exchange: the token response and the nonce.
+async fn code_flow(
+    warden: &Warden,
+    client: &Rp,
+    browser: &mut Browser,
+    redirect_uri: &str,
+) -> (CoreTokenResponse, Nonce) {
+    let http = http();
+    let http_client = |request: openidconnect::HttpRequest| send(&http, request);
     let (challenge, pkce_verifier) = PkceCodeChallenge::new_random_sha256();
     let (authorize_url, csrf, nonce) = client
         .authorize_url(
@@ -438,16 +454,14 @@ async fn sign_in_with(alg: Algorithm) {
         .add_scope(Scope::new("offline_access".to_owned()))
         .set_pkce_challenge(challenge)
         .url();
-    let mut browser = Browser::new();
     let callback = browser
-        .authorize(authorize_url.as_str(), &redirect_uri, "alice")
+        .authorize(authorize_url.as_str(), redirect_uri, "alice")
         .await;
     assert_eq!(callback.get("state"), Some(csrf.secret()), "{callback:?}");
     assert_eq!(callback.get("iss"), Some(&warden.url), "RFC 9207 iss");
     let code = callback
         .get("code")
         .unwrap_or_else(|| panic!("no code: {callback:?}"));
-
     let token = client
         .exchange_code(AuthorizationCode::new(code.clone()))
         .unwrap()
@@ -455,6 +469,23 @@ async fn sign_in_with(alg: Algorithm) {
         .request_async(&http_client)
         .await
         .unwrap_or_else(|e| panic!("code exchange: {e:?}\n{}", warden.log()));
+    (token, nonce)
+}
+
+/// The whole relying-party journey for a client whose ID tokens are signed
+/// with `alg`.
+async fn sign_in_with(alg: Algorithm) {
+    let warden = Warden::start().await;
+    warden.create_user("alice", &[]);
+    // Registered without a port; the request names one (RFC 8252 §7.3).
+    let (client_id, secret) = warden.create_client("http://127.0.0.1/callback", alg).await;
+    let loopback = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let redirect_uri = format!("http://{}/callback", loopback.local_addr().unwrap());
+    let http = http();
+    let http_client = |request: openidconnect::HttpRequest| send(&http, request);
+    let client = discover(&warden, &client_id, &secret, &redirect_uri).await;
+    let mut browser = Browser::new();
+    let (token, nonce) = code_flow(&warden, &client, &mut browser, &redirect_uri).await;
     let id_token = token.id_token().expect("an id_token for scope openid");
 
     // openidconnect verifies the signature with the JWKS key of the
@@ -522,7 +553,10 @@ async fn sign_in_with(alg: Algorithm) {
     assert_eq!(verified.sub, claims.subject().as_str());
     assert_eq!(verified.preferred_username.as_deref(), Some("alice"));
     // With scope `email` (whether it is verified is warden's business).
-    assert!(verified.email_verified.is_some(), "email_verified with email");
+    assert!(
+        verified.email_verified.is_some(),
+        "email_verified with email"
+    );
     assert!(verified.sid.is_some(), "the OpenID session");
     assert_eq!(verified.amr, ["pwd"]);
     assert_eq!(
@@ -633,4 +667,86 @@ async fn es256_client_from_the_api() {
 #[tokio::test]
 async fn eddsa_client_from_the_api() {
     sign_in_with(Algorithm::EdDSA).await;
+}
+
+/// The `kid` of a JWT's header.
+fn kid(token: &str) -> String {
+    use base64::Engine;
+    let header = token.split('.').next().unwrap();
+    let header: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(header)
+            .unwrap(),
+    )
+    .unwrap();
+    header["kid"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn after_warden_keys_rotate_the_guard_fetches_the_keys_once_more() {
+    let warden = Warden::start().await;
+    warden.create_user("alice", &[]);
+    let (client_id, secret) = warden
+        .create_client("http://127.0.0.1/callback", Algorithm::RS256)
+        .await;
+    let redirect_uri = "http://127.0.0.1:9/callback".to_owned();
+    let client = discover(&warden, &client_id, &secret, &redirect_uri).await;
+    let guard = IdTokenVerifier::discover(&warden.url, &client_id)
+        .unknown_kid_interval(Duration::ZERO)
+        .start()
+        .await
+        .unwrap();
+    let mut browser = Browser::new();
+    let (first, _) = code_flow(&warden, &client, &mut browser, &redirect_uri).await;
+    let first = first.id_token().unwrap().to_string();
+    assert!(guard.verify(&first, None, None).is_ok());
+
+    warden.cli(&["keys", "rotate"], "");
+    // The server picks the new key up from the database (within about
+    // 100 ms); the same browser signs in again without a password.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (second, nonce) = loop {
+        let (token, nonce) = code_flow(&warden, &client, &mut browser, &redirect_uri).await;
+        let id_token = token.id_token().unwrap().to_string();
+        if kid(&id_token) != kid(&first) {
+            break (token, nonce);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "warden did not sign with the new key"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let raw = second.id_token().unwrap().to_string();
+    // Signed by a key published after the guard's fetch: `verify` does not
+    // fetch; `verify_async` fetches once and accepts it.
+    assert_eq!(
+        guard.verify(&raw, None, None),
+        Err(IdTokenError::UnknownKid)
+    );
+    assert_eq!(guard.key_fetches(), 1);
+    let claims = guard
+        .verify_async(
+            &raw,
+            Some(nonce.secret()),
+            Some(second.access_token().secret()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(guard.key_fetches(), 2);
+    assert_eq!(claims.preferred_username.as_deref(), Some("alice"));
+    // The retired key is still published, so the first ID token verifies.
+    assert!(guard.verify(&first, None, None).is_ok());
+    // openidconnect's client holds the JWKS of its discovery: it needs a
+    // new discovery for the new key.
+    let stale = client.id_token_verifier();
+    assert!(second.id_token().unwrap().claims(&stale, &nonce).is_err());
+    let fresh = discover(&warden, &client_id, &secret, &redirect_uri).await;
+    assert!(
+        second
+            .id_token()
+            .unwrap()
+            .claims(&fresh.id_token_verifier(), &nonce)
+            .is_ok()
+    );
 }
