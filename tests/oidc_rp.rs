@@ -216,8 +216,11 @@ fn attribute(tag: &str, name: &str) -> Option<String> {
     )
 }
 
+/// Names and values of form fields.
+type Fields = Vec<(String, String)>;
+
 /// The first form of `html`: its action, its inputs, its buttons.
-fn form(html: &str) -> Option<(String, Vec<(String, String)>, Vec<(String, String)>)> {
+fn form(html: &str) -> Option<(String, Fields, Fields)> {
     let start = html.find("<form")?;
     let end = html[start..].find("</form>")? + start;
     let form = &html[start..end];

@@ -464,7 +464,7 @@ impl IdTokenVerifier {
             Some(Audience::Many(aud)) => aud,
             None => return Err(IdTokenError::Audience),
         };
-        if !audience.iter().any(|a| *a == inner.client_id) {
+        if !audience.contains(&inner.client_id) {
             return Err(IdTokenError::Audience);
         }
         match registered.azp.as_deref() {
