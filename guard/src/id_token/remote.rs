@@ -34,8 +34,9 @@ pub(super) struct JwksSource {
     client: reqwest::Client,
     jwks_uri: String,
     interval: Duration,
-    /// When the keys were last fetched.
-    last: Mutex<Instant>,
+    /// When an unknown `kid` last made us fetch the keys (`None`: never,
+    /// so the first one may at once, even right after the start).
+    last: Mutex<Option<Instant>>,
     /// One fetch at a time; who waited for it uses its keys.
     fetching: tokio::sync::Mutex<()>,
     /// Fetches so far (the one at start included).
@@ -140,7 +141,7 @@ impl IdTokenDiscovery {
                     client,
                     jwks_uri: metadata.jwks_uri,
                     interval: self.unknown_kid_interval,
-                    last: Mutex::new(Instant::now()),
+                    last: Mutex::new(None),
                     fetching: tokio::sync::Mutex::new(()),
                     fetches: AtomicU64::new(1),
                 }),
@@ -255,10 +256,10 @@ impl IdTokenVerifier {
         }
         {
             let mut last = source.last.lock().unwrap_or_else(|p| p.into_inner());
-            if last.elapsed() < source.interval {
+            if last.is_some_and(|at| at.elapsed() < source.interval) {
                 return false;
             }
-            *last = Instant::now();
+            *last = Some(Instant::now());
         }
         let fetched = fetch(&source.client, &source.jwks_uri, &self.inner.algorithms).await;
         source.fetches.fetch_add(1, Ordering::AcqRel);

@@ -775,7 +775,8 @@ mod discovered {
                 Err(IdTokenError::UnknownKid)
             );
         }
-        assert_eq!(*provider.jwks_hits.lock().unwrap(), 1);
+        // The one at start, and one for the first unknown kid.
+        assert_eq!(*provider.jwks_hits.lock().unwrap(), 2);
     }
 
     #[tokio::test]
