@@ -4,6 +4,7 @@
 // checked against the standard and not only against warden's habits.
 //
 //   node reference-op.mjs '{"port": 5123, "accounts": {"alice": "pw"},
+//                           "names": {"alice": "Alice Liddell"},
 //                           "registration_token": "..."}'
 //
 // (or the same JSON in REFERENCE_OP_CONFIG). It prints one line
@@ -11,7 +12,7 @@
 //
 // What it offers, like warden:
 // - RFC 8414 metadata at /.well-known/oauth-authorization-server (and the
-//   OpenID one, which the suites do not use);
+//   OpenID Connect Discovery document, see below);
 // - the authorization code flow with PKCE required for every client (S256 is
 //   the only method oidc-provider 9 knows), `iss` in every authorization
 //   response (RFC 9207);
