@@ -12,6 +12,7 @@ pub mod code_grant;
 pub mod devices;
 pub mod error;
 pub mod grants;
+pub mod id_tokens;
 pub mod keys;
 pub mod password_check;
 pub mod passwords;
@@ -20,6 +21,7 @@ pub mod revocations;
 pub mod sessions;
 pub mod throttle;
 pub mod tokens;
+pub mod userinfo;
 
 use std::sync::Arc;
 

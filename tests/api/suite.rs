@@ -15,6 +15,7 @@ macro_rules! api_suite {
             hardening,
             jwt_attacks,
             lifecycle,
+            oidc,
             limits,
             ops,
             pages,
