@@ -12,20 +12,28 @@ OpenID Connect Discovery document.
   warden's contract always sends it);
 - userinfo with the access token, its `sub` equal to the id token's;
 - a nonce other than the one sent, and an id token whose signature was
-  altered, are refused by authlib.
+  altered, are refused by authlib;
+- RP-initiated logout with authlib's `create_logout_url` (`id_token_hint`,
+  `post_logout_redirect_uri`, `state`): the redirect back carries the
+  state and the browser session is over. Where warden has no answering
+  `end_session_endpoint` that test is skipped with the reason, and with
+  WARDEN_TEST_REQUIRE_OAUTH=1 it fails instead.
 
 Run against warden and against oidc-provider (see conftest.py).
 """
 
+import os
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import requests
 from authlib.integrations.base_client.sync_app import BaseApp, OAuth2Mixin
 from authlib.integrations.base_client.sync_openid import OpenIDMixin
 from authlib.integrations.requests_client import OAuth2Session
 from joserfc.errors import BadSignatureError, InvalidClaimError
 
-from providers import EMAIL, FULL_NAME, OPENID_CONFIGURATION_PATH, USERNAME
+from login_driver import sign_out
+from providers import EMAIL, FULL_NAME, OPENID_CONFIGURATION_PATH, TIMEOUT, USERNAME
 
 
 class RelyingParty(OAuth2Mixin, OpenIDMixin, BaseApp):
@@ -49,7 +57,7 @@ class RelyingParty(OAuth2Mixin, OpenIDMixin, BaseApp):
         )
 
 
-def sign_in(provider, client):
+def sign_in(provider, client, browser=None):
     """Discovery, the code flow through the hosted pages; returns (rp, token, nonce)."""
     rp = RelyingParty(provider, client)
     metadata = rp.load_server_metadata()
@@ -60,7 +68,7 @@ def sign_in(provider, client):
     assert query["nonce"] == [request["nonce"]]
     assert query["code_challenge_method"] == ["S256"]
     assert set(query["scope"][0].split()) >= {"openid", "profile", "email"}
-    callback, steps = provider.sign_in(request["url"], client.redirect_uri)
+    callback, steps = provider.sign_in(request["url"], client.redirect_uri, session=browser)
     assert steps == ["login", "consent"], steps
     token = rp.fetch_access_token(
         redirect_uri=client.redirect_uri,
@@ -136,3 +144,43 @@ def test_discovery_document(provider):
     # RFC 8414 metadata lists the same endpoints.
     for endpoint in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
         assert provider.metadata.get(endpoint) == meta[endpoint], endpoint
+
+
+def no_end_session(provider):
+    """Why RP-initiated logout cannot be tested at this provider, or None."""
+    endpoint = (provider.openid_configuration() or {}).get("end_session_endpoint")
+    if not endpoint:
+        return "the discovery document has no end_session_endpoint"
+    status = requests.get(endpoint, allow_redirects=False, timeout=TIMEOUT).status_code
+    if status in (404, 405):
+        return f"its end_session_endpoint {endpoint} answers {status}"
+    return None
+
+
+def test_rp_initiated_logout(provider):
+    why = no_end_session(provider)
+    if why:
+        if provider.name != "warden":
+            pytest.fail(f"{provider.name}: {why}")
+        reason = f"warden: {why} (RP-initiated logout is not in this binary)"
+        if os.environ.get("WARDEN_TEST_REQUIRE_OAUTH") == "1":
+            pytest.fail(reason + " (WARDEN_TEST_REQUIRE_OAUTH=1)", pytrace=False)
+        pytest.skip(reason)
+    client = provider.create_oidc_client()
+    browser = requests.Session()
+    rp, token, nonce = sign_in(provider, client, browser)
+    rp.parse_id_token(token, nonce=nonce)
+    logout = rp.create_logout_url(
+        post_logout_redirect_uri=client.post_logout_redirect_uri, id_token_hint=token["id_token"]
+    )
+    callback, steps = sign_out(logout["url"], client.post_logout_redirect_uri, session=browser)
+    parts = urlsplit(callback)
+    assert f"{parts.scheme}://{parts.netloc}{parts.path}" == client.post_logout_redirect_uri
+    assert parse_qs(parts.query).get("state") == [logout["state"]], callback
+    if provider.name == "warden":
+        # the contract: a valid id_token_hint of the current browser session shows no page
+        assert steps == [], steps
+    # The browser session is over: the same browser is asked for its password.
+    request = rp.create_authorization_url(redirect_uri=client.redirect_uri)
+    _, steps = provider.sign_in(request["url"], client.redirect_uri, session=browser)
+    assert steps[0] == "login", steps
