@@ -288,6 +288,9 @@ async fn id_tokens_of_each_algorithm_verify_against_jwks_with_every_claim() {
         assert!(auth_time <= c["iat"].as_i64().unwrap());
         // The access token keeps naming its own session.
         assert_ne!(claims(access)["sid"], c["sid"]);
+        // Whatever its key (the EdDSA one is the access tokens' own here),
+        // an id token is refused as an access token.
+        crate::helpers::assert_unauthorized(app.me(id_token).await, "Invalid token").await;
     }
 }
 
@@ -636,6 +639,21 @@ async fn a_clients_algorithm_gets_its_key_at_registration_and_at_start_up() {
             vec![vec!["body".to_owned(), "id_token_signed_response_alg".to_owned()]]
         );
     }
+    // So does changing a client to an algorithm without a key.
+    let fresh = TestApp::spawn().await;
+    let (c, _) = web_app(&fresh, None).await;
+    let (_, root) = fresh.admin_token("root").await;
+    assert!(kids_of(&jwks(&fresh).await, "ES256").is_empty());
+    let r = fresh
+        .client
+        .patch(fresh.at(&format!("/clients/{}", c.id)))
+        .bearer_auth(&root)
+        .json(&json!({"id_token_signed_response_alg": "ES256"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(kids_of(&jwks(&fresh).await, "ES256").len(), 1);
     // The default follows WARDEN_ID_TOKEN_ALGORITHM.
     let env = app.stop().await;
     let app = TestApp::spawn_in(env, &[("WARDEN_ID_TOKEN_ALGORITHM", "ES256")]).await;

@@ -107,7 +107,7 @@ pub async fn authorization_server_metadata(State(state): State<AppState>) -> Res
 #[utoipa::path(
     get,
     path = "/.well-known/openid-configuration",
-    tag = "openid",
+    tag = "keys",
     responses((status = 200, description = "OpenID Provider metadata", body = Object))
 )]
 pub async fn openid_configuration(State(state): State<AppState>) -> Response {

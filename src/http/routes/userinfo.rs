@@ -65,7 +65,7 @@ async fn answer(state: &AppState, token: Option<String>) -> Result<Response> {
 #[utoipa::path(
     get,
     path = "/userinfo",
-    tag = "openid",
+    tag = "users",
     security(("bearerAuth" = [])),
     responses(
         (status = 200, description = "The claims the token's scopes release", body = Object,
@@ -86,7 +86,7 @@ pub async fn get_userinfo(State(state): State<AppState>, headers: HeaderMap) -> 
 #[utoipa::path(
     post,
     path = "/userinfo",
-    tag = "openid",
+    tag = "users",
     security(("bearerAuth" = [])),
     responses(
         (status = 200, description = "The claims the token's scopes release", body = Object),
