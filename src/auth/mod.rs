@@ -5,14 +5,17 @@
 pub mod accounts;
 pub mod audit;
 pub mod authorize;
+pub mod backchannel;
 pub mod browser;
 pub mod cache;
 pub mod clients;
 pub mod code_grant;
 pub mod devices;
+pub mod end_session;
 pub mod error;
 pub mod grants;
 pub mod keys;
+pub mod outbox;
 pub mod password_check;
 pub mod passwords;
 pub mod refresh_tokens;

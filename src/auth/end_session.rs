@@ -1,0 +1,1 @@
+//! RP-initiated logout (placeholder)
