@@ -106,6 +106,7 @@ fn api_without_feed() -> OpenApiRouter<AppState> {
         .merge(routes::audit::router())
         .merge(routes::clients::router())
         .merge(routes::consents::router())
+        .merge(routes::end_session::router())
         .merge(routes::meta::router())
 }
 
