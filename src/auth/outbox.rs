@@ -48,7 +48,7 @@ pub fn wake() {
 /// runs out, so it is delivered late rather than lost).
 pub async fn run(state: &Services) {
     let client = backchannel::http_client();
-    let mut depth_at = i64::MIN;
+    let mut depth_at = 0_i64;
     loop {
         // Registered before the claim, so a wake during it is not missed.
         let woken = WAKE.notified();
@@ -73,7 +73,7 @@ pub async fn run(state: &Services) {
             }
         }
         let now = tokens::now();
-        if claimed_any || now - depth_at >= DEPTH_INTERVAL {
+        if claimed_any || now.saturating_sub(depth_at) >= DEPTH_INTERVAL {
             depth_at = now;
             match state.store.outbox_depth().await {
                 Ok(depth) => metrics::gauge!("warden_outbox_depth").set(depth as f64),
