@@ -68,6 +68,7 @@ pub fn http_client() -> reqwest::Client {
     });
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
         .timeout(DELIVERY_TIMEOUT)
         .connect_timeout(DELIVERY_TIMEOUT)
         .user_agent(concat!("warden/", env!("CARGO_PKG_VERSION")))

@@ -19,9 +19,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::auth::{Services, backchannel, tokens};
-use crate::domain::outbox::{
-    OUTBOX_GIVE_UP_AFTER, OUTBOX_LEASE, outbox_backoff,
-};
+use crate::domain::outbox::{OUTBOX_GIVE_UP_AFTER, OUTBOX_LEASE, outbox_backoff};
 use crate::domain::{BACKCHANNEL_LOGOUT, BackchannelLogout, OutboxItem};
 
 /// How often the worker looks for due rows when nothing woke it.

@@ -22,9 +22,9 @@ use uuid::Uuid;
 
 use crate::domain::{
     AuditQuery, AuditRecord, AuthorizationCodeRecord, ClientRecord, CodeRedemption, ConsentRecord,
-    PasswordSet, PresentedRefresh, RefreshLifetimes, RefreshOutcome, RefreshRecord, SessionOpened,
-    OutboxItem, SessionRecord, SigningKeyRecord, UniqueField, UserChangeLog, UserChanges, UserQuery,
-    UserRecord, UserSecurity, UserUpdate,
+    OutboxItem, PasswordSet, PresentedRefresh, RefreshLifetimes, RefreshOutcome, RefreshRecord,
+    SessionOpened, SessionRecord, SigningKeyRecord, UniqueField, UserChangeLog, UserChanges,
+    UserQuery, UserRecord, UserSecurity, UserUpdate,
 };
 pub use sql::SqlStore;
 

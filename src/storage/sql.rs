@@ -24,10 +24,10 @@ use super::{PURGE_BATCH, Store, StoreError, StoreResult, USER_CHANGE_RETENTION};
 use crate::config::DatabaseOptions;
 use crate::domain::profile::fold;
 use crate::domain::{
-    AuditQuery, AuditRecord, BACKCHANNEL_LOGOUT, BackchannelLogout, PasswordSet, PresentedRefresh, RefreshLifetimes, RefreshOutcome,
-    RefreshRecord, RefreshState, RefreshStep, SessionOpened, SessionRecord, SigningKeyRecord,
-    UniqueField, UserChange, UserChangeLog, UserChanges, UserQuery, UserRecord, UserSecurity,
-    UserUpdate, refresh_step, refreshed_expiry,
+    AuditQuery, AuditRecord, BACKCHANNEL_LOGOUT, BackchannelLogout, PasswordSet, PresentedRefresh,
+    RefreshLifetimes, RefreshOutcome, RefreshRecord, RefreshState, RefreshStep, SessionOpened,
+    SessionRecord, SigningKeyRecord, UniqueField, UserChange, UserChangeLog, UserChanges,
+    UserQuery, UserRecord, UserSecurity, UserUpdate, refresh_step, refreshed_expiry,
 };
 
 /// A value of one backend or the other: a pool, or a transaction on it.

@@ -168,7 +168,12 @@ pub(crate) fn see_other(location: &str) -> Response {
 }
 
 /// An HTML page with the pages' headers.
-pub(crate) fn page(status: StatusCode, title: &str, body: &str, form_target: Option<&str>) -> Response {
+pub(crate) fn page(
+    status: StatusCode,
+    title: &str,
+    body: &str,
+    form_target: Option<&str>,
+) -> Response {
     let html = layout(title, body);
     let mut r = (status, html).into_response();
     let csp = content_security_policy(form_target);
@@ -226,7 +231,10 @@ pub(crate) fn cleared_session_cookie(state: &AppState) -> HeaderValue {
 
 /// This browser's pre-session cookie and its form token; a `Set-Cookie`
 /// when it had none.
-pub(crate) fn csrf_for(state: &AppState, headers: &HeaderMap) -> Result<(String, Option<HeaderValue>), Error> {
+pub(crate) fn csrf_for(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<(String, Option<HeaderValue>), Error> {
     if let Some(pre) = cookie(headers, CSRF_COOKIE).filter(|p| p.len() >= 43) {
         return Ok((state.browser.csrf_token(pre), None));
     }
