@@ -468,6 +468,20 @@ async fn a_client_without_a_backchannel_uri_is_sent_nothing() {
     assert_eq!(app.sql_i64("select count(*) from outbox").await, 1);
 }
 
+#[tokio::test]
+async fn the_session_cap_ending_a_browser_session_ends_its_apps_and_tells_them() {
+    let app = TestApp::spawn_with(&[("WARDEN_MAX_SESSIONS_PER_USER", "2")]).await;
+    let receiver = Receiver::start().await;
+    let (client, secret) = rp(&app, &receiver.uri).await;
+    // The browser session (oldest) and the client's session from it.
+    let s = signed_through(&app, &client, &secret, "alice").await;
+    // A third session pushes the browser session out, and its app with it.
+    assert_eq!(app.login("alice", PASSWORD).await.status(), StatusCode::OK);
+    assert!(session_revoked(&app, s.browser).await);
+    assert_one_logout(&app, &receiver, &client, &s).await;
+    crate::helpers::assert_unauthorized(app.me(s.access()).await, "Invalid token").await;
+}
+
 // ---------------------------------------------------------------- durability
 
 #[tokio::test]
