@@ -509,6 +509,28 @@ async fn a_receiver_that_is_down_gets_the_token_later_and_a_restart_loses_nothin
 }
 
 #[tokio::test]
+async fn a_delivery_failing_for_a_day_is_given_up() {
+    let app = TestApp::spawn().await;
+    let addr = closed_port().await;
+    let (client, secret) = rp(&app, &format!("http://{addr}/backchannel")).await;
+    let s = signed_through(&app, &client, &secret, "alice").await;
+    // Queued a day and a bit ago (as if the client had been down since).
+    warden::auth::sessions::end_session(&app.state, s.browser, now()).await.unwrap();
+    app.sql("update outbox set created_at = created_at - 90000").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while app.sql_i64("select count(*) from outbox where done_at is not null").await == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "given up in time");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.sql_i64("select count(*) from outbox where failed = true").await, 1);
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.lines().any(|l| l.starts_with("warden_backchannel_logout_total{result=\"failed\"} 1")),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
 async fn two_instances_on_one_database_deliver_each_logout_exactly_once() {
     let env = TestEnv::new().await;
     let one = TestApp::spawn_in(env.clone(), &[]).await;
