@@ -16,14 +16,16 @@ use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::end_session::{self, CheckedLogout, EndSessionRequest};
+use crate::http::body::{FromForm, FromQuery, OAuthParams, Params, QueryFields, parse_query};
 use crate::http::cookies;
 use crate::http::routes::authorize::{
     SESSION_COOKIE, cleared_session_cookie, csrf_for, csrf_ok, csrf_refused, error_page, esc,
-    field, message_body, page, pairs, see_other, session_of, with_cookie,
+    message_body, page, pairs, see_other, session_of, with_cookie,
 };
 use crate::http::state::AppState;
 
@@ -34,22 +36,92 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(end_session_get, end_session_post))
 }
 
-fn request_of(pairs: &[(String, String)]) -> EndSessionRequest {
-    EndSessionRequest::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+/// The query of `GET /session/end` (RP-Initiated Logout 1.0 §2).
+#[derive(Debug, Default, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EndSessionQuery {
+    /// An ID token warden issued to the client (may be expired).
+    pub id_token_hint: Option<String>,
+    /// Where to go afterwards; must be registered for the client.
+    pub post_logout_redirect_uri: Option<String>,
+    /// Echoed on the redirect.
+    pub state: Option<String>,
+    /// The client; must match the hint's audience.
+    pub client_id: Option<String>,
 }
 
-/// RP-initiated logout: ends the browser session (and every session opened
-/// from it; their clients are sent back-channel logout tokens).
+impl FromQuery for EndSessionQuery {
+    fn read(query: &mut QueryFields<'_>) -> Self {
+        let mut last = |name| query.values(name).last().map(|v| (*v).to_owned());
+        Self {
+            id_token_hint: last("id_token_hint"),
+            post_logout_redirect_uri: last("post_logout_redirect_uri"),
+            state: last("state"),
+            client_id: last("client_id"),
+        }
+    }
+}
+
+/// The form of `POST /session/end`: the parameters of `GET`, or the
+/// confirmation page's answer (with `confirm` and `csrf_token`).
+// No `Debug`: it holds an ID token.
+#[derive(Default, ToSchema)]
+pub struct EndSessionForm {
+    pub id_token_hint: Option<String>,
+    pub post_logout_redirect_uri: Option<String>,
+    pub state: Option<String>,
+    pub client_id: Option<String>,
+    /// Set by the confirmation page: sign out now.
+    pub confirm: Option<String>,
+    /// The confirmation page's CSRF token.
+    pub csrf_token: Option<String>,
+}
+
+impl FromForm for EndSessionForm {
+    fn read(p: &mut Params<'_>) -> Option<Self> {
+        let mut get = |name| p.optional(name).map(str::to_owned);
+        Some(Self {
+            id_token_hint: get("id_token_hint"),
+            post_logout_redirect_uri: get("post_logout_redirect_uri"),
+            state: get("state"),
+            client_id: get("client_id"),
+            confirm: get("confirm"),
+            csrf_token: get("csrf_token"),
+        })
+    }
+}
+
+fn request_of(
+    id_token_hint: &Option<String>,
+    post_logout_redirect_uri: &Option<String>,
+    state: &Option<String>,
+    client_id: &Option<String>,
+) -> EndSessionRequest {
+    let pairs = [
+        ("id_token_hint", id_token_hint),
+        ("post_logout_redirect_uri", post_logout_redirect_uri),
+        ("state", state),
+        ("client_id", client_id),
+    ];
+    EndSessionRequest::from_pairs(
+        pairs
+            .into_iter()
+            .filter_map(|(k, v)| v.as_deref().map(|v| (k, v))),
+    )
+}
+
+/// Sign out (RP-initiated logout)
+///
+/// OpenID Connect RP-Initiated Logout 1.0. Ends the browser session and
+/// every session opened from it; their clients are sent back-channel
+/// logout tokens. With a valid `id_token_hint` of the current browser
+/// session there is no page; otherwise the user confirms on one. A bad
+/// request is an HTML error page, never a redirect.
 #[utoipa::path(
     get,
     path = "/session/end",
     tag = "openid",
-    params(
-        ("id_token_hint" = Option<String>, Query, description = "An ID token warden issued to the client (may be expired)"),
-        ("post_logout_redirect_uri" = Option<String>, Query, description = "Where to go afterwards; must be registered for the client"),
-        ("state" = Option<String>, Query, description = "Echoed on the redirect"),
-        ("client_id" = Option<String>, Query, description = "The client; must match the hint's audience"),
-    ),
+    params(EndSessionQuery),
     responses(
         (status = 303, description = "Signed out (or nothing to sign out): to the post_logout_redirect_uri with state, or to the signed-out page"),
         (status = 200, description = "The confirmation page (HTML)", content_type = "text/html"),
@@ -61,17 +133,26 @@ pub async fn end_session_get(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let pairs = pairs(query.unwrap_or_default().as_bytes());
-    run(&state, &headers, &request_of(&pairs)).await
+    let query: EndSessionQuery = parse_query(query.as_deref()).unwrap_or_default();
+    let request = request_of(
+        &query.id_token_hint,
+        &query.post_logout_redirect_uri,
+        &query.state,
+        &query.client_id,
+    );
+    run(&state, &headers, &request).await
 }
 
-/// The same request as a form, or the confirmation page's answer (with
-/// `confirm` and `csrf_token`).
+/// Sign out (form)
+///
+/// The parameters of `GET /session/end` as a form (a cross-site post moves
+/// to `GET`, which carries the browser's cookies), or the confirmation
+/// page's answer with `confirm` and its `csrf_token`.
 #[utoipa::path(
     post,
     path = "/session/end",
     tag = "openid",
-    request_body(content_type = "application/x-www-form-urlencoded", description = "The parameters of GET, or the confirmation form (`confirm`, `csrf_token`)"),
+    request_body(content = EndSessionForm, content_type = "application/x-www-form-urlencoded", description = "The parameters of GET, or the confirmation form (`confirm`, `csrf_token`)"),
     responses(
         (status = 303, description = "Signed out, or the request moved to GET"),
         (status = 200, description = "The confirmation page (HTML)", content_type = "text/html"),
@@ -84,9 +165,17 @@ pub async fn end_session_post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let form = pairs(&body);
-    let request = request_of(&form);
-    if field(&form, "confirm").is_none() {
+    let pairs = pairs(&body);
+    // The last value of a parameter sent twice, as the GET query reads.
+    let params = OAuthParams(pairs.iter().cloned().collect());
+    let form: EndSessionForm = params.parse().unwrap_or_default();
+    let request = request_of(
+        &form.id_token_hint,
+        &form.post_logout_redirect_uri,
+        &form.state,
+        &form.client_id,
+    );
+    if form.confirm.is_none() {
         // A client's form post: from another site it arrives without
         // `warden_session` (`SameSite=Lax`), so it moves to a GET, which
         // the browser sends with its cookies.
@@ -99,7 +188,7 @@ pub async fn end_session_post(
         }
         return run(&state, &headers, &request).await;
     }
-    if !csrf_ok(&state, &headers, &form) {
+    if !csrf_ok(&state, &headers, &pairs) {
         return csrf_refused();
     }
     let checked = match checked(&state, &request).await {
