@@ -326,15 +326,37 @@ async fn three_instances_share_users_sessions_and_keys() {
             i.url
         );
     }
-    let jwks: Value = client
-        .get(c.at("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+    // Two keys of the access tokens' algorithm (the old and the new), and
+    // two of the id-token algorithm (RS256), rotated alike — stored by a
+    // second write of the rotation, which C may load on a later pass.
+    let start = Instant::now();
+    loop {
+        let jwks: Value = client
+            .get(c.at("/.well-known/jwks.json"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let of_alg = |alg: &str| {
+            jwks["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|k| k["alg"] == alg)
+                .count()
+        };
+        assert_eq!(of_alg("EdDSA"), 2);
+        if of_alg("RS256") == 2 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(8),
+            "C did not publish the new RS256 key: {jwks}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // A profile edit through B shows on A, whose user cache holds alice,
     // within a second.

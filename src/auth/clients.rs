@@ -16,8 +16,7 @@ use crate::auth::audit::{self, Event};
 use crate::auth::error::RandomError;
 use crate::auth::{Error, Result, Services};
 use crate::domain::client::{
-    ClientFieldError, DEFAULT_ID_TOKEN_ALGORITHM, GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN,
-    validate_client,
+    ClientFieldError, GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN, validate_client,
 };
 use crate::domain::error::{FieldError, GrantError};
 use crate::domain::roles::{OPENID_SCOPES, SCOPE_ME, is_openid_scope};
@@ -124,13 +123,14 @@ pub async fn create(
         backchannel_logout_uri: new.backchannel_logout_uri,
         grant_types,
         scopes,
-        id_token_signed_response_alg: new
-            .id_token_signed_response_alg
-            .unwrap_or_else(|| DEFAULT_ID_TOKEN_ALGORITHM.to_owned()),
+        id_token_signed_response_alg: new.id_token_signed_response_alg.unwrap_or_else(|| {
+            crate::auth::keys::algorithm_name(state.config.tokens.id_token_algorithm).to_owned()
+        }),
         created_at: now,
         updated_at: now,
     };
     validate_client(&client, |s| known_scope(state, s)).map_err(client_field_error)?;
+    publish_id_token_key(state, &client).await?;
     let event = by(Event::new("client_created"), actor)
         .ip(ip)
         .detail("client_id", client.id.to_string())
@@ -141,6 +141,18 @@ pub async fn create(
     audit::log(&event);
     reload_origins(state).await;
     Ok((client, secret.map(|s| s.secret)))
+}
+
+/// Makes sure the client's id-token algorithm has a key, so JWKS
+/// publishes it before the first id token it signs (a relying party that
+/// fetched JWKS at registration finds it there).
+async fn publish_id_token_key(state: &Services, client: &ClientRecord) -> Result<()> {
+    if let Some(alg) =
+        crate::auth::id_tokens::id_token_algorithm(&client.id_token_signed_response_alg)
+    {
+        crate::auth::id_tokens::ensure_signing_key(state, alg).await?;
+    }
+    Ok(())
 }
 
 /// The admin behind a change (`user_id` of its audit event), or the
@@ -264,6 +276,7 @@ pub async fn update(
         client.id_token_signed_response_alg = alg;
     }
     validate_client(&client, |s| known_scope(state, s)).map_err(client_field_error)?;
+    publish_id_token_key(state, &client).await?;
     client.updated_at = now;
     let event = by(Event::new("client_updated"), actor)
         .ip(ip)
@@ -555,6 +568,7 @@ pub fn require_grant(client: &ClientRecord, grant: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::client::DEFAULT_ID_TOKEN_ALGORITHM;
 
     fn client(public: bool, uris: &[&str]) -> ClientRecord {
         ClientRecord {

@@ -21,10 +21,15 @@ use uuid::Uuid;
 use crate::auth::audit::{self, Event};
 use crate::auth::clients::{hash_secret, require_grant};
 use crate::auth::error::GrantError;
-use crate::auth::sessions::{ClientMeta, SessionVia, TokenResponse, open_session_with};
+use crate::auth::id_tokens::{self, IdTokenSession};
+use crate::auth::sessions::{
+    ClientMeta, PASSWORD_AMR, SessionVia, TokenResponse, open_session_with,
+};
 use crate::auth::{Error, Result, Services, tokens};
 use crate::domain::client::{GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN};
-use crate::domain::{AuthorizationCodeRecord, ClientRecord, CodeRedemption, UserRecord};
+use crate::domain::{
+    AuthorizationCodeRecord, ClientRecord, CodeRedemption, SessionRecord, UserRecord,
+};
 
 /// The one description of every refused code.
 pub const INVALID_CODE: &str = "Invalid, expired or already used authorization code";
@@ -103,7 +108,8 @@ pub async fn redeem(
         }
         CodeRedemption::Unknown => return Err(invalid_code()),
     };
-    let user = check(state, client, &record, request.redirect_uri, verifier, now).await?;
+    let (user, browser) =
+        check(state, client, &record, request.redirect_uri, verifier, now).await?;
     let scope = code_scope(state, client, &user, &record.scope);
     if scope.is_empty() {
         return Err(invalid_code());
@@ -127,6 +133,22 @@ pub async fn redeem(
     let Some((mut response, sid)) = opened else {
         return Err(invalid_code());
     };
+    // The id token speaks of the browser session: its id is the OpenID
+    // `sid`, and how the user signed in there is its `amr`.
+    response.id_token = id_tokens::issue(
+        state,
+        client,
+        &user,
+        &response.scope,
+        &response.access_token,
+        &IdTokenSession {
+            browser_session: Some(record.browser_session),
+            auth_time: record.auth_time,
+            amr: browser.amr.as_deref().unwrap_or(PASSWORD_AMR),
+            nonce: record.nonce.as_deref(),
+        },
+    )
+    .await?;
     if !client.allows_grant(GRANT_REFRESH_TOKEN) {
         // The session's refresh token is never shown; nothing can use it.
         response.refresh_token = None;
@@ -143,8 +165,8 @@ pub async fn redeem(
     Ok(response)
 }
 
-/// What a spent code must still match; the user it was issued to, if
-/// every check passes.
+/// What a spent code must still match; the user it was issued to and the
+/// browser session it was issued in, if every check passes.
 async fn check(
     state: &Services,
     client: &ClientRecord,
@@ -152,7 +174,7 @@ async fn check(
     redirect_uri: Option<&str>,
     verifier: &str,
     now: i64,
-) -> Result<UserRecord> {
+) -> Result<(UserRecord, SessionRecord)> {
     // Code injection: a code is good only for the client it was issued to.
     if record.client_id != client.id {
         return Err(invalid_code());
@@ -183,7 +205,7 @@ async fn check(
     // The browser session the user signed in with must still be live: a
     // logout, password change or disable in between ends the code too.
     match state.store.session(record.browser_session).await? {
-        Some(s) if s.is_live(now) && s.user_id == user.id && s.browser => Ok(user),
+        Some(s) if s.is_live(now) && s.user_id == user.id && s.browser => Ok((user, s)),
         _ => Err(invalid_code()),
     }
 }

@@ -11,8 +11,9 @@ use uuid::Uuid;
 
 use crate::auth::audit::{self, Event};
 use crate::auth::error::GrantError;
+use crate::auth::id_tokens::{self, IdTokenSession};
 use crate::auth::refresh_tokens::RefreshTokens;
-use crate::auth::sessions::{ClientMeta, TokenResponse};
+use crate::auth::sessions::{ClientMeta, PASSWORD_AMR, TokenResponse};
 use crate::auth::{Error, Result, Services, tokens};
 use crate::domain::client::GRANT_CLIENT_CREDENTIALS;
 use crate::domain::roles::{Roles, is_openid_scope};
@@ -297,13 +298,34 @@ pub async fn refresh(
         issued_at,
         "refresh_token",
     )?;
+    // OIDC Core §12.2: a new id token for the same authentication (its
+    // `auth_time` and `sid`), without the `nonce`.
+    let id_token = match client {
+        Some(client) => {
+            id_tokens::issue(
+                state,
+                client,
+                &user,
+                &scope,
+                &issued.token,
+                &IdTokenSession {
+                    browser_session: session.parent_session,
+                    auth_time: session.auth_time.unwrap_or(session.created_at),
+                    amr: session.amr.as_deref().unwrap_or(PASSWORD_AMR),
+                    nonce: None,
+                },
+            )
+            .await?
+        }
+        None => None,
+    };
     Ok(TokenResponse {
         access_token: issued.token,
         token_type: "bearer",
         expires_in: issued.expires_in,
         scope,
         refresh_token: Some(successor),
-        id_token: None,
+        id_token,
     })
 }
 

@@ -159,7 +159,7 @@ pub fn algorithm_name(alg: Algorithm) -> &'static str {
     }
 }
 
-fn parse_algorithm(name: &str) -> Option<Algorithm> {
+pub fn parse_algorithm(name: &str) -> Option<Algorithm> {
     match name {
         "EdDSA" => Some(Algorithm::EdDSA),
         "ES256" => Some(Algorithm::ES256),
@@ -269,8 +269,8 @@ fn jwk_algorithm(alg: Algorithm) -> anyhow::Result<jsonwebtoken::jwk::KeyAlgorit
 }
 
 /// Loads the key ring, first generating and storing a key for each
-/// algorithm warden signs with from the start (the access tokens' and
-/// the default id-token algorithm) that has none.
+/// algorithm warden signs with from the start (the access tokens', the
+/// default id-token algorithm and every client's) that has none.
 pub async fn load_or_create(
     config: &Config,
     store: &dyn Store,
@@ -282,6 +282,14 @@ pub async fn load_or_create(
         ensure_key(store, config.tokens.jwt_algorithm, now).await?;
     }
     ensure_key(store, config.tokens.id_token_algorithm, now).await?;
+    // A client may have registered another id-token algorithm (at
+    // another instance, or before a change of the default): its key is
+    // in JWKS from the start.
+    for name in store.client_id_token_algorithms().await? {
+        if let Some(alg) = parse_algorithm(&name).filter(|a| ID_TOKEN_ALGORITHMS.contains(a)) {
+            ensure_key(store, alg, now).await?;
+        }
+    }
     load_ring(config, store, now)
         .await?
         .ok_or_else(|| anyhow::anyhow!("the new signing key did not load"))

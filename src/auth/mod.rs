@@ -14,6 +14,7 @@ pub mod devices;
 pub mod end_session;
 pub mod error;
 pub mod grants;
+pub mod id_tokens;
 pub mod keys;
 pub mod outbox;
 pub mod password_check;
@@ -23,6 +24,7 @@ pub mod revocations;
 pub mod sessions;
 pub mod throttle;
 pub mod tokens;
+pub mod userinfo;
 
 use std::sync::Arc;
 

@@ -13,7 +13,12 @@
 //! endpoints from their own origin: [`public_clients`] answers the origins
 //! of their registered redirect URIs on those two paths only, without
 //! credentials (a public client sends no cookie and has no secret), from
-//! the in-memory set `auth::clients::ClientOrigins`.
+//! the in-memory set `auth::clients::ClientOrigins`. `/userinfo` is one
+//! of those paths too (OpenID Connect).
+//!
+//! The discovery documents and JWKS are public: [`public_clients`]
+//! answers them for any origin with `Access-Control-Allow-Origin: *` and
+//! no credentials (a relying party's script may read them from anywhere).
 
 use std::time::Duration;
 
@@ -27,8 +32,84 @@ use crate::config::AllowedOrigins;
 use crate::http::state::AppState;
 
 /// The paths a public client's script calls: the token endpoint (code
-/// redemption, refresh) and revocation (sign-out).
-pub const PUBLIC_CLIENT_PATHS: [&str; 2] = ["/token", "/token/revoke"];
+/// redemption, refresh), revocation (sign-out) and UserInfo.
+pub const PUBLIC_CLIENT_PATHS: [&str; 3] = ["/token", "/token/revoke", "/userinfo"];
+
+/// The public documents every origin may read.
+pub const PUBLIC_DOCUMENT_PATHS: [&str; 3] = [
+    "/.well-known/openid-configuration",
+    "/.well-known/oauth-authorization-server",
+    "/.well-known/jwks.json",
+];
+
+/// The methods a preflight for `path` allows.
+fn allowed_methods(path: &str) -> &'static str {
+    if path == "/userinfo" {
+        "GET, POST"
+    } else {
+        "POST"
+    }
+}
+
+/// The headers of a preflight answer; `origin` is the allowed origin
+/// (`*` for a public document).
+fn preflight(origin: HeaderValue, methods: &'static str, vary: HeaderValue) -> Response {
+    (
+        StatusCode::OK,
+        [
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, origin),
+            (
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static(methods),
+            ),
+            (
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                HeaderValue::from_static("authorization,content-type"),
+            ),
+            (
+                header::ACCESS_CONTROL_MAX_AGE,
+                HeaderValue::from_static("600"),
+            ),
+            (header::VARY, vary),
+        ],
+    )
+        .into_response()
+}
+
+fn is_preflight(request: &Request) -> bool {
+    request.method() == Method::OPTIONS
+        && request
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+}
+
+/// `*` for any origin on [`PUBLIC_DOCUMENT_PATHS`], without credentials
+/// (replacing what the configured layer would send).
+async fn public_document(request: Request, next: Next) -> Response {
+    let any = HeaderValue::from_static("*");
+    if is_preflight(&request) {
+        return (
+            StatusCode::OK,
+            [
+                (header::ACCESS_CONTROL_ALLOW_ORIGIN, any),
+                (
+                    header::ACCESS_CONTROL_ALLOW_METHODS,
+                    HeaderValue::from_static("GET"),
+                ),
+                (
+                    header::ACCESS_CONTROL_MAX_AGE,
+                    HeaderValue::from_static("600"),
+                ),
+            ],
+        )
+            .into_response();
+    }
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.remove(header::ACCESS_CONTROL_ALLOW_CREDENTIALS);
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, any);
+    response
+}
 
 /// CORS for public clients' origins on [`PUBLIC_CLIENT_PATHS`]: a preflight
 /// is answered here (`POST`, the `Authorization` and `Content-Type`
@@ -43,6 +124,11 @@ pub async fn public_clients(
     request: Request,
     next: Next,
 ) -> Response {
+    if request.headers().contains_key(header::ORIGIN)
+        && PUBLIC_DOCUMENT_PATHS.contains(&request.uri().path())
+    {
+        return public_document(request, next).await;
+    }
     let origin = request
         .headers()
         .get(header::ORIGIN)
@@ -56,31 +142,8 @@ pub async fn public_clients(
     let vary = HeaderValue::from_static(
         "origin, access-control-request-method, access-control-request-headers",
     );
-    if request.method() == Method::OPTIONS
-        && request
-            .headers()
-            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
-    {
-        return (
-            StatusCode::OK,
-            [
-                (header::ACCESS_CONTROL_ALLOW_ORIGIN, origin),
-                (
-                    header::ACCESS_CONTROL_ALLOW_METHODS,
-                    HeaderValue::from_static("POST"),
-                ),
-                (
-                    header::ACCESS_CONTROL_ALLOW_HEADERS,
-                    HeaderValue::from_static("authorization,content-type"),
-                ),
-                (
-                    header::ACCESS_CONTROL_MAX_AGE,
-                    HeaderValue::from_static("600"),
-                ),
-                (header::VARY, vary),
-            ],
-        )
-            .into_response();
+    if is_preflight(&request) {
+        return preflight(origin, allowed_methods(request.uri().path()), vary);
     }
     let mut response = next.run(request).await;
     let headers = response.headers_mut();

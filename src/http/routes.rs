@@ -11,6 +11,7 @@ pub mod pages;
 pub mod revocations;
 pub mod sessions;
 pub mod token;
+pub mod userinfo;
 pub mod users;
 
 use axum::http::{HeaderValue, header};

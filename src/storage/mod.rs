@@ -223,6 +223,8 @@ pub trait OAuthStore: Send + Sync + 'static {
     /// Stores a new client and `audit`, in one transaction.
     async fn insert_client(&self, client: &ClientRecord, audit: &AuditRecord) -> StoreResult<()>;
     async fn client(&self, id: Uuid) -> StoreResult<Option<ClientRecord>>;
+    /// Every `id_token_signed_response_alg` some client registered.
+    async fn client_id_token_algorithms(&self) -> StoreResult<Vec<String>>;
     /// One page of clients by id: those after `after`, at most `limit`.
     async fn query_clients(
         &self,

@@ -174,6 +174,14 @@ impl OAuthStore for SqlStore {
         row.map(ClientRow::into_record).transpose()
     }
 
+    async fn client_id_token_algorithms(&self) -> StoreResult<Vec<String>> {
+        let sql = "select distinct id_token_signed_response_alg from clients";
+        let rows: Vec<(String,)> = with_db!(&self.db, |pool| {
+            sqlx::query_as(sql).fetch_all(pool).await?
+        });
+        Ok(rows.into_iter().map(|(alg,)| alg).collect())
+    }
+
     async fn query_clients(
         &self,
         after: Option<Uuid>,

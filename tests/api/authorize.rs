@@ -6,137 +6,15 @@
 
 use std::collections::BTreeMap;
 
-use reqwest::{Client, Response, StatusCode, header};
+use reqwest::{StatusCode, header};
 use serde_json::Value;
 use sha2::Digest;
 use warden::auth::clients::NewClient;
 
-use crate::helpers::{PASSWORD, TestApp};
-
-const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
-const APP_CB: &str = "https://app.example.com/cb";
-
-/// A browser: its cookies, and no automatic redirects.
-struct Browser {
-    base: String,
-    http: Client,
-    jar: BTreeMap<String, String>,
-}
-
-/// One step of the browser: status, `Location`, `Set-Cookie` lines, body.
-struct Seen {
-    status: StatusCode,
-    location: Option<String>,
-    set_cookies: Vec<String>,
-    headers: header::HeaderMap,
-    body: String,
-}
-
-impl Browser {
-    fn new(app: &TestApp) -> Self {
-        Self {
-            base: app.url.clone(),
-            http: Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            jar: BTreeMap::new(),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        if path.starts_with("http") {
-            path.to_owned()
-        } else {
-            format!("{}{path}", self.base)
-        }
-    }
-
-    fn cookie_header(&self) -> String {
-        self.jar
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-
-    async fn absorb(&mut self, r: Response) -> Seen {
-        let status = r.status();
-        let headers = r.headers().clone();
-        let location = headers
-            .get(header::LOCATION)
-            .map(|v| v.to_str().unwrap().to_owned());
-        let set_cookies: Vec<String> = headers
-            .get_all(header::SET_COOKIE)
-            .iter()
-            .map(|v| v.to_str().unwrap().to_owned())
-            .collect();
-        for line in &set_cookies {
-            let pair = line.split(';').next().unwrap();
-            let (name, value) = pair.split_once('=').unwrap();
-            if value.is_empty() || line.contains("Max-Age=0") {
-                self.jar.remove(name);
-            } else {
-                self.jar.insert(name.to_owned(), value.to_owned());
-            }
-        }
-        let body = r.text().await.unwrap();
-        Seen {
-            status,
-            location,
-            set_cookies,
-            headers,
-            body,
-        }
-    }
-
-    async fn get(&mut self, path: &str) -> Seen {
-        let r = self
-            .http
-            .get(self.url(path))
-            .header(header::COOKIE, self.cookie_header())
-            .send()
-            .await
-            .unwrap();
-        self.absorb(r).await
-    }
-
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Seen {
-        let r = self
-            .http
-            .post(self.url(path))
-            .header(header::COOKIE, self.cookie_header())
-            .form(form)
-            .send()
-            .await
-            .unwrap();
-        self.absorb(r).await
-    }
-}
-
-/// The value of the hidden field `name` in a page.
-fn hidden(html: &str, name: &str) -> String {
-    let marker = format!(r#"name="{name}" value=""#);
-    let start = html
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no field {name} in {html}"))
-        + marker.len();
-    let raw = &html[start..start + html[start..].find('"').unwrap()];
-    raw.replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
-}
-
-/// The query parameters of a URL.
-fn query(url: &str) -> BTreeMap<String, String> {
-    url::Url::parse(url)
-        .unwrap()
-        .query_pairs()
-        .into_owned()
-        .collect()
-}
+use crate::helpers::{
+    APP_CB, Browser, CHALLENGE, PASSWORD, Seen, TestApp, VERIFIER, at_client, authorize_path, decide,
+    hidden, session_id, sign_in_from,
+};
 
 async fn client(app: &TestApp, new: NewClient) -> warden::domain::ClientRecord {
     let (client, _secret) =
@@ -157,75 +35,6 @@ async fn confidential(app: &TestApp, name: &str) -> warden::domain::ClientRecord
         },
     )
     .await
-}
-
-/// `/authorize?…` for `client_id` with PKCE, `state=xyz`, and `extra`.
-fn authorize_path(client_id: &str, redirect_uri: Option<&str>, extra: &[(&str, &str)]) -> String {
-    let mut q = form_urlencoded::Serializer::new(String::new());
-    q.append_pair("response_type", "code");
-    q.append_pair("client_id", client_id);
-    if let Some(r) = redirect_uri {
-        q.append_pair("redirect_uri", r);
-    }
-    q.append_pair("code_challenge", CHALLENGE);
-    q.append_pair("code_challenge_method", "S256");
-    q.append_pair("state", "xyz");
-    for (k, v) in extra {
-        q.append_pair(k, v);
-    }
-    format!("/authorize?{}", q.finish())
-}
-
-/// Signs in on the login page the request led to; returns the page or
-/// redirect `/authorize` answers after the sign-in.
-async fn sign_in_from(browser: &mut Browser, login: &Seen, username: &str) -> Seen {
-    assert_eq!(login.status, StatusCode::SEE_OTHER, "{}", login.body);
-    let to_login = login.location.clone().unwrap();
-    assert!(to_login.starts_with("/login?"), "{to_login}");
-    let page = browser.get(&to_login).await;
-    assert_eq!(page.status, StatusCode::OK);
-    let csrf = hidden(&page.body, "csrf_token");
-    let return_to = hidden(&page.body, "return_to");
-    let done = browser
-        .post(
-            "/login",
-            &[
-                ("csrf_token", &csrf),
-                ("return_to", &return_to),
-                ("username", username),
-                ("password", PASSWORD),
-            ],
-        )
-        .await;
-    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
-    let back = done.location.clone().unwrap();
-    assert!(back.starts_with("/authorize?"), "{back}");
-    browser.get(&back).await
-}
-
-/// Answers a consent page.
-async fn decide(browser: &mut Browser, consent: &Seen, decision: &str) -> Seen {
-    assert_eq!(consent.status, StatusCode::OK, "{}", consent.body);
-    let csrf = hidden(&consent.body, "csrf_token");
-    let request = hidden(&consent.body, "request");
-    browser
-        .post(
-            "/authorize/consent",
-            &[
-                ("csrf_token", &csrf),
-                ("request", &request),
-                ("decision", decision),
-            ],
-        )
-        .await
-}
-
-/// A redirect to the client: its parameters.
-fn at_client(seen: &Seen, redirect_uri: &str) -> BTreeMap<String, String> {
-    assert_eq!(seen.status, StatusCode::SEE_OTHER, "{}", seen.body);
-    let to = seen.location.clone().unwrap();
-    assert!(to.starts_with(redirect_uri), "{to} is not at {redirect_uri}");
-    query(&to)
 }
 
 /// Registers `username`, signs in through the client's authorization
@@ -830,10 +639,6 @@ async fn remembered_consent_skips_the_page_for_a_confidential_client_but_not_a_l
 }
 
 /// The browser session's id (the cookie's first part).
-fn session_id(browser: &Browser) -> String {
-    browser.jar["warden_session"].split('.').next().unwrap().to_owned()
-}
-
 #[tokio::test]
 async fn the_browser_session_is_listed_and_ended_by_logout_and_password_change() {
     let app = TestApp::spawn().await;
@@ -1167,7 +972,6 @@ async fn disabling_or_deleting_the_user_ends_the_browser_session() {
 }
 
 /// RFC 7636 appendix B: the verifier whose S256 challenge is [`CHALLENGE`].
-const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 
 #[tokio::test]
 async fn a_code_from_the_pages_is_redeemed_at_the_token_endpoint() {

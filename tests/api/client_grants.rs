@@ -5,17 +5,17 @@
 //! bound to their client, and client tokens on warden's own routes.
 
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 use warden::auth::clients::{NewClient, hash_secret};
-use warden::auth::sessions::{ClientMeta, SessionVia, open_session_with};
 use warden::auth::tokens::now;
 use warden::domain::{AuthorizationCodeRecord, ClientRecord, UserRecord};
 
-use crate::helpers::{PASSWORD, TestApp};
+use crate::helpers::{
+    PASSWORD, TestApp, basic, challenge_of, claims, jwt_header as header, new_verifier, signed_in,
+};
 
 const REDIRECT: &str = "https://app.example.com/cb";
 
@@ -49,10 +49,6 @@ async fn web_app(app: &TestApp) -> (ClientRecord, String) {
 /// A service: client credentials only.
 async fn service(app: &TestApp, scopes: &[&str]) -> (ClientRecord, String) {
     client(app, false, &["client_credentials"], scopes).await
-}
-
-fn basic(id: &str, secret: &str) -> String {
-    format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
 }
 
 async fn post_token(app: &TestApp, form: &[(&str, &str)], authorization: Option<&str>) -> Response {
@@ -90,51 +86,6 @@ async fn assert_invalid_client(r: Response, basic_challenge: bool) {
         body,
         json!({"error": "invalid_client", "error_description": description, "detail": description})
     );
-}
-
-/// The payload of a JWT, unverified (the server verified it).
-fn claims(token: &str) -> Value {
-    let payload = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
-}
-
-fn header(token: &str) -> Value {
-    let h = token.split('.').next().unwrap();
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(h).unwrap()).unwrap()
-}
-
-fn challenge_of(verifier: &str) -> String {
-    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
-}
-
-fn new_verifier() -> String {
-    format!("v-{}.{}~", Uuid::new_v4().simple(), Uuid::new_v4().simple())
-}
-
-/// A registered user signed in on the hosted pages: the user and their
-/// browser session.
-async fn signed_in(app: &TestApp, username: &str) -> (UserRecord, Uuid) {
-    app.register_ok(username).await;
-    let user = app
-        .state
-        .store
-        .user_by_login(username)
-        .await
-        .unwrap()
-        .unwrap();
-    let (_, sid) = open_session_with(
-        &app.state,
-        &user,
-        "me".into(),
-        &ClientMeta::default(),
-        Uuid::now_v7(),
-        SessionVia::Browser,
-        now(),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    (user, sid)
 }
 
 /// What `/authorize` stores on success; returns the code.

@@ -5,14 +5,23 @@
 //! temporary directory), `tests/api_postgres.rs` on PostgreSQL (a fresh
 //! database per test, dropped afterwards). `crate::BACKEND` says which.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use reqwest::{Client, Response, StatusCode};
+use reqwest::{Client, Response, StatusCode, header};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+use warden::auth::sessions::{ClientMeta, SessionVia, open_session_with};
+use warden::auth::tokens::now;
+use warden::domain::UserRecord;
 
 /// A password that passes every rule.
 pub const PASSWORD: &str = "correct horse battery";
@@ -462,4 +471,275 @@ pub async fn error_locs(r: Response) -> Vec<Vec<String>> {
                 .collect()
         })
         .collect()
+}
+
+// ---------------------------------------------------------------- a browser on the hosted pages
+
+/// The RFC 7636 appendix B verifier of [`CHALLENGE`].
+pub const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+/// The RFC 7636 appendix B PKCE challenge of [`VERIFIER`].
+pub const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+pub const APP_CB: &str = "https://app.example.com/cb";
+
+/// A browser: its cookies, and no automatic redirects.
+pub struct Browser {
+    pub base: String,
+    pub http: Client,
+    pub jar: BTreeMap<String, String>,
+}
+
+/// One step of the browser: status, `Location`, `Set-Cookie` lines, body.
+pub struct Seen {
+    pub status: StatusCode,
+    pub location: Option<String>,
+    pub set_cookies: Vec<String>,
+    pub headers: header::HeaderMap,
+    pub body: String,
+}
+
+impl Browser {
+    pub fn new(app: &TestApp) -> Self {
+        Self {
+            base: app.url.clone(),
+            http: Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            jar: BTreeMap::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        if path.starts_with("http") {
+            path.to_owned()
+        } else {
+            format!("{}{path}", self.base)
+        }
+    }
+
+    pub fn cookie_header(&self) -> String {
+        self.jar
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    pub async fn absorb(&mut self, r: Response) -> Seen {
+        let status = r.status();
+        let headers = r.headers().clone();
+        let location = headers
+            .get(header::LOCATION)
+            .map(|v| v.to_str().unwrap().to_owned());
+        let set_cookies: Vec<String> = headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        for line in &set_cookies {
+            let pair = line.split(';').next().unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            if value.is_empty() || line.contains("Max-Age=0") {
+                self.jar.remove(name);
+            } else {
+                self.jar.insert(name.to_owned(), value.to_owned());
+            }
+        }
+        let body = r.text().await.unwrap();
+        Seen {
+            status,
+            location,
+            set_cookies,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&mut self, path: &str) -> Seen {
+        let r = self
+            .http
+            .get(self.url(path))
+            .header(header::COOKIE, self.cookie_header())
+            .send()
+            .await
+            .unwrap();
+        self.absorb(r).await
+    }
+
+    pub async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Seen {
+        let r = self
+            .http
+            .post(self.url(path))
+            .header(header::COOKIE, self.cookie_header())
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        self.absorb(r).await
+    }
+}
+
+/// The value of the hidden field `name` in a page.
+pub fn hidden(html: &str, name: &str) -> String {
+    let marker = format!(r#"name="{name}" value=""#);
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no field {name} in {html}"))
+        + marker.len();
+    let raw = &html[start..start + html[start..].find('"').unwrap()];
+    raw.replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// The query parameters of a URL.
+pub fn query(url: &str) -> BTreeMap<String, String> {
+    url::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect()
+}
+
+/// `/authorize?…` for `client_id` with PKCE, `state=xyz`, and `extra`.
+pub fn authorize_path(
+    client_id: &str,
+    redirect_uri: Option<&str>,
+    extra: &[(&str, &str)],
+) -> String {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    q.append_pair("response_type", "code");
+    q.append_pair("client_id", client_id);
+    if let Some(r) = redirect_uri {
+        q.append_pair("redirect_uri", r);
+    }
+    q.append_pair("code_challenge", CHALLENGE);
+    q.append_pair("code_challenge_method", "S256");
+    q.append_pair("state", "xyz");
+    for (k, v) in extra {
+        q.append_pair(k, v);
+    }
+    format!("/authorize?{}", q.finish())
+}
+
+/// Signs in on the login page the request led to; returns the page or
+/// redirect `/authorize` answers after the sign-in.
+pub async fn sign_in_from(browser: &mut Browser, login: &Seen, username: &str) -> Seen {
+    assert_eq!(login.status, StatusCode::SEE_OTHER, "{}", login.body);
+    let to_login = login.location.clone().unwrap();
+    assert!(to_login.starts_with("/login?"), "{to_login}");
+    let page = browser.get(&to_login).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let csrf = hidden(&page.body, "csrf_token");
+    let return_to = hidden(&page.body, "return_to");
+    let done = browser
+        .post(
+            "/login",
+            &[
+                ("csrf_token", &csrf),
+                ("return_to", &return_to),
+                ("username", username),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    let back = done.location.clone().unwrap();
+    assert!(back.starts_with("/authorize?"), "{back}");
+    browser.get(&back).await
+}
+
+/// Answers a consent page.
+pub async fn decide(browser: &mut Browser, consent: &Seen, decision: &str) -> Seen {
+    assert_eq!(consent.status, StatusCode::OK, "{}", consent.body);
+    let csrf = hidden(&consent.body, "csrf_token");
+    let request = hidden(&consent.body, "request");
+    browser
+        .post(
+            "/authorize/consent",
+            &[
+                ("csrf_token", &csrf),
+                ("request", &request),
+                ("decision", decision),
+            ],
+        )
+        .await
+}
+
+/// The id of the browser's session (the `warden_session` cookie's first
+/// part).
+pub fn session_id(browser: &Browser) -> String {
+    browser.jar["warden_session"]
+        .split('.')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// A redirect to the client: its parameters.
+pub fn at_client(seen: &Seen, redirect_uri: &str) -> BTreeMap<String, String> {
+    assert_eq!(seen.status, StatusCode::SEE_OTHER, "{}", seen.body);
+    let to = seen.location.clone().unwrap();
+    assert!(
+        to.starts_with(redirect_uri),
+        "{to} is not at {redirect_uri}"
+    );
+    query(&to)
+}
+
+// ---------------------------------------------------------------- OAuth clients and JWTs
+
+/// `Authorization: Basic` for a client (RFC 6749 §2.3.1).
+pub fn basic(id: &str, secret: &str) -> String {
+    format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
+}
+
+/// The payload of a JWT, unverified (the server verified it).
+pub fn claims(token: &str) -> Value {
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+/// The JOSE header of a JWT.
+pub fn jwt_header(token: &str) -> Value {
+    let h = token.split('.').next().unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(h).unwrap()).unwrap()
+}
+
+/// The PKCE S256 challenge of `verifier`.
+pub fn challenge_of(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
+/// A fresh PKCE verifier.
+pub fn new_verifier() -> String {
+    format!("v-{}.{}~", Uuid::new_v4().simple(), Uuid::new_v4().simple())
+}
+
+/// A registered user signed in on the hosted pages: the user and their
+/// browser session.
+pub async fn signed_in(app: &TestApp, username: &str) -> (UserRecord, Uuid) {
+    app.register_ok(username).await;
+    let user = app
+        .state
+        .store
+        .user_by_login(username)
+        .await
+        .unwrap()
+        .unwrap();
+    let (_, sid) = open_session_with(
+        &app.state,
+        &user,
+        "me".into(),
+        &ClientMeta::default(),
+        Uuid::now_v7(),
+        SessionVia::Browser,
+        now(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    (user, sid)
 }

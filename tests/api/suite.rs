@@ -16,6 +16,7 @@ macro_rules! api_suite {
             hardening,
             jwt_attacks,
             lifecycle,
+            oidc,
             limits,
             ops,
             pages,

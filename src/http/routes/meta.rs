@@ -51,6 +51,9 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(jwks))
         .routes(routes!(authorization_server_metadata))
+        .routes(routes!(openid_configuration))
+        // UserInfo is registered with the documents that name it.
+        .merge(crate::http::routes::userinfo::router())
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics))
@@ -93,15 +96,86 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
     responses((status = 200, description = "RFC 8414 metadata", body = Object))
 )]
 pub async fn authorization_server_metadata(State(state): State<AppState>) -> Response {
+    public_document(server_metadata(&state))
+}
+
+/// OpenID Provider configuration
+///
+/// OpenID Connect Discovery 1.0: the same endpoints as the RFC 8414
+/// document, plus what a relying party needs to know of id tokens,
+/// claims, UserInfo and logout.
+#[utoipa::path(
+    get,
+    path = "/.well-known/openid-configuration",
+    tag = "keys",
+    responses((status = 200, description = "OpenID Provider metadata", body = Object))
+)]
+pub async fn openid_configuration(State(state): State<AppState>) -> Response {
+    let mut body = server_metadata(&state);
+    let extra = serde_json::json!({
+        "subject_types_supported": ["public"],
+        // RS256 first: every relying party supports it (OIDC Core §15.1).
+        "id_token_signing_alg_values_supported": ["RS256", "ES256", "EdDSA"],
+        "userinfo_signing_alg_values_supported": [],
+        "claims_supported": [
+            "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash",
+            "sid", "amr", "azp", "preferred_username", "name", "email",
+            "email_verified",
+        ],
+        "claim_types_supported": ["normal"],
+        "claims_parameter_supported": false,
+        "request_parameter_supported": false,
+        "request_uri_parameter_supported": false,
+        "prompt_values_supported": ["none", "login", "consent"],
+        "backchannel_logout_supported": true,
+        "backchannel_logout_session_supported": true,
+        "frontchannel_logout_supported": false,
+    });
+    if let (Some(body), serde_json::Value::Object(extra)) = (body.as_object_mut(), extra) {
+        body.extend(extra);
+    }
+    public_document(body)
+}
+
+/// A public document: cacheable for a few minutes (a rotation publishes
+/// a new key before it signs anything). CORS for any origin is added by
+/// `http::cors::public_clients`.
+fn public_document(body: serde_json::Value) -> Response {
+    (
+        [(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=300"),
+        )],
+        Json(body),
+    )
+        .into_response()
+}
+
+/// What the RFC 8414 document says, which the OpenID document repeats:
+/// the issuer, every endpoint, grants, client authentication, scopes.
+fn server_metadata(state: &AppState) -> serde_json::Value {
     let issuer = state.tokens.issuer();
-    let scopes: Vec<&String> = state.config.roles.all_scopes().iter().collect();
-    let body = serde_json::json!({
+    let mut scopes: Vec<&str> = state
+        .config
+        .roles
+        .all_scopes()
+        .iter()
+        .map(String::as_str)
+        .collect();
+    for scope in crate::domain::roles::OPENID_SCOPES {
+        if !scopes.contains(scope) {
+            scopes.push(scope);
+        }
+    }
+    serde_json::json!({
         "issuer": issuer,
+        "authorization_endpoint": format!("{issuer}/authorize"),
         "token_endpoint": format!("{issuer}/token"),
+        "userinfo_endpoint": format!("{issuer}{}", crate::http::routes::userinfo::PATH),
         "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+        "end_session_endpoint": format!("{issuer}/session/end"),
         "revocation_endpoint": format!("{issuer}/token/revoke"),
         "introspection_endpoint": format!("{issuer}/token/introspect"),
-        "authorization_endpoint": format!("{issuer}/authorize"),
         "grant_types_supported": [
             "authorization_code",
             "client_credentials",
@@ -132,15 +206,7 @@ pub async fn authorization_server_metadata(State(state): State<AppState>) -> Res
         // An extension (RFC 8414 §2 allows more fields): where
         // `warden-guard` follows revocations.
         "warden_revocation_feed_endpoint": format!("{issuer}{}", crate::http::routes::revocations::PATH),
-    });
-    (
-        [(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("public, max-age=300"),
-        )],
-        Json(body),
-    )
-        .into_response()
+    })
 }
 
 /// Liveness check
