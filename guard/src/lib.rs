@@ -31,6 +31,15 @@
 //!   `RequireScope<S, ClientClaims>` or `RequireScope<S, Caller>` on routes
 //!   services call. A user's token through a client carries
 //!   [`Claims::client_id`].
+//! - [`IdTokenVerifier`]: for an application that signs its users in
+//!   through warden (warden as its OpenID Provider). It verifies the
+//!   `id_token` of the code exchange — algorithm allow-list, known `kid`,
+//!   signature, `iss`, `aud`/`azp`, `exp`, `iat`, `nonce`, `at_hash`, and
+//!   not an access or logout token — into [`IdTokenClaims`], and warden's
+//!   back-channel logout tokens into [`LogoutClaims`].
+//!   [`IdTokenVerifier::discover`] (feature `remote`) sets it up from
+//!   warden's OpenID discovery document and refetches the keys once for an
+//!   unknown `kid`.
 //!
 //! The extractor is generic over your state: it works wherever
 //! `Verifier: FromRef<S>`.
@@ -125,6 +134,7 @@ mod cache;
 mod claims;
 mod error;
 mod extract;
+mod id_token;
 #[cfg(feature = "remote")]
 mod remote;
 mod scope;
@@ -133,6 +143,12 @@ mod verifier;
 pub use claims::{Caller, Claims, ClientClaims};
 pub use error::AuthError;
 pub use extract::Principal;
+#[cfg(feature = "remote")]
+pub use id_token::IdTokenDiscovery;
+pub use id_token::{
+    BACKCHANNEL_LOGOUT_EVENT, DEFAULT_ID_TOKEN_LEEWAY, IdTokenClaims, IdTokenError,
+    IdTokenVerifier, IdTokenVerifierBuilder, LogoutClaims, at_hash,
+};
 pub use jsonwebtoken::{Algorithm, DecodingKey, jwk::JwkSet};
 #[cfg(feature = "remote")]
 pub use remote::{

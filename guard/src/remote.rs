@@ -444,7 +444,7 @@ impl UnknownKid for KeyRefresh {
     }
 }
 
-async fn get_json<T: serde::de::DeserializeOwned>(
+pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
     client: &reqwest::Client,
     url: &str,
 ) -> Result<T, RemoteError> {

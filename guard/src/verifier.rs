@@ -70,6 +70,9 @@ pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 #[derive(Clone, Default)]
 pub struct KeySet {
     keys: HashMap<String, DecodingKey>,
+    /// The `alg` a JWK declared, by `kid`: such a key verifies only that
+    /// algorithm (RFC 7517 §4.4).
+    algorithms: HashMap<String, Algorithm>,
 }
 
 impl KeySet {
@@ -80,7 +83,53 @@ impl KeySet {
 
     /// Adds (or replaces) the key with id `kid`.
     pub fn insert(&mut self, kid: impl Into<String>, key: DecodingKey) {
-        self.keys.insert(kid.into(), key);
+        let kid = kid.into();
+        self.algorithms.remove(&kid);
+        self.keys.insert(kid, key);
+    }
+
+    /// Adds (or replaces) the key with id `kid` that may verify only
+    /// `algorithm` (a JWK's `alg`).
+    pub fn insert_for(&mut self, kid: impl Into<String>, key: DecodingKey, algorithm: Algorithm) {
+        let kid = kid.into();
+        self.algorithms.insert(kid.clone(), algorithm);
+        self.keys.insert(kid, key);
+    }
+
+    /// Every key of a JWKS document that has a `kid` and can verify one of
+    /// `algorithms` (when the JWK declares an `alg`, that one must be in
+    /// the list, and the key then verifies only it); other keys are skipped.
+    /// What an ID token verifier uses: a warden that signs ID tokens with
+    /// several algorithms publishes one key for each.
+    pub fn from_jwks_for(jwks: &JwkSet, algorithms: &[Algorithm]) -> Self {
+        let mut set = Self::new();
+        for jwk in &jwks.keys {
+            let Some(kid) = jwk.common.key_id.as_deref() else {
+                continue;
+            };
+            let Ok(key) = DecodingKey::from_jwk(jwk) else {
+                continue;
+            };
+            let declared = match jwk.common.key_algorithm {
+                Some(alg) => match Algorithm::try_from(alg) {
+                    Ok(alg) => Some(alg),
+                    // An encryption key (`RSA-OAEP`, ...): not for us.
+                    Err(_) => continue,
+                },
+                None => None,
+            };
+            match declared {
+                Some(alg) if algorithms.contains(&alg) && key.family() == alg.family() => {
+                    set.insert_for(kid, key, alg);
+                }
+                Some(_) => {}
+                None if algorithms.iter().any(|a| a.family() == key.family()) => {
+                    set.insert(kid, key);
+                }
+                None => {}
+            }
+        }
+        set
     }
 
     /// Every key of a JWKS document that has a `kid` and can verify
@@ -129,6 +178,35 @@ impl KeySet {
 
     fn get(&self, kid: &str) -> Option<&DecodingKey> {
         self.keys.get(kid)
+    }
+
+    /// The key `kid` if it can verify `algorithm`: of its family, and that
+    /// very algorithm when the key declared one.
+    pub(crate) fn get_for(&self, kid: &str, algorithm: Algorithm) -> Option<&DecodingKey> {
+        let key = self.keys.get(kid)?;
+        if key.family() != algorithm.family() {
+            return None;
+        }
+        match self.algorithms.get(kid) {
+            Some(declared) if *declared != algorithm => None,
+            _ => Some(key),
+        }
+    }
+
+    /// The one key that can verify `algorithm`, if there is exactly one
+    /// (for a token without `kid`).
+    pub(crate) fn only_for(&self, algorithm: Algorithm) -> Option<&DecodingKey> {
+        let mut fitting = self
+            .keys
+            .keys()
+            .filter_map(|kid| self.get_for(kid, algorithm));
+        let key = fitting.next()?;
+        fitting.next().is_none().then_some(key)
+    }
+
+    /// Whether the set holds a key by this id (of any algorithm).
+    pub(crate) fn contains(&self, kid: &str) -> bool {
+        self.keys.contains_key(kid)
     }
 }
 

@@ -16,6 +16,12 @@ session, follows redirects by hand, and on each page with a form
 It stops at the first `Location` that starts with the client's redirect
 URI (nothing listens there; it is never fetched) and returns that URL for
 the client library to parse and validate.
+
+`sign_out(end_session_url, post_logout_redirect_uri, session=...)` does the
+same for RP-initiated logout: on a confirmation page it presses
+`logout=yes` (oidc-provider's page, whose buttons sit outside the form and
+name it with `form=`, as HTML allows), `decision=allow`, or the only
+button, and it stops at the redirect to the post-logout redirect URI.
 """
 
 from html.parser import HTMLParser
@@ -34,6 +40,7 @@ class SignInError(AssertionError):
 
 class Form:
     def __init__(self, attrs):
+        self.id = attrs.get("id")
         self.action = attrs.get("action") or ""
         self.method = (attrs.get("method") or "get").lower()
         self.fields = []  # (name, type, value) of every <input>/<textarea>
@@ -54,28 +61,45 @@ class FormParser(HTMLParser):
         self.forms = []
         self._form = None
         self._textarea = None
+        # controls whose `form=` names their form (HTML's form owner):
+        # (form id, "fields" or "buttons", entry), attached in close()
+        self._owned = []
+
+    def close(self):
+        super().close()
+        for form_id, kind, entry in self._owned:
+            for form in self.forms:
+                if form.id == form_id:
+                    getattr(form, kind).append(entry)
+                    break
+
+    def _add(self, a, kind, entry):
+        if "form" in a:
+            self._owned.append((a["form"], kind, entry))
+        else:
+            getattr(self._form, kind).append(entry)
 
     def handle_starttag(self, tag, attrs):
         a = {k: (v if v is not None else "") for k, v in attrs}
         if tag == "form":
             self._form = Form(a)
             self.forms.append(self._form)
-        elif self._form is None:
+        elif self._form is None and "form" not in a:
             return
         elif tag == "input":
             kind = a.get("type", "text").lower()
             name = a.get("name")
             if kind in ("submit", "image"):
-                self._form.buttons.append((name, a.get("value", "")))
+                self._add(a, "buttons", (name, a.get("value", "")))
             elif kind in ("checkbox", "radio"):
                 if name and "checked" in a:
-                    self._form.fields.append((name, kind, a.get("value", "on")))
+                    self._add(a, "fields", (name, kind, a.get("value", "on")))
             elif name and kind not in ("button", "reset", "file"):
-                self._form.fields.append((name, kind, a.get("value", "")))
+                self._add(a, "fields", (name, kind, a.get("value", "")))
         elif tag == "button":
             if a.get("type", "submit").lower() == "submit":
-                self._form.buttons.append((a.get("name"), a.get("value", "")))
-        elif tag == "textarea" and a.get("name"):
+                self._add(a, "buttons", (a.get("name"), a.get("value", "")))
+        elif tag == "textarea" and a.get("name") and self._form is not None:
             self._textarea = [a["name"], ""]
 
     def handle_data(self, data):
@@ -190,3 +214,56 @@ def sign_in(
             url = requests.Request("GET", url, params=data).prepare().url
             data = None
     raise SignInError(f"no redirect to {redirect_uri} after {MAX_STEPS} steps: {trail}")
+
+
+def _is_sign_out(button):
+    return button in (("logout", "yes"), ("decision", "allow"))
+
+
+def sign_out(end_session_url, post_logout_redirect_uri, *, session):
+    """Follow an end-session URL (RP-initiated logout) with the browser
+    `session` to the redirect back to `post_logout_redirect_uri`, confirming
+    on a logout page when one is shown.
+
+    Returns `(callback_url, steps)`; steps is ["confirm"] when a page was
+    confirmed, [] when none was shown.
+    """
+    method, url, data = "GET", end_session_url, None
+    steps = []
+    trail = []
+    for _ in range(MAX_STEPS):
+        r = session.request(method, url, data=data, allow_redirects=False, timeout=TIMEOUT)
+        trail.append(f"{method} {url} -> {r.status_code}")
+        if r.status_code in REDIRECTS:
+            location = r.headers.get("Location")
+            if not location:
+                raise SignInError(f"redirect without Location: {trail}")
+            target = urljoin(url, location)
+            if target.startswith(post_logout_redirect_uri):
+                return target, steps
+            if r.status_code not in (307, 308):
+                method, data = "GET", None
+            url = target
+            continue
+        if r.status_code != 200 or "html" not in r.headers.get("Content-Type", ""):
+            raise SignInError(f"unexpected answer {r.status_code}: {r.text[:2000]!r}; {trail}")
+        if steps:
+            raise SignInError(f"logout page shown again: {r.text[:2000]!r}; {trail}")
+        forms = parse_forms(r.text)
+        chosen = [f for f in forms if any(_is_sign_out(b) for b in f.buttons)]
+        if not chosen and len(forms) == 1 and len(forms[0].buttons) == 1:
+            chosen = forms
+        if not chosen:
+            raise SignInError(f"no logout confirmation among {forms}; {trail}")
+        form = chosen[0]
+        button = next((b for b in form.buttons if _is_sign_out(b)), form.buttons[0])
+        data = [(name, value) for name, _, value in form.fields]
+        if button[0]:
+            data.append(button)
+        steps.append("confirm")
+        method = "POST" if form.method == "post" else "GET"
+        url = urljoin(url, form.action) if form.action else url
+        if method == "GET":
+            url = requests.Request("GET", url, params=data).prepare().url
+            data = None
+    raise SignInError(f"no redirect to {post_logout_redirect_uri} after {MAX_STEPS} steps: {trail}")

@@ -29,7 +29,12 @@ import login_driver
 REPO = Path(__file__).resolve().parents[2]
 NODE_DIR = REPO / "interop" / "node"
 METADATA_PATH = "/.well-known/oauth-authorization-server"
+OPENID_CONFIGURATION_PATH = "/.well-known/openid-configuration"
 USERNAME = "alice"
+FULL_NAME = "Alice Liddell"
+EMAIL = f"{USERNAME}@example.com"
+# What the OpenID relying-party tests ask for.
+OIDC_SCOPE = "openid profile email offline_access"
 PASSWORD = "correct horse battery"
 STARTUP_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
@@ -54,6 +59,7 @@ class Client:
     redirect_uri: str | None
     auth_method: str  # client_secret_basic, client_secret_post or none
     scope: str
+    post_logout_redirect_uri: str | None = None
 
 
 class Provider:
@@ -136,8 +142,21 @@ class Provider:
             authorization_url, redirect_uri, username_field=self.username_field, **kwargs
         )
 
+    def openid_configuration(self):
+        """The OpenID Connect Discovery 1.0 document, or None when it is absent (404)."""
+        r = requests.get(self.base + OPENID_CONFIGURATION_PATH, timeout=TIMEOUT)
+        if r.status_code == 404:
+            return None
+        assert r.status_code == 200, (r.status_code, r.text)
+        return r.json()
+
     def create_client(self, auth_method="client_secret_basic", scope="me"):
         """A client for the code flow (+ refresh) with one loopback redirect URI."""
+        raise NotImplementedError
+
+    def create_oidc_client(self, auth_method="client_secret_basic"):
+        """A relying party: the OpenID scopes, id tokens signed RS256, and one
+        post-logout redirect URI (a loopback URI on which nothing listens)."""
         raise NotImplementedError
 
     def create_service_client(self, scope="tokens:introspect"):
@@ -185,7 +204,9 @@ class Warden(Provider):
             "--username",
             USERNAME,
             "--email",
-            f"{USERNAME}@example.com",
+            EMAIL,
+            "--full-name",
+            FULL_NAME,
             "--password-stdin",
             stdin=PASSWORD + "\n",
         )
@@ -202,17 +223,27 @@ class Warden(Provider):
         obj, _ = json.JSONDecoder().raw_decode(stdout[stdout.index("{") :])
         return obj
 
-    def create_client(self, auth_method="client_secret_basic", scope="me"):
+    def create_client(self, auth_method="client_secret_basic", scope="me", logout=False):
         redirect_uri = callback_uri()
         args = ["clients", "create", "--name", f"interop {auth_method}"]
-        args += ["--redirect-uri", redirect_uri, "--scope", scope]
+        args += ["--redirect-uri", redirect_uri]
+        for s in scope.split():
+            args += ["--scope", s]
         args += ["--grant", "authorization_code", "--grant", "refresh_token"]
+        post_logout = None
+        if logout:
+            post_logout = callback_uri().replace("/callback", "/signed-out")
+            args += ["--post-logout-redirect-uri", post_logout]
         if auth_method == "none":
             args.append("--public")
         c = self._client_json(self.cli(*args))
         secret = c.get("client_secret")
         assert (secret is None) == (auth_method == "none"), c
-        return Client(c["client_id"], secret, redirect_uri, auth_method, scope)
+        return Client(c["client_id"], secret, redirect_uri, auth_method, scope, post_logout)
+
+    def create_oidc_client(self, auth_method="client_secret_basic"):
+        # RS256 is warden's default id-token algorithm (WARDEN_ID_TOKEN_ALGORITHM).
+        return self.create_client(auth_method, OIDC_SCOPE, logout=True)
 
     def create_service_client(self, scope="tokens:introspect"):
         # The contract's CLI wants at least one --redirect-uri for every
@@ -240,6 +271,7 @@ class ReferenceOP(Provider):
         config = {
             "port": self.port,
             "accounts": {USERNAME: PASSWORD},
+            "names": {USERNAME: FULL_NAME},
             "registration_token": self.registration_token,
         }
         self._spawn(["node", str(script), json.dumps(config)], dict(os.environ), NODE_DIR)
@@ -268,6 +300,25 @@ class ReferenceOP(Provider):
             }
         )
         return Client(c["client_id"], c.get("client_secret"), redirect_uri, auth_method, scope)
+
+    def create_oidc_client(self, auth_method="client_secret_basic"):
+        redirect_uri = callback_uri()
+        post_logout = callback_uri().replace("/callback", "/signed-out")
+        c = self._register(
+            {
+                "client_name": f"interop rp {auth_method}",
+                "redirect_uris": [redirect_uri],
+                "post_logout_redirect_uris": [post_logout],
+                "grant_types": ["authorization_code", "refresh_token"],
+                "response_types": ["code"],
+                "token_endpoint_auth_method": auth_method,
+                "id_token_signed_response_alg": "RS256",
+                "scope": OIDC_SCOPE,
+            }
+        )
+        return Client(
+            c["client_id"], c.get("client_secret"), redirect_uri, auth_method, OIDC_SCOPE, post_logout
+        )
 
     def create_service_client(self, scope="tokens:introspect"):
         c = self._register(

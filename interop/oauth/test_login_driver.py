@@ -61,3 +61,22 @@ def test_two_unnamed_buttons_are_ambiguous():
     page = '<form method="post"><button>Yes</button><button>No</button></form>'
     with pytest.raises(SignInError):
         fill(pick_form(parse_forms(page)), "username", "alice", "pw")
+
+
+# oidc-provider's logout confirmation (rpInitiatedLogout's default
+# logoutSource): the buttons sit outside the form and name it with `form=`.
+OIDC_PROVIDER_LOGOUT = """<div class="container">
+  <h1>Do you want to sign-out from 127.0.0.1:5123?</h1>
+  <form id="op.logoutForm" method="post" action="http://127.0.0.1:5123/session/end/confirm"><input type="hidden" name="xsrf" value="x1"/></form>
+  <button autofocus type="submit" form="op.logoutForm" value="yes" name="logout">Yes, sign me out</button>
+  <button type="submit" form="op.logoutForm">No, stay signed in</button>
+</div>"""
+
+
+def test_controls_outside_a_form_belong_to_the_form_named_by_their_form_attribute():
+    (form,) = parse_forms(OIDC_PROVIDER_LOGOUT)
+    assert form.id == "op.logoutForm" and form.method == "post"
+    assert form.fields == [("xsrf", "hidden", "x1")]
+    assert form.buttons == [("logout", "yes"), (None, "")]
+    # a control naming no form on the page belongs to none
+    assert parse_forms('<button form="nope" name="x">x</button>') == []

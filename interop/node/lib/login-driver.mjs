@@ -13,6 +13,13 @@
 //   one (warden), or the form's single submit button (oidc-provider).
 // It stops at the first Location that starts with the client's redirect URI
 // (nothing listens there; it is never fetched) and returns that URL.
+//
+// signOut(endSessionUrl, postLogoutRedirectUri, { jar }) does the same for
+// RP-initiated logout: it follows the end-session URL with the browser's
+// cookies; on a confirmation page it presses `logout=yes` (oidc-provider's
+// page, whose buttons sit outside the form and name it with `form=`, as
+// HTML allows), `decision=allow`, or the form's only button; and it stops at
+// the redirect to the post-logout redirect URI.
 
 const MAX_STEPS = 12;
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
@@ -80,6 +87,7 @@ function attributes(source) {
 
 export function parseForms(html) {
   const forms = [];
+  const owned = []; // [formId, kind, entry]: controls whose `form=` names their form (HTML's form owner)
   let form = null;
   let textarea = null;
   // Comments and scripts hold no form fields a browser would send.
@@ -100,27 +108,37 @@ export function parseForms(html) {
         form = null;
       } else {
         const a = attributes(rest);
-        form = { action: a.action ?? '', method: (a.method ?? 'get').toLowerCase(), fields: [], buttons: [] };
+        form = {
+          id: a.id, action: a.action ?? '', method: (a.method ?? 'get').toLowerCase(), fields: [], buttons: [],
+        };
         forms.push(form);
       }
       continue;
     }
-    if (!form || closing) continue;
+    if (closing) continue;
     const a = attributes(rest);
+    if (!form && a.form === undefined) continue;
+    const push = (kind, entry) => {
+      if (a.form !== undefined) owned.push([a.form, kind, entry]);
+      else form[kind].push(entry);
+    };
     if (tag === 'input') {
       const type = (a.type ?? 'text').toLowerCase();
       if (type === 'submit' || type === 'image') {
-        form.buttons.push({ name: a.name, value: a.value ?? '' });
+        push('buttons', { name: a.name, value: a.value ?? '' });
       } else if (type === 'checkbox' || type === 'radio') {
-        if (a.name && 'checked' in a) form.fields.push({ name: a.name, type, value: a.value ?? 'on' });
+        if (a.name && 'checked' in a) push('fields', { name: a.name, type, value: a.value ?? 'on' });
       } else if (a.name && !['button', 'reset', 'file'].includes(type)) {
-        form.fields.push({ name: a.name, type, value: a.value ?? '' });
+        push('fields', { name: a.name, type, value: a.value ?? '' });
       }
     } else if (tag === 'button') {
-      if ((a.type ?? 'submit').toLowerCase() === 'submit') form.buttons.push({ name: a.name, value: a.value ?? '' });
-    } else if (tag === 'textarea' && a.name) {
+      if ((a.type ?? 'submit').toLowerCase() === 'submit') push('buttons', { name: a.name, value: a.value ?? '' });
+    } else if (tag === 'textarea' && a.name && form) {
       textarea = a.name;
     }
+  }
+  for (const [id, kind, entry] of owned) {
+    forms.find((f) => f.id === id)?.[kind].push(entry);
   }
   return forms;
 }
@@ -208,4 +226,65 @@ export async function signIn(authorizationUrl, redirectUri, { usernameField, use
     url = action.href;
   }
   throw new SignInError(`no redirect to ${redirectUri} after ${MAX_STEPS} steps: ${trail.join('; ')}`);
+}
+
+const isSignOut = (b) => (b.name === 'logout' && b.value === 'yes') || isAllow(b);
+
+/**
+ * Follow an end-session URL (RP-initiated logout) to the redirect back to
+ * `postLogoutRedirectUri`, confirming on a logout page when one is shown.
+ * Returns { callback, steps } (steps: ['confirm'] when a page was confirmed).
+ */
+export async function signOut(endSessionUrl, postLogoutRedirectUri, { jar }) {
+  let method = 'GET';
+  let url = String(endSessionUrl);
+  let body;
+  const steps = [];
+  const trail = [];
+  for (let i = 0; i < MAX_STEPS; i += 1) {
+    const headers = {};
+    const cookie = jar.header(url);
+    if (cookie) headers.cookie = cookie;
+    if (body) headers['content-type'] = 'application/x-www-form-urlencoded';
+    const response = await fetch(url, { method, headers, body, redirect: 'manual' });
+    jar.store(url, response);
+    trail.push(`${method} ${url} -> ${response.status}`);
+    if (REDIRECTS.has(response.status)) {
+      await response.arrayBuffer();
+      const location = response.headers.get('location');
+      if (!location) throw new SignInError(`redirect without Location: ${trail.join('; ')}`);
+      const target = new URL(location, url).href;
+      if (target.startsWith(postLogoutRedirectUri)) return { callback: target, steps };
+      if (response.status !== 307 && response.status !== 308) {
+        method = 'GET';
+        body = undefined;
+      }
+      url = target;
+      continue;
+    }
+    const text = await response.text();
+    if (response.status !== 200 || !(response.headers.get('content-type') ?? '').includes('html')) {
+      throw new SignInError(`unexpected answer ${response.status}: ${text.slice(0, 2000)}; ${trail.join('; ')}`);
+    }
+    if (steps.length) throw new SignInError(`logout page shown again: ${text.slice(0, 2000)}; ${trail.join('; ')}`);
+    const forms = parseForms(text);
+    const form = forms.find((f) => f.buttons.some(isSignOut))
+      ?? (forms.length === 1 && forms[0].buttons.length === 1 ? forms[0] : undefined);
+    if (!form) throw new SignInError(`no logout confirmation among ${JSON.stringify(forms)}; ${trail.join('; ')}`);
+    const button = form.buttons.find(isSignOut) ?? form.buttons[0];
+    const data = new URLSearchParams(form.fields.map((f) => [f.name, f.value]));
+    if (button.name) data.append(button.name, button.value);
+    steps.push('confirm');
+    const action = new URL(form.action || url, url);
+    if (form.method === 'post') {
+      method = 'POST';
+      body = data.toString();
+    } else {
+      method = 'GET';
+      action.search = data.toString();
+      body = undefined;
+    }
+    url = action.href;
+  }
+  throw new SignInError(`no redirect to ${postLogoutRedirectUri} after ${MAX_STEPS} steps: ${trail.join('; ')}`);
 }

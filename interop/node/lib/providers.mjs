@@ -21,6 +21,11 @@ const REPO = resolve(NODE_DIR, '..', '..');
 export const METADATA_PATH = '/.well-known/oauth-authorization-server';
 export const USERNAME = 'alice';
 export const PASSWORD = 'correct horse battery';
+export const FULL_NAME = 'Alice Liddell';
+export const EMAIL = `${USERNAME}@example.com`;
+export const OPENID_CONFIGURATION_PATH = '/.well-known/openid-configuration';
+// What the OpenID relying-party tests ask for.
+export const OIDC_SCOPE = 'openid profile email offline_access';
 const STARTUP_TIMEOUT_MS = 20_000;
 
 export async function freePort() {
@@ -89,6 +94,19 @@ class Provider {
   get issuer() {
     return this.metadata.issuer;
   }
+
+  /** The OpenID Connect Discovery document, or null when it is absent (404). */
+  async openidConfiguration() {
+    const r = await fetch(this.base + OPENID_CONFIGURATION_PATH);
+    if (r.status === 404) return null;
+    if (r.status !== 200) throw new Error(`${OPENID_CONFIGURATION_PATH}: HTTP ${r.status} ${await r.text()}`);
+    return r.json();
+  }
+}
+
+/** A post-logout redirect URI: loopback, nothing listens there. */
+async function signedOutUri() {
+  return (await callbackUri()).replace('/callback', '/signed-out');
 }
 
 export class Warden extends Provider {
@@ -123,7 +141,7 @@ export class Warden extends Provider {
       WARDEN_ARGON2_ITERATIONS: '1',
     });
     await this.cli(['migrate']);
-    await this.cli(['users', 'create', '--username', USERNAME, '--email', `${USERNAME}@example.com`, '--password-stdin'], `${PASSWORD}\n`);
+    await this.cli(['users', 'create', '--username', USERNAME, '--email', EMAIL, '--full-name', FULL_NAME, '--password-stdin'], `${PASSWORD}\n`);
     await this.spawn([this.binary, 'serve'], this.env, this.workdir);
   }
 
@@ -145,13 +163,20 @@ export class Warden extends Provider {
     throw new Error(`no client JSON in the output of warden clients create:\n${stdout}`);
   }
 
-  async createClient({ authMethod = 'client_secret_basic', scope = 'me' } = {}) {
+  async createClient({ authMethod = 'client_secret_basic', scope = 'me', logout = false } = {}) {
     const redirectUri = await callbackUri();
     const args = ['clients', 'create', '--name', `interop ${authMethod}`, '--redirect-uri', redirectUri,
-      '--scope', scope, '--grant', 'authorization_code', '--grant', 'refresh_token'];
+      ...scope.split(' ').flatMap((s) => ['--scope', s]), '--grant', 'authorization_code', '--grant', 'refresh_token'];
+    const postLogoutRedirectUri = logout ? await signedOutUri() : undefined;
+    if (postLogoutRedirectUri) args.push('--post-logout-redirect-uri', postLogoutRedirectUri);
     if (authMethod === 'none') args.push('--public');
     const c = Warden.clientJson(await this.cli(args));
-    return { clientId: c.client_id, clientSecret: c.client_secret, redirectUri, authMethod, scope };
+    return { clientId: c.client_id, clientSecret: c.client_secret, redirectUri, authMethod, scope, postLogoutRedirectUri };
+  }
+
+  /** A relying party: the OpenID scopes, RS256 id tokens (warden's default), a post-logout redirect URI. */
+  async createOidcClient({ authMethod = 'client_secret_basic' } = {}) {
+    return this.createClient({ authMethod, scope: OIDC_SCOPE, logout: true });
   }
 
   async createServiceClient({ scope = 'tokens:introspect' } = {}) {
@@ -173,7 +198,8 @@ export class ReferenceOP extends Provider {
 
   async start() {
     this.port = await freePort();
-    const config = { port: this.port, accounts: { [USERNAME]: PASSWORD }, registration_token: this.registrationToken };
+    const config = { port: this.port, accounts: { [USERNAME]: PASSWORD },
+      names: { [USERNAME]: FULL_NAME }, registration_token: this.registrationToken };
     await this.spawn([process.execPath, join(NODE_DIR, 'reference-op.mjs'), JSON.stringify(config)], process.env, NODE_DIR);
   }
 
@@ -199,6 +225,24 @@ export class ReferenceOP extends Provider {
       scope,
     });
     return { clientId: c.client_id, clientSecret: c.client_secret, redirectUri, authMethod, scope };
+  }
+
+  async createOidcClient({ authMethod = 'client_secret_basic' } = {}) {
+    const redirectUri = await callbackUri();
+    const postLogoutRedirectUri = await signedOutUri();
+    const c = await this.register({
+      client_name: `interop rp ${authMethod}`,
+      redirect_uris: [redirectUri],
+      post_logout_redirect_uris: [postLogoutRedirectUri],
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      token_endpoint_auth_method: authMethod,
+      id_token_signed_response_alg: 'RS256',
+      scope: OIDC_SCOPE,
+    });
+    return {
+      clientId: c.client_id, clientSecret: c.client_secret, redirectUri, authMethod, scope: OIDC_SCOPE, postLogoutRedirectUri,
+    };
   }
 
   async createServiceClient({ scope = 'tokens:introspect' } = {}) {

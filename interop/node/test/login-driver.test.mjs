@@ -73,3 +73,22 @@ test('the cookie jar keeps paths and forgets expired cookies', () => {
   jar.store('http://127.0.0.1:1/x', response('pre=; Path=/; Max-Age=0'));
   assert.equal(jar.header('http://127.0.0.1:1/'), 'warden_session=s1');
 });
+
+// oidc-provider's logout confirmation (rpInitiatedLogout's default
+// logoutSource): the buttons sit outside the form and name it with `form=`.
+const OIDC_PROVIDER_LOGOUT = `<div class="container">
+  <h1>Do you want to sign-out from 127.0.0.1:5123?</h1>
+  <form id="op.logoutForm" method="post" action="http://127.0.0.1:5123/session/end/confirm"><input type="hidden" name="xsrf" value="x1"/></form>
+  <button autofocus type="submit" form="op.logoutForm" value="yes" name="logout">Yes, sign me out</button>
+  <button type="submit" form="op.logoutForm">No, stay signed in</button>
+</div>`;
+
+test('controls outside a form belong to the form their form= attribute names', () => {
+  const [form] = parseForms(OIDC_PROVIDER_LOGOUT);
+  assert.equal(form.id, 'op.logoutForm');
+  assert.equal(form.method, 'post');
+  assert.deepEqual(form.fields, [{ name: 'xsrf', type: 'hidden', value: 'x1' }]);
+  assert.deepEqual(form.buttons, [{ name: 'logout', value: 'yes' }, { name: undefined, value: '' }]);
+  // a control naming no form on the page belongs to none
+  assert.equal(parseForms('<button form="nope" name="x">x</button>').length, 0);
+});
