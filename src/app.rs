@@ -106,6 +106,7 @@ fn api_without_feed() -> OpenApiRouter<AppState> {
         .merge(routes::audit::router())
         .merge(routes::clients::router())
         .merge(routes::consents::router())
+        .merge(routes::end_session::router())
         .merge(routes::meta::router())
 }
 
@@ -307,10 +308,14 @@ impl Server {
         let mut server = Self {
             state,
             stop,
-            tasks: Vec::with_capacity(3),
+            tasks: Vec::with_capacity(4),
         };
         server.spawn("sync", sync(server.state.clone(), log_read_at));
         server.spawn("purge", purge(server.state.clone()));
+        let outbox_state = server.state.clone();
+        server.spawn("outbox", async move {
+            crate::auth::outbox::run(&outbox_state).await;
+        });
         if let Some(handle) = server.state.metrics.clone() {
             server.spawn("metrics upkeep", metrics_upkeep(handle));
         }

@@ -238,6 +238,8 @@ pub async fn delete(s: &Services, target: Uuid, by: &str) -> Result<()> {
     audit::log(&event);
     s.gate.remove(target, tokens::now());
     s.users.remove(target);
+    // The store queued the back-channel logouts of the user's sessions.
+    crate::auth::outbox::wake();
     Ok(())
 }
 

@@ -197,19 +197,28 @@ pub async fn open_session_with(
 }
 
 /// Tells this process's token gate that `ended` sessions (already ended
-/// in the database) are over; other instances read it from the database.
+/// in the database, with the sessions opened from them) are over, and
+/// wakes the outbox worker for the back-channel logouts the store queued
+/// with them; other instances read the ends from the database.
 pub fn sessions_ended(state: &Services, ended: &[Uuid], now: i64) {
     for &sid in ended {
         state.gate.revoke_session(sid, now);
     }
+    if !ended.is_empty() {
+        crate::auth::outbox::wake();
+    }
 }
 
-/// Ends one session: its refresh token at once, its access tokens on their
-/// next request.
+/// Ends one session — and, for a browser session, every session opened
+/// from it: its refresh token at once, its access tokens on their next
+/// request. `false` if it was not live.
 pub async fn end_session(state: &Services, sid: Uuid, now: i64) -> Result<bool> {
     let ended = state.store.revoke_session(sid, now).await?;
+    // The id itself too: a session ended elsewhere a moment ago is over
+    // here at once as well.
     state.gate.revoke_session(sid, now);
-    Ok(ended)
+    sessions_ended(state, &ended, now);
+    Ok(!ended.is_empty())
 }
 
 /// Ends every session of a user, storing `event` (if any) in the same

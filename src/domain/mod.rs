@@ -9,6 +9,7 @@ pub mod audit;
 pub mod client;
 pub mod error;
 pub mod key;
+pub mod outbox;
 pub mod profile;
 pub mod roles;
 pub mod session;
@@ -17,6 +18,7 @@ pub mod user;
 pub use audit::{AuditQuery, AuditRecord};
 pub use client::{AuthorizationCodeRecord, ClientRecord, CodeRedemption, ConsentRecord};
 pub use key::SigningKeyRecord;
+pub use outbox::{BACKCHANNEL_LOGOUT, BackchannelLogout, OutboxItem};
 pub use session::{
     PresentedRefresh, RefreshLifetimes, RefreshOutcome, RefreshRecord, RefreshState, RefreshStep,
     SessionOpened, SessionRecord, refresh_step, refreshed_expiry,

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod authorize;
 pub mod clients;
 pub mod consents;
+pub mod end_session;
 pub mod meta;
 pub mod pages;
 pub mod revocations;

@@ -12,6 +12,7 @@
 
 mod dialect;
 mod oauth;
+mod outbox;
 mod sql;
 
 use std::sync::Arc;
@@ -21,9 +22,9 @@ use uuid::Uuid;
 
 use crate::domain::{
     AuditQuery, AuditRecord, AuthorizationCodeRecord, ClientRecord, CodeRedemption, ConsentRecord,
-    PasswordSet, PresentedRefresh, RefreshLifetimes, RefreshOutcome, RefreshRecord, SessionOpened,
-    SessionRecord, SigningKeyRecord, UniqueField, UserChangeLog, UserChanges, UserQuery,
-    UserRecord, UserSecurity, UserUpdate,
+    OutboxItem, PasswordSet, PresentedRefresh, RefreshLifetimes, RefreshOutcome, RefreshRecord,
+    SessionOpened, SessionRecord, SigningKeyRecord, UniqueField, UserChangeLog, UserChanges,
+    UserQuery, UserRecord, UserSecurity, UserUpdate,
 };
 pub use sql::SqlStore;
 
@@ -65,7 +66,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// Everything warden persists; [`SqlStore`] implements it for both backends.
 /// The authorization server's part is [`OAuthStore`].
 #[async_trait]
-pub trait Store: OAuthStore + Send + Sync + 'static {
+pub trait Store: OAuthStore + OutboxStore + Send + Sync + 'static {
     /// Applies the embedded migrations of this backend.
     async fn migrate(&self) -> StoreResult<()>;
     /// Whether warden's migrations were ever applied here (by `warden
@@ -112,8 +113,9 @@ pub trait Store: OAuthStore + Send + Sync + 'static {
         now: i64,
         audit: &AuditRecord,
     ) -> StoreResult<PasswordSet>;
-    /// Deletes the user (their sessions go with them) and stores `audit`, in
-    /// one transaction; `false` if no such user. Refused with
+    /// Deletes the user (their sessions go with them, ended first so their
+    /// clients' back-channel logouts are queued) and stores `audit`, in one
+    /// transaction; `false` if no such user. Refused with
     /// [`StoreError::LastAdmin`] for the last enabled admin.
     async fn delete_user(&self, id: Uuid, audit: &AuditRecord) -> StoreResult<bool>;
     /// Every user, oldest first (for the CLI).
@@ -184,8 +186,10 @@ pub trait Store: OAuthStore + Send + Sync + 'static {
         before: Option<Uuid>,
         limit: u32,
     ) -> StoreResult<Vec<SessionRecord>>;
-    /// Ends a session; `false` if it was not live.
-    async fn revoke_session(&self, id: Uuid, now: i64) -> StoreResult<bool>;
+    /// Ends a session and the sessions opened from it (a browser
+    /// session's apps), queueing their back-channel logouts; every ended
+    /// id, none if it was not live.
+    async fn revoke_session(&self, id: Uuid, now: i64) -> StoreResult<Vec<Uuid>>;
     /// Ends every live session of a user, returning their ids, and stores
     /// `audit` with it, in one transaction.
     async fn revoke_user_sessions(
@@ -276,6 +280,31 @@ pub trait OAuthStore: Send + Sync + 'static {
         session: Uuid,
         now: i64,
     ) -> StoreResult<CodeRedemption>;
+}
+
+/// The outbox (implemented in `outbox.rs`): side effects queued with the
+/// change that causes them — session ends queue their back-channel
+/// logouts — and carried out by a worker that claims rows with a lease.
+#[async_trait]
+pub trait OutboxStore: Send + Sync + 'static {
+    /// Claims at most `limit` rows of `kind` due at `now` that nobody holds
+    /// a lease on, leasing them until `lease_until` and counting the
+    /// attempt; atomic, so two instances never claim the same row.
+    async fn claim_outbox(
+        &self,
+        kind: &str,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<OutboxItem>>;
+    /// The row was carried out.
+    async fn outbox_done(&self, id: Uuid, now: i64) -> StoreResult<()>;
+    /// The attempt failed with `error`; the next one is due at `due_at`.
+    async fn outbox_retry(&self, id: Uuid, due_at: i64, error: &str) -> StoreResult<()>;
+    /// Given up after the last attempt failed with `error`.
+    async fn outbox_failed(&self, id: Uuid, now: i64, error: &str) -> StoreResult<()>;
+    /// Rows not done yet.
+    async fn outbox_depth(&self) -> StoreResult<i64>;
 }
 
 /// Opens the store named by `url` (`sqlite://...` or `postgres://...`).

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
-use super::sql::{Backend, SqlStore, Tx, parse_uuid, parse_uuids, with_db};
+use super::sql::{Backend, Ending, SqlStore, parse_uuid, with_db};
 use super::{OAuthStore, StoreError, StoreResult};
 use crate::domain::{
     AuditRecord, AuthorizationCodeRecord, ClientRecord, CodeRedemption, ConsentRecord,
@@ -129,31 +129,6 @@ impl CodeRow {
                 .map(|id| parse_uuid(&id, "authorization_codes.session_id"))
                 .transpose()?,
         })
-    }
-}
-
-impl SqlStore {
-    /// Ends the live sessions of `condition` (on `client_id`, and `user_id`
-    /// when `user` is set) in `tx`, returning their ids.
-    async fn revoke_client_sessions_on(
-        tx: &mut Tx,
-        client: &str,
-        user: Option<&str>,
-        now: i64,
-    ) -> StoreResult<Vec<Uuid>> {
-        let sql = "update sessions set revoked_at = $2 \
-                   where client_id = $1 and revoked_at is null \
-                     and (cast($3 as text) is null or user_id = cast($3 as text)) \
-                   returning id";
-        let ids = with_db!(&mut *tx, |tx| {
-            sqlx::query_scalar::<_, String>(sql)
-                .bind(client)
-                .bind(now)
-                .bind(user)
-                .fetch_all(&mut **tx)
-                .await?
-        });
-        parse_uuids(ids, "sessions.id")
     }
 }
 
@@ -292,6 +267,17 @@ impl OAuthStore for SqlStore {
     ) -> StoreResult<Option<Vec<Uuid>>> {
         let client = id.to_string();
         let mut tx = self.begin().await?;
+        // Its sessions end first, while the client row is still there to
+        // say where their logout tokens go.
+        let ended = Self::end_sessions_on(
+            &mut tx,
+            Ending::Client {
+                client: &client,
+                user: None,
+            },
+            now,
+        )
+        .await?;
         // Codes and consents go with the client (their foreign keys say so
         // on PostgreSQL; SQLite may run without foreign keys enforced, so
         // they are deleted here on both).
@@ -311,10 +297,9 @@ impl OAuthStore for SqlStore {
                 .rows_affected()
         });
         if deleted == 0 {
-            tx.commit().await?;
+            // Dropped: rolls back (there was nothing to end).
             return Ok(None);
         }
-        let ended = Self::revoke_client_sessions_on(&mut tx, &client, None, now).await?;
         Self::insert_audit_on(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(Some(ended))
@@ -392,7 +377,15 @@ impl OAuthStore for SqlStore {
             tx.commit().await?;
             return Ok(None);
         }
-        let ended = Self::revoke_client_sessions_on(&mut tx, &client, Some(&user), now).await?;
+        let ended = Self::end_sessions_on(
+            &mut tx,
+            Ending::Client {
+                client: &client,
+                user: Some(&user),
+            },
+            now,
+        )
+        .await?;
         Self::insert_audit_on(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(Some(ended))

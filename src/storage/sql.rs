@@ -24,10 +24,10 @@ use super::{PURGE_BATCH, Store, StoreError, StoreResult, USER_CHANGE_RETENTION};
 use crate::config::DatabaseOptions;
 use crate::domain::profile::fold;
 use crate::domain::{
-    AuditQuery, AuditRecord, PasswordSet, PresentedRefresh, RefreshLifetimes, RefreshOutcome,
-    RefreshRecord, RefreshState, RefreshStep, SessionOpened, SessionRecord, SigningKeyRecord,
-    UniqueField, UserChange, UserChangeLog, UserChanges, UserQuery, UserRecord, UserSecurity,
-    UserUpdate, refresh_step, refreshed_expiry,
+    AuditQuery, AuditRecord, BACKCHANNEL_LOGOUT, BackchannelLogout, PasswordSet, PresentedRefresh,
+    RefreshLifetimes, RefreshOutcome, RefreshRecord, RefreshState, RefreshStep, SessionOpened,
+    SessionRecord, SigningKeyRecord, UniqueField, UserChange, UserChangeLog, UserChanges,
+    UserQuery, UserRecord, UserSecurity, UserUpdate, refresh_step, refreshed_expiry,
 };
 
 /// A value of one backend or the other: a pool, or a transaction on it.
@@ -86,6 +86,187 @@ pub(super) fn parse_uuid(text: &str, column: &str) -> StoreResult<Uuid> {
 
 pub(super) fn parse_uuids(ids: Vec<String>, column: &str) -> StoreResult<Vec<Uuid>> {
     ids.iter().map(|id| parse_uuid(id, column)).collect()
+}
+
+/// Which sessions a change ends (see [`SqlStore::end_sessions_on`]).
+pub(super) enum Ending<'a> {
+    /// One session, by id.
+    One(&'a str),
+    /// Every live session of the user.
+    User(&'a str),
+    /// Every live session issued through the client, of one user when set.
+    Client {
+        client: &'a str,
+        user: Option<&'a str>,
+    },
+    /// The user's live sessions past the newest `keep` (the session cap).
+    OverLimit { user: &'a str, keep: i64 },
+}
+
+/// Ids bound per `in (...)` list: far below both backends' limits on
+/// bound parameters.
+const IDS_PER_STATEMENT: usize = 500;
+
+/// `$first, $first+1, …` for `n` parameters.
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[derive(sqlx::FromRow)]
+struct LogoutTarget {
+    client_id: String,
+    user_id: String,
+    parent_session: Option<String>,
+    backchannel_logout_uri: String,
+    id_token_signed_response_alg: String,
+}
+
+impl SqlStore {
+    /// The one way a session ends, in `tx` with the change that ends it:
+    /// marks the sessions of `ending` revoked, then the live sessions
+    /// opened from any ended browser session (signing out of warden signs
+    /// out of every app it signed in), and queues one back-channel logout
+    /// per (client, `sid`) among the ended client sessions whose client
+    /// has a `backchannel_logout_uri`. Returns every ended id, children
+    /// included, for the caller's token gate.
+    pub(super) async fn end_sessions_on(
+        tx: &mut Tx,
+        ending: Ending<'_>,
+        now: i64,
+    ) -> StoreResult<Vec<Uuid>> {
+        let first = with_db!(&mut *tx, |tx| match &ending {
+            Ending::One(id) => {
+                sqlx::query_scalar::<_, String>(
+                    "update sessions set revoked_at = $2 where id = $1 and revoked_at is null \
+                     returning id",
+                )
+                .bind(*id)
+                .bind(now)
+                .fetch_all(&mut **tx)
+                .await?
+            }
+            Ending::User(user) => {
+                sqlx::query_scalar::<_, String>(
+                    "update sessions set revoked_at = $2 where user_id = $1 and revoked_at is null \
+                     returning id",
+                )
+                .bind(*user)
+                .bind(now)
+                .fetch_all(&mut **tx)
+                .await?
+            }
+            Ending::Client { client, user } => {
+                sqlx::query_scalar::<_, String>(
+                    "update sessions set revoked_at = $2 \
+                     where client_id = $1 and revoked_at is null \
+                       and (cast($3 as text) is null or user_id = cast($3 as text)) \
+                     returning id",
+                )
+                .bind(*client)
+                .bind(now)
+                .bind(*user)
+                .fetch_all(&mut **tx)
+                .await?
+            }
+            // The newest `keep` live sessions stay (ids are UUIDv7:
+            // creation order); older ones end. (`limit` before `offset`:
+            // SQLite has no `offset` alone.)
+            Ending::OverLimit { user, keep } => {
+                sqlx::query_scalar::<_, String>(
+                    "update sessions set revoked_at = $2 where id in (\
+                       select id from sessions where user_id = $1 and revoked_at is null \
+                         and expires_at > $2 order by id desc limit $4 offset $3) \
+                     returning id",
+                )
+                .bind(*user)
+                .bind(now)
+                .bind(*keep)
+                .bind(i64::MAX)
+                .fetch_all(&mut **tx)
+                .await?
+            }
+        });
+        let mut ended = first;
+        // Children of the ended browser sessions (client sessions have
+        // none of their own, so this runs once with results at most).
+        let mut parents = ended.clone();
+        while !parents.is_empty() {
+            let mut children = Vec::new();
+            for chunk in parents.chunks(IDS_PER_STATEMENT) {
+                let sql = format!(
+                    "update sessions set revoked_at = $1 \
+                     where revoked_at is null and expires_at > $1 \
+                       and parent_session in ({}) returning id",
+                    placeholders(2, chunk.len())
+                );
+                let found = with_db!(&mut *tx, |tx| {
+                    let mut query = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql)).bind(now);
+                    for id in chunk {
+                        query = query.bind(id);
+                    }
+                    query.fetch_all(&mut **tx).await?
+                });
+                children.extend(found);
+            }
+            ended.extend(children.iter().cloned());
+            parents = children;
+        }
+        Self::queue_logouts_on(tx, &ended, now).await?;
+        parse_uuids(ended, "sessions.id")
+    }
+
+    /// Queues a back-channel logout for each (client, `sid`) of the ended
+    /// sessions `ended` whose client has a `backchannel_logout_uri` (an
+    /// expired session was over already: no logout for it).
+    async fn queue_logouts_on(tx: &mut Tx, ended: &[String], now: i64) -> StoreResult<()> {
+        let mut targets: Vec<BackchannelLogout> = Vec::new();
+        for chunk in ended.chunks(IDS_PER_STATEMENT) {
+            let sql = format!(
+                "select s.client_id, s.user_id, s.parent_session, c.backchannel_logout_uri, \
+                        c.id_token_signed_response_alg \
+                 from sessions s join clients c on c.id = s.client_id \
+                 where c.backchannel_logout_uri is not null and s.expires_at > $1 \
+                   and s.id in ({}) order by s.id",
+                placeholders(2, chunk.len())
+            );
+            let rows = with_db!(&mut *tx, |tx| {
+                let mut query = sqlx::query_as::<_, LogoutTarget>(AssertSqlSafe(sql)).bind(now);
+                for id in chunk {
+                    query = query.bind(id);
+                }
+                query.fetch_all(&mut **tx).await?
+            });
+            for row in rows {
+                let target = BackchannelLogout {
+                    client_id: parse_uuid(&row.client_id, "sessions.client_id")?,
+                    sub: parse_uuid(&row.user_id, "sessions.user_id")?,
+                    sid: row
+                        .parent_session
+                        .as_deref()
+                        .map(|id| parse_uuid(id, "sessions.parent_session"))
+                        .transpose()?,
+                    uri: row.backchannel_logout_uri,
+                    alg: row.id_token_signed_response_alg,
+                };
+                // One per (client, sid): a client that holds several
+                // sessions of one browser session is told once.
+                if !targets.iter().any(|t| {
+                    t.client_id == target.client_id && t.sid == target.sid && t.sub == target.sub
+                }) {
+                    targets.push(target);
+                }
+            }
+        }
+        for target in &targets {
+            let payload = serde_json::to_string(target)
+                .map_err(|e| StoreError::Corrupt(format!("outbox payload: {e}")))?;
+            Self::insert_outbox_on(tx, BACKCHANNEL_LOGOUT, &payload, now).await?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -458,19 +639,6 @@ impl SqlStore {
         Ok(())
     }
 
-    async fn revoke_user_sessions_on(tx: &mut Tx, user: &str, now: i64) -> StoreResult<Vec<Uuid>> {
-        let sql = "update sessions set revoked_at = $2 where user_id = $1 and revoked_at is null \
-                   returning id";
-        let ids = with_db!(&mut *tx, |tx| {
-            sqlx::query_scalar::<_, String>(sql)
-                .bind(user)
-                .bind(now)
-                .fetch_all(&mut **tx)
-                .await?
-        });
-        parse_uuids(ids, "sessions.id")
-    }
-
     /// Runs `delete from {table} where {key} in (select {key} ... where
     /// {condition} limit N)` until fewer than N rows go: each batch is its
     /// own short write, so other writers get the lock in between.
@@ -641,7 +809,7 @@ impl Store for SqlStore {
         }
         let mut ended_sessions = Vec::new();
         if security {
-            ended_sessions = Self::revoke_user_sessions_on(&mut tx, &id_text, now).await?;
+            ended_sessions = Self::end_sessions_on(&mut tx, Ending::User(&id_text), now).await?;
         }
         if let Some(audit) = audit {
             Self::insert_audit_on(&mut tx, audit).await?;
@@ -693,7 +861,7 @@ impl Store for SqlStore {
             });
         };
         let user = row.into_record()?;
-        let ended_sessions = Self::revoke_user_sessions_on(&mut tx, &id_text, now).await?;
+        let ended_sessions = Self::end_sessions_on(&mut tx, Ending::User(&id_text), now).await?;
         Self::insert_audit_on(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(PasswordSet::Changed(Box::new(UserUpdate {
@@ -706,6 +874,8 @@ impl Store for SqlStore {
         let id_text = id.to_string();
         let mut tx = self.begin().await?;
         let was_admin = self.lock_user_and_admins(&mut tx, &id_text).await?;
+        // Ended (and their logouts queued) before the rows go with the user.
+        Self::end_sessions_on(&mut tx, Ending::User(&id_text), audit.created_at).await?;
         let deleted = with_db!(&mut tx, |tx| {
             sqlx::query("delete from users where id = $1")
                 .bind(&id_text)
@@ -912,14 +1082,7 @@ impl Store for SqlStore {
                       last_used_at, expires_at, revoked_at, refresh_hash, refresh_generation, \
                       refresh_issued_at, client_id, browser, parent_session, auth_time, amr) \
                       values ($1, $2, $3, $4, $5, $6, $7, $8, null, $9, 0, $6, $10, $11, $12, $13, $14)";
-        // The newest `max_live` live sessions stay (ids are UUIDv7: creation
-        // order); older ones end. (`limit` before `offset`: SQLite has no
-        // `offset` alone.)
-        let end_oldest = "update sessions set revoked_at = $2 where id in (\
-                            select id from sessions where user_id = $1 and revoked_at is null \
-                              and expires_at > $2 order by id desc limit $4 offset $3) \
-                          returning id";
-        let ended = with_db!(&mut tx, |tx| {
+        with_db!(&mut tx, |tx| {
             sqlx::query(insert)
                 .bind(s.id.to_string())
                 .bind(&user)
@@ -937,15 +1100,16 @@ impl Store for SqlStore {
                 .bind(&s.amr)
                 .execute(&mut **tx)
                 .await?;
-            sqlx::query_scalar::<_, String>(end_oldest)
-                .bind(&user)
-                .bind(s.created_at)
-                .bind(i64::from(max_live.max(1)))
-                .bind(i64::MAX)
-                .fetch_all(&mut **tx)
-                .await?
         });
-        let ended = parse_uuids(ended, "sessions.id")?;
+        let ended = Self::end_sessions_on(
+            &mut tx,
+            Ending::OverLimit {
+                user: &user,
+                keep: i64::from(max_live.max(1)),
+            },
+            s.created_at,
+        )
+        .await?;
         tx.commit().await?;
         Ok(SessionOpened::Opened { ended })
     }
@@ -1005,15 +1169,7 @@ impl Store for SqlStore {
             }
             RefreshStep::Retry => RefreshOutcome::Retry(session),
             RefreshStep::Reuse => {
-                let revoke =
-                    "update sessions set revoked_at = $2 where id = $1 and revoked_at is null";
-                with_db!(&mut tx, |tx| {
-                    sqlx::query(revoke)
-                        .bind(&id)
-                        .bind(now)
-                        .execute(&mut **tx)
-                        .await?;
-                });
+                Self::end_sessions_on(&mut tx, Ending::One(&id), now).await?;
                 RefreshOutcome::Reused {
                     session: session.id,
                     user: session.user_id,
@@ -1088,17 +1244,11 @@ impl Store for SqlStore {
         rows.into_iter().map(SessionRow::into_record).collect()
     }
 
-    async fn revoke_session(&self, id: Uuid, now: i64) -> StoreResult<bool> {
-        let sql = "update sessions set revoked_at = $2 where id = $1 and revoked_at is null";
-        let revoked = with_db!(&self.db, |pool| {
-            sqlx::query(sql)
-                .bind(id.to_string())
-                .bind(now)
-                .execute(pool)
-                .await?
-                .rows_affected()
-        });
-        Ok(revoked == 1)
+    async fn revoke_session(&self, id: Uuid, now: i64) -> StoreResult<Vec<Uuid>> {
+        let mut tx = self.begin().await?;
+        let ended = Self::end_sessions_on(&mut tx, Ending::One(&id.to_string()), now).await?;
+        tx.commit().await?;
+        Ok(ended)
     }
 
     async fn revoke_user_sessions(
@@ -1108,7 +1258,7 @@ impl Store for SqlStore {
         audit: Option<&AuditRecord>,
     ) -> StoreResult<Vec<Uuid>> {
         let mut tx = self.begin().await?;
-        let ended = Self::revoke_user_sessions_on(&mut tx, &user.to_string(), now).await?;
+        let ended = Self::end_sessions_on(&mut tx, Ending::User(&user.to_string()), now).await?;
         if let Some(audit) = audit {
             Self::insert_audit_on(&mut tx, audit).await?;
         }

@@ -89,8 +89,8 @@ async fn settle(env: &TestEnv, done: impl Fn(Connections) -> bool) -> Connection
 #[tokio::test]
 async fn stop_ends_the_tasks_and_closes_the_database_and_a_new_server_starts_on_it() {
     let app = TestApp::spawn().await;
-    let tasks = 2 + usize::from(app.state.metrics.is_some());
-    assert_eq!(app.running_tasks(), tasks, "sync, purge (and metrics upkeep)");
+    let tasks = 3 + usize::from(app.state.metrics.is_some());
+    assert_eq!(app.running_tasks(), tasks, "sync, purge, outbox (and metrics upkeep)");
     app.register_ok("alice").await;
     assert_eq!(app.login("alice", PASSWORD).await.status(), StatusCode::OK);
     let env = app.env.clone();

@@ -470,6 +470,7 @@ async fn every_body_and_query_schema_is_what_its_parser_reads() {
     use warden::http::body::{form_fields, json_fields, query_fields};
     use warden::http::routes::audit::AuditParams;
     use warden::http::routes::clients::{ClientListQuery, ClientRegistration, ClientUpdate};
+    use warden::http::routes::end_session::{EndSessionForm, EndSessionQuery};
     use warden::http::routes::revocations::FeedQuery;
     use warden::http::routes::sessions::SessionListQuery;
     use warden::http::routes::token::{IntrospectRequest, RevokeRequest, TokenRequest};
@@ -495,6 +496,7 @@ async fn every_body_and_query_schema_is_what_its_parser_reads() {
         (("patch", "/clients/{id}"), (json, json_fields::<ClientUpdate>(()))),
         (("post", "/token"), (form, form_fields::<TokenRequest>())),
         (("post", "/token/revoke"), (form, form_fields::<RevokeRequest>())),
+        (("post", "/session/end"), (form, form_fields::<EndSessionForm>())),
         (
             ("post", "/token/introspect"),
             (form, form_fields::<IntrospectRequest>()),
@@ -506,6 +508,7 @@ async fn every_body_and_query_schema_is_what_its_parser_reads() {
         (("get", "/audit"), query_fields::<AuditParams>()),
         (("get", "/clients"), query_fields::<ClientListQuery>()),
         (("get", "/token/revocations"), query_fields::<FeedQuery>()),
+        (("get", "/session/end"), query_fields::<EndSessionQuery>()),
     ]);
 
     let (mut bodies_seen, mut queries_seen) = (BTreeSet::new(), BTreeSet::new());

@@ -8,6 +8,7 @@ macro_rules! api_suite {
         api_suite!(@modules
             audit,
             authorization,
+            backchannel,
             authorize,
             client_grants,
             clients,

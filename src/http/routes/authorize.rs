@@ -47,11 +47,11 @@ pub fn router() -> Router<AppState> {
 
 // ------------------------------------------------------------ requests
 
-fn pairs(raw: &[u8]) -> Vec<(String, String)> {
+pub(crate) fn pairs(raw: &[u8]) -> Vec<(String, String)> {
     form_urlencoded::parse(raw).into_owned().collect()
 }
 
-fn field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(crate) fn field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
     pairs
         .iter()
         .find(|(k, _)| k == name)
@@ -87,7 +87,7 @@ pub(crate) async fn session_of(
 
 /// Whether the form's `csrf_token` belongs to this browser's pre-session
 /// cookie.
-fn csrf_ok(state: &AppState, headers: &HeaderMap, form: &[(String, String)]) -> bool {
+pub(crate) fn csrf_ok(state: &AppState, headers: &HeaderMap, form: &[(String, String)]) -> bool {
     let token = field(form, "csrf_token");
     cookies::values(headers, CSRF_COOKIE).any(|pre| state.browser.csrf_ok(Some(pre), token))
 }
@@ -148,7 +148,7 @@ fn no_store_headers(r: &mut Response) {
 }
 
 /// 303 to `location`.
-fn see_other(location: &str) -> Response {
+pub(crate) fn see_other(location: &str) -> Response {
     let mut r = StatusCode::SEE_OTHER.into_response();
     match HeaderValue::from_str(location) {
         Ok(v) => {
@@ -168,7 +168,12 @@ fn see_other(location: &str) -> Response {
 }
 
 /// An HTML page with the pages' headers.
-fn page(status: StatusCode, title: &str, body: &str, form_target: Option<&str>) -> Response {
+pub(crate) fn page(
+    status: StatusCode,
+    title: &str,
+    body: &str,
+    form_target: Option<&str>,
+) -> Response {
     let html = layout(title, body);
     let mut r = (status, html).into_response();
     let csp = content_security_policy(form_target);
@@ -189,7 +194,7 @@ fn page(status: StatusCode, title: &str, body: &str, form_target: Option<&str>) 
     r
 }
 
-fn with_cookie(mut r: Response, cookie: Option<HeaderValue>) -> Response {
+pub(crate) fn with_cookie(mut r: Response, cookie: Option<HeaderValue>) -> Response {
     if let Some(c) = cookie {
         r.headers_mut().append(header::SET_COOKIE, c);
     }
@@ -220,13 +225,16 @@ fn session_cookie(state: &AppState, value: &str) -> HeaderValue {
     )
 }
 
-fn cleared_session_cookie(state: &AppState) -> HeaderValue {
+pub(crate) fn cleared_session_cookie(state: &AppState) -> HeaderValue {
     cookie_header(state, SESSION_COOKIE, "", Some(0))
 }
 
 /// This browser's pre-session cookie and its form token; a `Set-Cookie`
 /// when it had none.
-fn csrf_for(state: &AppState, headers: &HeaderMap) -> Result<(String, Option<HeaderValue>), Error> {
+pub(crate) fn csrf_for(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<(String, Option<HeaderValue>), Error> {
     if let Some(pre) = cookie(headers, CSRF_COOKIE).filter(|p| p.len() >= 43) {
         return Ok((state.browser.csrf_token(pre), None));
     }
@@ -240,7 +248,7 @@ fn csrf_for(state: &AppState, headers: &HeaderMap) -> Result<(String, Option<Hea
 
 /// A failed request of a page, as a page: the throttle's 429 and the full
 /// hashing queue's 503 with `Retry-After`; anything else as the API's error.
-fn error_page(e: Error) -> Response {
+pub(crate) fn error_page(e: Error) -> Response {
     let (status, text, retry) = match &e {
         Error::Throttled(seconds, _) => (
             StatusCode::TOO_MANY_REQUESTS,
@@ -261,7 +269,7 @@ fn error_page(e: Error) -> Response {
     r
 }
 
-fn csrf_refused() -> Response {
+pub(crate) fn csrf_refused() -> Response {
     page(
         StatusCode::FORBIDDEN,
         "Form expired",
@@ -531,7 +539,7 @@ async fn sign_out(State(state): State<AppState>, headers: HeaderMap, body: Bytes
 // ------------------------------------------------------------ HTML
 
 /// Text or an attribute value, escaped for HTML.
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -573,7 +581,7 @@ fn layout(title: &str, body: &str) -> String {
     )
 }
 
-fn message_body(text: &str) -> String {
+pub(crate) fn message_body(text: &str) -> String {
     format!(
         r#"<p id="message" class="error" role="alert">{}</p>"#,
         esc(text)
