@@ -14,7 +14,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::StatusCode as AxumStatus;
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation, jwk::JwkSet};
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
@@ -22,11 +22,10 @@ use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use uuid::Uuid;
 use warden::auth::clients::{NewClient, hash_secret};
-use warden::auth::sessions::{ClientMeta, SessionVia, open_session_with};
 use warden::auth::tokens::now;
 use warden::domain::{AuthorizationCodeRecord, ClientRecord, ConsentRecord, UserRecord};
 
-use crate::helpers::{PASSWORD, TestApp, TestEnv};
+use crate::helpers::{PASSWORD, TestApp, TestEnv, basic, hidden, signed_in_with_cookie};
 
 const REDIRECT: &str = "https://app.example.com/cb";
 const POST_LOGOUT: &str = "https://app.example.com/bye";
@@ -122,30 +121,6 @@ async fn rp(app: &TestApp, backchannel: &str) -> (ClientRecord, String) {
     (record, secret.unwrap())
 }
 
-/// A user signed in on the hosted pages: the user, the browser session
-/// and its cookie value.
-async fn signed_in(app: &TestApp, username: &str) -> (UserRecord, Uuid, String) {
-    app.register_ok(username).await;
-    let user = app.state.store.user_by_login(username).await.unwrap().unwrap();
-    let (tokens, sid) = open_session_with(
-        &app.state,
-        &user,
-        "me".into(),
-        &ClientMeta::default(),
-        Uuid::now_v7(),
-        SessionVia::Browser,
-        now(),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    (user, sid, tokens.refresh_token.unwrap())
-}
-
-fn basic(client: &ClientRecord, secret: &str) -> String {
-    format!("Basic {}", STANDARD.encode(format!("{}:{secret}", client.id)))
-}
-
 /// A session through `client` opened from `browser` by the code flow:
 /// its token response.
 async fn code_session(
@@ -180,7 +155,7 @@ async fn code_session(
     let r = app
         .client
         .post(app.at("/token"))
-        .header("authorization", basic(client, secret))
+        .header("authorization", basic(&client.id.to_string(), secret))
         .form(&[
             ("grant_type", "authorization_code"),
             ("code", &code),
@@ -197,7 +172,7 @@ async fn code_session(
 async fn refresh(app: &TestApp, client: &ClientRecord, secret: &str, token: &str) -> reqwest::Response {
     app.client
         .post(app.at("/token"))
-        .header("authorization", basic(client, secret))
+        .header("authorization", basic(&client.id.to_string(), secret))
         .form(&[("grant_type", "refresh_token"), ("refresh_token", token)])
         .send()
         .await
@@ -244,7 +219,7 @@ struct Signed {
 }
 
 async fn signed_through(app: &TestApp, client: &ClientRecord, secret: &str, name: &str) -> Signed {
-    let (user, browser, cookie) = signed_in(app, name).await;
+    let (user, browser, cookie) = signed_in_with_cookie(app, name).await;
     let tokens = code_session(app, client, secret, &user, browser).await;
     Signed { user, browser, cookie, tokens }
 }
@@ -613,12 +588,6 @@ fn csrf_cookie_of(r: &reqwest::Response) -> String {
         .find(|c| c.starts_with("warden_csrf="))
         .map(|c| c.split(';').next().unwrap().to_owned())
         .expect("a pre-session cookie")
-}
-
-fn hidden(html: &str, name: &str) -> String {
-    let marker = format!(r#"name="{name}" value=""#);
-    let start = html.find(&marker).unwrap_or_else(|| panic!("no field {name} in {html}")) + marker.len();
-    html[start..start + html[start..].find('"').unwrap()].replace("&amp;", "&")
 }
 
 /// An id token as warden signs them (the RS256 id-token key), for the

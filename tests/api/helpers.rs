@@ -721,6 +721,12 @@ pub fn new_verifier() -> String {
 /// A registered user signed in on the hosted pages: the user and their
 /// browser session.
 pub async fn signed_in(app: &TestApp, username: &str) -> (UserRecord, Uuid) {
+    let (user, sid, _) = signed_in_with_cookie(app, username).await;
+    (user, sid)
+}
+
+/// [`signed_in`], with the browser session's `warden_session` cookie value.
+pub async fn signed_in_with_cookie(app: &TestApp, username: &str) -> (UserRecord, Uuid, String) {
     app.register_ok(username).await;
     let user = app
         .state
@@ -729,7 +735,7 @@ pub async fn signed_in(app: &TestApp, username: &str) -> (UserRecord, Uuid) {
         .await
         .unwrap()
         .unwrap();
-    let (_, sid) = open_session_with(
+    let (tokens, sid) = open_session_with(
         &app.state,
         &user,
         "me".into(),
@@ -741,5 +747,5 @@ pub async fn signed_in(app: &TestApp, username: &str) -> (UserRecord, Uuid) {
     .await
     .unwrap()
     .unwrap();
-    (user, sid)
+    (user, sid, tokens.refresh_token.unwrap())
 }
