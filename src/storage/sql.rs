@@ -699,6 +699,17 @@ impl Store for SqlStore {
         // connection, and closing the pool waits for all of them.
         self.changes.close().await;
         with_db!(&self.db, |pool| pool.close().await);
+        if let Backend::Sqlite(pool) = &self.db {
+            // SQLite removes the WAL files when the last connection closes,
+            // but the pool closes its connections at once, and two closing
+            // together can each see the other and both leave the files. One
+            // more connection, closed alone, is then the last.
+            use sqlx::Connection;
+            let options = pool.connect_options();
+            if let Ok(last) = sqlx::SqliteConnection::connect_with(&options).await {
+                let _ = last.close().await;
+            }
+        }
     }
 
     async fn insert_user(&self, u: &UserRecord) -> StoreResult<()> {
